@@ -1,0 +1,21 @@
+"""Errors tfrl raises for bad input: each names the bad value and what would be valid."""
+
+
+class TfrlError(ValueError):
+    """Base class of every error tfrl raises for bad input or bad files."""
+
+
+class ConfigError(TfrlError):
+    """A config field, preset or override that is not valid."""
+
+
+class EnvError(TfrlError):
+    """An unknown env id, or a space the algorithm cannot handle."""
+
+
+class ExportError(TfrlError):
+    """A path that is not a tfrl export, or an observation that does not fit the policy."""
+
+
+class CheckpointError(TfrlError):
+    """A run directory or checkpoint that is missing, foreign or corrupt."""
