@@ -180,9 +180,11 @@ class MarkovDecisionProcess:
     not offer must be zero. A state offering no action is terminal, absorbing with reward 0.
 
     With γ = 1 the model must have terminal structure: from every state some policy reaches a
-    terminal state (one with no actions, or whose actions all stay put with reward 0), and no policy
-    can collect positive reward forever while avoiding them (zero-reward loops such as FrozenLake's
-    "keep pressing up in the top row" are allowed, their value is 0).
+    terminal state (one with no actions, or whose actions all stay put with reward 0), and no action
+    that lets a policy avoid the terminal states forever pays a positive reward. That second rule is
+    sufficient, not necessary, for finite values: it refuses the book's MDP at γ = 1 (looping on
+    s4's 概率前往 pays +1, although the loop loses on average), and accepts zero-reward loops such as
+    FrozenLake's "keep pressing up in the top row" (value 0) and Taxi's costly ones.
     """
 
     P: np.ndarray
@@ -303,8 +305,9 @@ class MarkovDecisionProcess:
         if paying.any():
             s, a = np.argwhere(paying)[0]
             raise ConfigError(
-                f"gamma=1 gives an infinite return: action ({self.state_names[s]}, {self.action_names[a]}) pays "
-                f"{self.R[s, a]:g} and lets a policy avoid the terminal states forever; use gamma < 1"
+                f"gamma=1 needs that no policy can collect positive reward while avoiding the terminal states "
+                f"forever, but action ({self.state_names[s]}, {self.action_names[a]}) pays {self.R[s, a]:g} and "
+                "lets a policy stay away from them; use gamma < 1"
             )
 
     # -- policies ---------------------------------------------------------------------------------

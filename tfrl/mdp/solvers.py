@@ -48,13 +48,13 @@ def chain_return(mrp: MarkovRewardProcess, chain: Sequence[str | int], start: in
     return float(G)
 
 
-def _solve(P: np.ndarray, R: np.ndarray, gamma: float) -> np.ndarray:
+def _solve(P: np.ndarray, R: np.ndarray, gamma: float, names: Sequence[str]) -> np.ndarray:
     """Solve (I − γP)V = R for a batch of chains P[..., s, s'] with ``tf.linalg.solve``."""
     n = P.shape[-1]
     A = np.eye(n) - gamma * P
     b = np.array(R, dtype=np.float64)
     if gamma == 1.0:
-        fixed = zero_value_states(P, R)
+        fixed = zero_value_states(P, R, names)
         A = np.where(fixed[..., None], np.eye(n), A)
         b = np.where(fixed, 0.0, b)
     V = tf.linalg.solve(tf.constant(A, tf.float64), tf.constant(b[..., None], tf.float64))
@@ -63,13 +63,13 @@ def _solve(P: np.ndarray, R: np.ndarray, gamma: float) -> np.ndarray:
 
 def solve_mrp(mrp: MarkovRewardProcess) -> np.ndarray:
     """State values V = (I − γP)⁻¹R of a Markov reward process, by one linear solve."""
-    return _solve(mrp.P, mrp.R, mrp.gamma)
+    return _solve(mrp.P, mrp.R, mrp.gamma, mrp.state_names)
 
 
 def evaluate_policy(mdp: MarkovDecisionProcess, policy: np.ndarray) -> np.ndarray:
     """Exact V^π for one policy π[s, a] or a batch π[b, s, a] (one batched linear solve)."""
     P_pi, R_pi = mdp.induced(policy)
-    return _solve(P_pi, R_pi, mdp.gamma)
+    return _solve(P_pi, R_pi, mdp.gamma, mdp.state_names)
 
 
 def iterative_evaluation(
