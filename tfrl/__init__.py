@@ -1,7 +1,12 @@
 """tfrl: the classic deep-RL tutorials and the MDP chapter, rebuilt in TensorFlow 2 / Keras 3.
 
-The public names below load lazily, so ``import tfrl.mdp`` does not pull in gymnasium or the
-agents, and ``import tfrl`` stays cheap until a name is used.
+    import tfrl
+    result = tfrl.train("dqn", "CartPole-v1", seed=0)       # trains, checkpoints, exports
+    policy = tfrl.load_policy(result.export_path)           # numpy in, numpy out
+    tfrl.evaluate(policy, "CartPole-v1", episodes=20)
+
+Public names load lazily: ``import tfrl`` (and the ``tfrl`` command's start-up) stays cheap and
+does not import TensorFlow until a name that needs it is used.
 """
 
 from importlib import import_module
@@ -14,13 +19,13 @@ _PUBLIC = {
     "EnvError": "tfrl.errors",
     "ExportError": "tfrl.errors",
     "CheckpointError": "tfrl.errors",
-    "make_env": "tfrl.envs",
-    "load_policy": "tfrl.export",
-    "export_policy": "tfrl.export",
-    "train": "tfrl.train",
-    "evaluate": "tfrl.train",
-    "get_agent": "tfrl.agents",
     "ALGORITHMS": "tfrl.agents",
+    "get_agent": "tfrl.agents",
+    "make_env": "tfrl.envs",
+    "export_policy": "tfrl.export",
+    "load_policy": "tfrl.export",
+    "train": "tfrl.training",
+    "evaluate": "tfrl.training",
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]

@@ -1,0 +1,113 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tfrl
+from tfrl.checkpoint import Checkpointer
+from tfrl.logger import read_jsonl
+from tfrl.training import build_agent, evaluate, load_run
+
+RANDOM_CARTPOLE_RETURN = 22.0  # mean return of uniformly random actions
+
+
+def test_dqn_learns_cartpole_within_a_small_budget(cartpole_run):
+    evaluations = read_jsonl(cartpole_run.run_dir / "evaluations.jsonl")
+    assert len(evaluations) >= 3
+    best = max(row["mean"] for row in evaluations)
+    assert best >= 8 * RANDOM_CARTPOLE_RETURN, f"best mean evaluation return {best:.1f} after {cartpole_run.env_steps} steps"
+    # the exported greedy policy plays as well on fresh seeds as the evaluation said
+    policy = tfrl.load_policy(cartpole_run.export_path)
+    returns = evaluate(policy, "CartPole-v1", episodes=10, seed=123)
+    assert returns.mean() >= 6 * RANDOM_CARTPOLE_RETURN
+
+
+def test_run_directory_records_every_episode_and_evaluation(cartpole_run):
+    episodes = read_jsonl(cartpole_run.run_dir / "episodes.jsonl")
+    assert [row["episode"] for row in episodes] == list(range(1, len(episodes) + 1))
+    assert sum(row["length"] for row in episodes) <= cartpole_run.env_steps
+    assert all(row["return"] == row["length"] for row in episodes)  # CartPole pays 1 per step
+    assert list((cartpole_run.run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    settings, config = load_run(cartpole_run.run_dir)
+    assert settings.algorithm == "dqn" and config == cartpole_run.agent.config.to_dict()
+
+
+def _short_run(tmp_path, name):
+    return tfrl.train("dqn", "CartPole-v1", seed=7, total_steps=3_000, eval_every=1_500, eval_episodes=5,
+                      overrides={"learning_starts": 500, "train_freq": 64, "gradient_steps": 16},
+                      logdir=tmp_path / name, export_dir=None, progress=False)
+
+
+def test_same_seed_gives_the_same_evaluation_returns(tmp_path):
+    first, second = _short_run(tmp_path, "a"), _short_run(tmp_path, "b")
+    first_evals = read_jsonl(first.run_dir / "evaluations.jsonl")
+    assert [row["returns"] for row in first_evals] == [row["returns"] for row in read_jsonl(second.run_dir / "evaluations.jsonl")]
+    for a, b in zip(first.agent.q_network.weights, second.agent.q_network.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def _start_training(tmp_path: Path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "tfrl.cli", "train", "dqn", "--env", "CartPole-v1", "--steps", "200000",
+               "--no-early-stop", "--no-progress", "--no-export", "--logdir", str(tmp_path), *extra]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(condition, process: subprocess.Popen, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if process.poll() is not None:
+            pytest.fail(f"training exited early with code {process.returncode}: {process.stdout.read()}")
+        time.sleep(0.2)
+    process.kill()
+    pytest.fail("timed out waiting for the training process")
+
+
+def _checkpoint_steps(run_root: Path) -> list[int]:
+    return sorted(int(path.stem.split("-")[1]) for path in run_root.glob("*/checkpoints/state-*.npz"))
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    process = _start_training(tmp_path, "--checkpoint-every", "2000")
+    _wait_for(lambda: len(_checkpoint_steps(tmp_path)) >= 2 and (tmp_path.glob("*/checkpoints/checkpoint")), process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    run_dir = next(tmp_path.iterdir())
+    settings, config_dict = load_run(run_dir)
+    config = tfrl.get_agent("dqn")[1]().replace(**config_dict)
+
+    restored = build_agent(settings, config)
+    step = Checkpointer(run_dir / "checkpoints", restored).restore()
+    assert step >= 4_000 and step % 2_000 == 0
+    assert restored.env_steps == step and len(restored.replay) == step
+
+    result = tfrl.train(resume=run_dir, total_steps=step + 1_000, progress=False, export_dir=None)
+    assert result.env_steps == step + 1_000
+    assert len(result.agent.replay) == step + 1_000
+    np.testing.assert_array_equal(result.agent.replay.observations[:step], restored.replay.observations[:step])
+    episodes = read_jsonl(run_dir / "episodes.jsonl")
+    steps = [row["step"] for row in episodes]
+    assert steps == sorted(steps) and steps[-1] <= step + 1_000 and any(s > step for s in steps)
+    assert [row["episode"] for row in episodes] == list(range(1, len(episodes) + 1))
+
+
+def test_ctrl_c_leaves_a_checkpoint_to_resume_from(tmp_path):
+    process = _start_training(tmp_path, "--checkpoint-every", "100000")
+    _wait_for(lambda: list(tmp_path.glob("*/run.json")), process)
+    time.sleep(4)  # the run directory exists once the agent is built: let it train a while
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    assert "continue with: tfrl train --resume" in output
+    steps = _checkpoint_steps(tmp_path)
+    assert len(steps) == 1 and steps[0] > 0
+    run_dir = next(tmp_path.iterdir())
+    assert json.loads((run_dir / "run.json").read_text())["settings"]["total_steps"] == 200_000

@@ -1,0 +1,115 @@
+"""What every agent's ``Config`` shares: presets, typed overrides and field validation.
+
+A config is a frozen dataclass. Users change it three ways, in this order of precedence: a named
+preset, a TOML file, ``--set key=value`` overrides. Each override is converted to the field's
+type, and every bad value is refused with a ``ConfigError`` that names the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import typing
+from typing import Any, ClassVar, Mapping
+
+from tfrl.errors import ConfigError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _convert(field: dataclasses.Field, value: Any, hints: dict) -> Any:
+    """Convert ``value`` (a string from the command line or a TOML value) to the field's type."""
+    kind = hints[field.name]
+    origin = typing.get_origin(kind)
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE | _FALSE:
+                return text in _TRUE
+            raise ValueError("expected true or false")
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError("expected an integer")
+            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+        if kind is float:
+            return float(value)
+        if kind is str:
+            return str(value)
+        if origin is tuple:
+            item_type = typing.get_args(kind)[0]
+            items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+            return tuple(item_type(item) for item in items)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{field.name}={value!r} is not a valid {_type_name(kind)}: {error}") from None
+    raise ConfigError(f"field {field.name} has a type tfrl cannot set from text: {kind}")
+
+
+def _type_name(kind: Any) -> str:
+    return getattr(kind, "__name__", str(kind))
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentConfig:
+    """Base of every agent config. Subclasses add fields, ``PRESETS`` and ``validate``."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ConfigError`` for an invalid field; subclasses extend it."""
+
+    @classmethod
+    def from_preset(cls, preset: str = "default", overrides: Mapping[str, Any] | None = None):
+        """The named preset with ``overrides`` (field name → value or text) applied on top."""
+        if preset not in cls.PRESETS:
+            raise ConfigError(f"unknown preset {preset!r} for {cls.__name__}; choose one of: {', '.join(cls.PRESETS)}")
+        return cls().replace(**cls.PRESETS[preset]).replace(**dict(overrides or {}))
+
+    def replace(self, **overrides: Any):
+        """A copy with some fields changed; values may be text, as from the command line."""
+        fields = {field.name: field for field in dataclasses.fields(self)}
+        hints = typing.get_type_hints(type(self))
+        converted = {}
+        for name, value in overrides.items():
+            if name not in fields:
+                close = difflib.get_close_matches(name, fields, n=3)
+                hint = f"did you mean {', '.join(close)}?" if close else f"valid fields: {', '.join(fields)}"
+                raise ConfigError(f"unknown config field {name!r} for {type(self).__name__}; {hint}")
+            converted[name] = _convert(fields[name], value, hints)
+        return dataclasses.replace(self, **converted)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-friendly values (tuples become lists)."""
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(self).items()
+        }
+
+    # Validation helpers used by subclasses' ``validate``.
+    def _require(self, name: str, ok: bool, expected: str) -> None:
+        if not ok:
+            raise ConfigError(f"{name}={getattr(self, name)!r} is invalid: expected {expected}")
+
+    def require_positive(self, *names: str) -> None:
+        for name in names:
+            value = getattr(self, name)
+            self._require(name, math.isfinite(value) and value > 0, "a positive number")
+
+    def require_non_negative(self, *names: str) -> None:
+        for name in names:
+            value = getattr(self, name)
+            self._require(name, math.isfinite(value) and value >= 0, "a number >= 0")
+
+    def require_unit_interval(self, *names: str) -> None:
+        for name in names:
+            value = getattr(self, name)
+            self._require(name, 0.0 <= value <= 1.0, "a number in [0, 1]")
+
+    def require_choice(self, name: str, choices: tuple[str, ...]) -> None:
+        self._require(name, getattr(self, name) in choices, f"one of {', '.join(choices)}")

@@ -1,0 +1,183 @@
+"""The ``tfrl`` command: train, evaluate, export, list.
+
+    tfrl train dqn --env CartPole-v1 --seed 0
+    tfrl train dqn --env CartPole-v1 --set learning_rate=1e-3 --set batch_size=128
+    tfrl train --resume runs/dqn-CartPole-v1-0-20260101-120000
+    tfrl evaluate saved_models/dqn-CartPole-v1 --episodes 20
+    tfrl export runs/<run> --out saved_models/my-policy
+    tfrl list
+
+Bad input (an unknown env, a bad config value, a path that is not an export) prints one line
+``tfrl: error: ...`` and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from tfrl.errors import ConfigError, TfrlError
+
+
+def _quiet_tensorflow() -> None:
+    """Hide TensorFlow's start-up log lines; only for the command line, never on library import."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
+    """``["key=value", ...]`` → ``{"key": "value"}``; the config converts each value to its field's type."""
+    overrides = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. learning_rate=1e-3), got {pair!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """Config fields from a TOML file: top-level ``key = value`` pairs, or a ``[config]`` table."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    return data.get("config", data)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tfrl", description="Train, evaluate and export RL policies (TensorFlow 2 / Keras 3).")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train an agent, checkpoint it and export its policy")
+    train.add_argument("algorithm", nargs="?", help="algorithm name (see tfrl list); optional with --resume")
+    train.add_argument("--env", dest="env_id", help="gymnasium env id, e.g. CartPole-v1")
+    train.add_argument("--preset", default="default", help="named hyperparameter preset (see tfrl list)")
+    train.add_argument("--config", help="TOML file of config fields, applied over the preset")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one config field (repeatable), e.g. --set learning_rate=1e-3")
+    train.add_argument("--steps", type=int, help="total env steps (default: the algorithm's)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--num-envs", type=int, help="vector envs acting in parallel")
+    train.add_argument("--eval-every", type=int, help="env steps between evaluations")
+    train.add_argument("--eval-episodes", type=int, default=20)
+    train.add_argument("--checkpoint-every", type=int, help="env steps between checkpoints")
+    train.add_argument("--no-early-stop", action="store_true", help="keep training after reaching the env's reward threshold")
+    train.add_argument("--logdir", default="runs", help="where run directories are created (default: runs)")
+    train.add_argument("--export-dir", default="saved_models", help="where the policy is exported (default: saved_models)")
+    train.add_argument("--no-export", action="store_true", help="do not export the policy at the end")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser("evaluate", help="run an exported policy for some episodes")
+    evaluate.add_argument("path", help="an exported policy directory")
+    evaluate.add_argument("--episodes", type=int, default=20)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--env", dest="env_id", help="env id (default: the one it was trained on)")
+
+    export = commands.add_parser("export", help="export the policy of a run's last checkpoint")
+    export.add_argument("run_dir")
+    export.add_argument("--out", help="export directory (default: saved_models/<algo>-<env>)")
+
+    commands.add_parser("list", help="algorithms, their presets and default configs")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from tfrl.training import train
+
+    overrides = read_config_file(args.config) if args.config else {}
+    overrides.update(parse_overrides(args.overrides))
+    if args.resume is None and (args.algorithm is None or args.env_id is None):
+        raise ConfigError("train needs an algorithm and --env (e.g. tfrl train dqn --env CartPole-v1), or --resume RUN_DIR")
+    if args.resume is not None and (overrides or args.preset != "default"):
+        raise ConfigError("--resume continues a run with its saved config; --set, --config and --preset cannot change it")
+    result = train(
+        args.algorithm, args.env_id, preset=args.preset, overrides=overrides, seed=args.seed,
+        total_steps=args.steps, num_envs=args.num_envs, eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
+        stop_at_threshold=not args.no_early_stop, logdir=args.logdir,
+        export_dir=None if args.no_export else args.export_dir, resume=args.resume,
+        progress=not args.no_progress,
+    )
+    status = "solved" if result.solved else "finished"
+    score = "n/a" if result.final_return is None else f"{result.final_return:.1f}"
+    print(f"{status} after {result.env_steps} env steps in {result.wall_seconds:.1f}s "
+          f"({result.train_steps_per_second:.0f} training steps/s); evaluation return {score}")
+    print(f"run: {result.run_dir}")
+    if result.export_path is not None:
+        print(f"policy: {result.export_path}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from tfrl.export import load_policy
+    from tfrl.training import evaluate
+
+    policy = load_policy(args.path)
+    env_id = args.env_id or policy.metadata["env_id"]
+    returns = evaluate(policy.action, env_id, args.episodes, args.seed)
+    print(f"{policy}: mean return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {len(returns)} episodes "
+          f"on {env_id} (min {np.min(returns):.1f}, max {np.max(returns):.1f})")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from tfrl.training import export_run, restore_run
+
+    settings, agent = restore_run(args.run_dir)
+    out = args.out or str(Path("saved_models") / f"{settings.algorithm}-{settings.env_id}")
+    export_run(agent, settings, args.run_dir, out, final_return=None)
+    print(f"exported {settings.algorithm} on {settings.env_id} at step {agent.env_steps} to {out}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from importlib import import_module
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from tfrl.agents import ALGORITHMS
+
+    console = Console()
+    for name, entry in ALGORITHMS.items():
+        config_class = getattr(import_module(entry.module), entry.config)
+        table = Table(title=f"{name} — {entry.summary}", title_justify="left")
+        table.add_column("field")
+        for preset in config_class.PRESETS:
+            table.add_column(preset)
+        configs = {preset: config_class.from_preset(preset).to_dict() for preset in config_class.PRESETS}
+        for field in configs["default"]:
+            table.add_row(field, *(str(configs[preset][field]) for preset in config_class.PRESETS))
+        console.print(table)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_tensorflow()
+    args = _build_parser().parse_args(argv)
+    handlers = {"train": _train, "evaluate": _evaluate, "export": _export, "list": _list}
+    try:
+        return handlers[args.command](args)
+    except TfrlError as error:
+        print(f"tfrl: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

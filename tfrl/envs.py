@@ -1,0 +1,99 @@
+"""Gymnasium helpers: seeded envs and vector envs, and checks that an agent fits an env.
+
+Always the gymnasium API: ``terminated`` stops bootstrapping, ``truncated`` (a time limit) does not.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+import gymnasium as gym
+import numpy as np
+
+from tfrl.errors import EnvError
+
+
+def _unknown_env_message(env_id: str) -> str:
+    known = sorted(gym.envs.registry)
+    close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}?" if close else "see gymnasium.pprint_registry() for the ids installed"
+    return f"unknown environment id {env_id!r}: {hint}"
+
+
+def make_env(env_id: str, seed: int | None = None, **kwargs) -> gym.Env:
+    """``gym.make`` with a clear ``EnvError`` for an unknown id or a missing extra; seeds its spaces."""
+    if env_id not in gym.envs.registry:
+        raise EnvError(_unknown_env_message(env_id))
+    try:
+        env = gym.make(env_id, **kwargs)
+    except gym.error.DependencyNotInstalled as error:
+        raise EnvError(f"environment {env_id!r} needs an extra dependency: {error}") from error
+    except gym.error.Error as error:
+        raise EnvError(f"cannot make environment {env_id!r}: {error}") from error
+    if seed is not None:
+        env.action_space.seed(seed)
+        env.observation_space.seed(seed)
+    return env
+
+
+def make_vector_env(env_id: str, num_envs: int, **kwargs) -> gym.vector.SyncVectorEnv:
+    """``num_envs`` copies in one process, reset in the same step an episode ends.
+
+    Same-step reset puts each finished episode's last observation in ``info["final_obs"]``, which the
+    training loop needs for correct targets. Seed it through ``reset(seed=...)``: sub-env ``i`` gets
+    ``seed + i``.
+    """
+    if num_envs < 1:
+        raise EnvError(f"num_envs must be at least 1, got {num_envs}")
+    make_env(env_id, **kwargs).close()  # fail early with a clear message, not inside the vector env
+    return gym.vector.SyncVectorEnv(
+        [lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+
+
+def final_observations(next_observations: np.ndarray, done: np.ndarray, info: dict) -> np.ndarray:
+    """The real next observation of each sub-env: the episode's last one where it just ended."""
+    if not np.any(done):
+        return next_observations
+    real = next_observations.copy()
+    for index in np.flatnonzero(done):
+        real[index] = info["final_obs"][index]
+    return real
+
+
+def describe_space(space: gym.Space) -> dict:
+    """A JSON-friendly description of a space, for export metadata."""
+    if isinstance(space, gym.spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, gym.spaces.Box):
+        return {
+            "type": "Box",
+            "shape": list(space.shape),
+            "dtype": str(space.dtype),
+            "low": np.asarray(space.low, np.float64).tolist(),
+            "high": np.asarray(space.high, np.float64).tolist(),
+        }
+    return {"type": type(space).__name__, "repr": repr(space)}
+
+
+def check_spaces(
+    algorithm: str,
+    env_id: str,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    action_spaces: Iterable[type[gym.Space]],
+    hint: str = "",
+) -> None:
+    """Raise ``EnvError`` unless the env has Box observations and one of ``action_spaces``."""
+    allowed = tuple(action_spaces)
+    if not isinstance(action_space, allowed):
+        names = " or ".join(kind.__name__ for kind in allowed)
+        message = f"{algorithm} needs a {names} action space, but {env_id} has {action_space}"
+        raise EnvError(f"{message}; {hint}" if hint else message)
+    if not isinstance(observation_space, gym.spaces.Box):
+        raise EnvError(
+            f"{algorithm} needs Box (array) observations, but {env_id} has {observation_space}; "
+            "wrap it, e.g. with gymnasium.wrappers.FlattenObservation"
+        )

@@ -1,0 +1,121 @@
+"""The SavedModel contract, and ``load_policy`` for numpy-in/numpy-out use.
+
+An export is a directory that ``tf.saved_model.load`` opens in a process that never imported tfrl:
+
+- ``action(observation)``: batched float32 ``[None, *obs_shape]`` → the deterministic action; also the
+  ``serving_default`` signature. ``sample_action``, ``q_values`` and ``value`` where the agent has them.
+- ``assets/tfrl.json``: algorithm, env id, spaces, config, training steps, evaluation score.
+- ``<network>.keras`` beside it: the trainable networks, for fine-tuning in Keras.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from tfrl import __version__
+from tfrl.errors import ExportError
+
+METADATA_FILE = Path("assets") / "tfrl.json"
+FORMAT = "tfrl-policy"
+ENDPOINTS = ("action", "sample_action", "q_values", "value")
+
+
+def _named_output(function, name: str):
+    """A signature function that names its single output, for TF Serving and ``saved_model_cli``."""
+    spec = function.input_signature
+    return tf.function(lambda observation: {name: function(observation)}, input_signature=spec)
+
+
+def export_policy(agent, path: str | os.PathLike, metadata: dict[str, Any]) -> Path:
+    """Write ``agent.policy()`` and its networks to ``path``, replacing what was there only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = agent.policy()
+    endpoints = [name for name in ENDPOINTS if hasattr(module, name)]
+    signatures = {name: _named_output(getattr(module, name), name).get_concrete_function() for name in endpoints}
+    signatures["serving_default"] = signatures["action"]
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        tf.saved_model.save(module, str(staging), signatures=signatures)
+        for name, network in agent.networks().items():
+            network.save(staging / f"{name}.keras")
+        (staging / METADATA_FILE).parent.mkdir(exist_ok=True)
+        full_metadata = {"format": FORMAT, "tfrl_version": __version__, "endpoints": endpoints, **metadata}
+        (staging / METADATA_FILE).write_text(json.dumps(full_metadata, indent=2))
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(staging, path)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return path
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``tfrl.json`` of an export, or an ``ExportError`` saying why ``path`` is not one."""
+    path = Path(path)
+    if not path.exists():
+        raise ExportError(f"no such policy directory: {path}")
+    if not (path / "saved_model.pb").exists():
+        raise ExportError(f"{path} is not a SavedModel (no saved_model.pb); pass a directory written by tfrl export")
+    try:
+        metadata = json.loads((path / METADATA_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        raise ExportError(f"{path} is a SavedModel but not a tfrl export: {METADATA_FILE} is missing or unreadable") from None
+    if metadata.get("format") != FORMAT:
+        raise ExportError(f"{path / METADATA_FILE} is not tfrl policy metadata (format {metadata.get('format')!r})")
+    return metadata
+
+
+class Policy:
+    """A loaded export that takes and returns numpy: one observation or a batch of them.
+
+    >>> policy = load_policy("saved_models/dqn-CartPole-v1")
+    >>> policy(observation)           # one action for one observation
+    >>> policy.q_values(batch)        # any endpoint the export has
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.metadata = read_metadata(self.path)
+        self.observation_shape = tuple(self.metadata["observation_space"]["shape"])
+        self._module = tf.saved_model.load(str(self.path))
+        self.endpoints = tuple(self.metadata["endpoints"])
+
+    def __repr__(self) -> str:
+        return f"Policy({self.metadata['algorithm']} on {self.metadata['env_id']}, from {self.path})"
+
+    def __call__(self, observation) -> np.ndarray:
+        return self.action(observation)
+
+    def __getattr__(self, name: str):
+        if name in ENDPOINTS:
+            if name not in self.__dict__.get("endpoints", ()):
+                raise AttributeError(f"this {self.metadata['algorithm']} policy has no {name!r} endpoint; it has {self.endpoints}")
+            return lambda observation: self._run(name, observation)
+        raise AttributeError(name)
+
+    def _run(self, endpoint: str, observation) -> np.ndarray:
+        observation = np.asarray(observation, dtype=np.float32)
+        single = observation.shape == self.observation_shape
+        if not single and observation.shape[1:] != self.observation_shape:
+            raise ExportError(
+                f"observation has shape {observation.shape}, but this policy ({self.metadata['algorithm']} on "
+                f"{self.metadata['env_id']}) expects {self.observation_shape} or a batch (N, {', '.join(map(str, self.observation_shape))})"
+            )
+        batch = observation[None] if single else observation
+        result = getattr(self._module, endpoint)(tf.constant(batch)).numpy()
+        return result[0] if single else result
+
+
+def load_policy(path: str | os.PathLike) -> Policy:
+    """Load a tfrl export for numpy use; raises ``ExportError`` for a path that is not one."""
+    return Policy(path)

@@ -1,0 +1,104 @@
+"""What a run records: a progress bar, TensorBoard scalars, and JSONL files of every episode and evaluation.
+
+``episodes.jsonl`` has one row per finished training episode, ``evaluations.jsonl`` one per
+evaluation; both carry the env step, so a resumed run drops the rows written after its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+EPISODES_FILE = "episodes.jsonl"
+EVALUATIONS_FILE = "evaluations.jsonl"
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """All rows of a JSONL file; an empty list when it does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with path.open() as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def _truncate_after(path: Path, step: int) -> None:
+    """Keep only rows logged at or before ``step`` (rows of a killed run's lost tail go)."""
+    rows = [row for row in read_jsonl(path) if row["step"] <= step]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+class RunLogger:
+    """Writes a run's episodes, evaluations and training metrics, and draws its progress bar."""
+
+    def __init__(self, run_dir: Path, total_steps: int, start_step: int = 0, progress: bool = True):
+        self.run_dir = Path(run_dir)
+        for name in (EPISODES_FILE, EVALUATIONS_FILE):
+            _truncate_after(self.run_dir / name, start_step)
+        self.episodes_file = (self.run_dir / EPISODES_FILE).open("a")
+        self.evaluations_file = (self.run_dir / EVALUATIONS_FILE).open("a")
+        self.writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard"))
+        self.episode_count = sum(1 for _ in read_jsonl(self.run_dir / EPISODES_FILE))
+        self.recent_returns: list[float] = [row["return"] for row in read_jsonl(self.run_dir / EPISODES_FILE)[-20:]]
+        self.last_evaluation: float | None = None
+        self.start_time = time.perf_counter()
+        self.start_step = start_step
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("return {task.fields[recent]:>7}"), TextColumn("eval {task.fields[evaluation]:>7}"),
+            TextColumn("{task.fields[speed]:>6} steps/s"), TimeElapsedColumn(),
+            disable=not progress,
+        )
+        self._task = self._progress.add_task(
+            self.run_dir.name, total=total_steps, completed=start_step, recent="-", evaluation="-", speed="-")
+        self._progress.start()
+
+    def episode(self, step: int, episode_return: float, length: int) -> None:
+        self.episode_count += 1
+        self.recent_returns = (self.recent_returns + [float(episode_return)])[-20:]
+        row = {"step": step, "episode": self.episode_count, "return": float(episode_return),
+               "length": int(length), "time": round(time.perf_counter() - self.start_time, 3)}
+        self.episodes_file.write(json.dumps(row) + "\n")
+        with self.writer.as_default(step=step):
+            tf.summary.scalar("episode/return", row["return"])
+            tf.summary.scalar("episode/length", row["length"])
+
+    def evaluation(self, step: int, returns: np.ndarray) -> None:
+        self.last_evaluation = float(np.mean(returns))
+        row = {"step": step, "mean": self.last_evaluation, "std": float(np.std(returns)),
+               "min": float(np.min(returns)), "max": float(np.max(returns)),
+               "returns": [float(value) for value in returns]}
+        self.evaluations_file.write(json.dumps(row) + "\n")
+        self.evaluations_file.flush()
+        with self.writer.as_default(step=step):
+            tf.summary.scalar("evaluation/mean_return", row["mean"])
+        self.progress(step)
+
+    def metrics(self, step: int, values: dict[str, float]) -> None:
+        with self.writer.as_default(step=step):
+            for name, value in values.items():
+                tf.summary.scalar(f"train/{name}", value)
+
+    def progress(self, step: int) -> None:
+        elapsed = time.perf_counter() - self.start_time
+        recent = f"{np.mean(self.recent_returns):.1f}" if self.recent_returns else "-"
+        evaluation = f"{self.last_evaluation:.1f}" if self.last_evaluation is not None else "-"
+        speed = f"{(step - self.start_step) / elapsed:.0f}" if elapsed > 0 else "-"
+        self._progress.update(self._task, completed=step, recent=recent, evaluation=evaluation, speed=speed)
+
+    def flush(self) -> None:
+        self.episodes_file.flush()
+        self.evaluations_file.flush()
+        self.writer.flush()
+
+    def close(self) -> None:
+        self._progress.stop()
+        self.flush()
+        self.episodes_file.close()
+        self.evaluations_file.close()
+        self.writer.close()

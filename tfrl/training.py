@@ -1,0 +1,298 @@
+"""Training loops, evaluation, and the run directory that ties logging, checkpoints and export together.
+
+A run lives in ``runs/<algo>-<env>-<seed>-<time>/``: ``run.json`` (what to rebuild it from),
+``episodes.jsonl``, ``evaluations.jsonl``, ``tensorboard/`` and ``checkpoints/``. Training stops at
+``total_steps`` or as soon as the mean evaluation return reaches the env's ``reward_threshold``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import keras
+import numpy as np
+
+from tfrl import __version__
+from tfrl.agents import get_agent
+from tfrl.checkpoint import Checkpointer
+from tfrl.envs import describe_space, final_observations, make_env, make_vector_env
+from tfrl.errors import CheckpointError, ConfigError
+from tfrl.export import export_policy
+from tfrl.logger import RunLogger
+
+RUN_FILE = "run.json"
+EVALUATION_SEED_OFFSET = 1_000_000  # evaluation episodes never share seeds with training envs
+
+
+class Evaluator:
+    """Runs ``episodes`` seeded episodes side by side, acting for all of them in one batched call."""
+
+    def __init__(self, env_id: str, episodes: int = 20, seed: int = 0):
+        if episodes < 1:
+            raise ConfigError(f"evaluation episodes must be at least 1, got {episodes}")
+        self.envs = [make_env(env_id) for _ in range(episodes)]
+        self.seed = seed
+
+    def __call__(self, policy: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """Undiscounted return of each episode under ``policy`` (a batch of observations → actions)."""
+        observations = np.stack([env.reset(seed=self.seed + index)[0] for index, env in enumerate(self.envs)])
+        returns = np.zeros(len(self.envs))
+        active = np.ones(len(self.envs), bool)
+        while active.any():
+            indices = np.flatnonzero(active)
+            actions = policy(observations[indices])
+            for index, action in zip(indices, actions):
+                observation, reward, terminated, truncated, _ = self.envs[index].step(action)
+                observations[index] = observation
+                returns[index] += reward
+                active[index] = not (terminated or truncated)
+        return returns
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int = 20, seed: int = 0) -> np.ndarray:
+    """Returns of ``episodes`` deterministic, seeded episodes of ``policy`` on ``env_id``."""
+    evaluator = Evaluator(env_id, episodes, seed)
+    try:
+        return evaluator(policy)
+    finally:
+        evaluator.close()
+
+
+@dataclasses.dataclass
+class RunSettings:
+    """Everything that defines a run besides the agent's config; saved in ``run.json``."""
+
+    algorithm: str
+    env_id: str
+    seed: int = 0
+    total_steps: int = 100_000
+    num_envs: int = 4
+    eval_every: int = 2_500
+    eval_episodes: int = 20
+    checkpoint_every: int = 10_000
+    stop_at_threshold: bool = True
+
+    def validate(self) -> None:
+        for name in ("total_steps", "num_envs", "eval_every", "eval_episodes", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What ``train`` returns: where things were written and how the run ended."""
+
+    run_dir: Path
+    export_path: Path | None
+    env_steps: int
+    solved: bool
+    final_return: float | None
+    wall_seconds: float
+    train_steps_per_second: float
+    agent: Any = dataclasses.field(repr=False)
+
+
+def _new_run_dir(logdir: str | Path, settings: RunSettings) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(logdir) / f"{settings.algorithm}-{settings.env_id}-{settings.seed}-{stamp}"
+    run_dir, suffix = base, 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = base.with_name(f"{base.name}-{suffix}")
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def load_run(run_dir: str | Path) -> tuple[RunSettings, dict[str, Any]]:
+    """The settings and config dict saved in a run directory."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.exists():
+        raise CheckpointError(f"{run_dir} is not a tfrl run directory (no {RUN_FILE}); runs live under runs/ by default")
+    try:
+        saved = json.loads(path.read_text())
+        return RunSettings(**saved["settings"]), saved["config"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{path} is corrupt: {error}") from None
+
+
+def _resumed_settings(run_dir: Path, algorithm: str | None, env_id: str | None, total_steps: int | None):
+    """The saved settings and config of ``run_dir``, checked against what the caller named."""
+    settings, config_dict = load_run(run_dir)
+    for given, saved, what in ((algorithm, settings.algorithm, "algorithm"), (env_id, settings.env_id, "env")):
+        if given is not None and given != saved:
+            raise ConfigError(f"{run_dir} is a {settings.algorithm} run on {settings.env_id}; its {what} is {saved!r}, not {given!r}")
+    if total_steps is not None:
+        settings.total_steps = total_steps
+    _, config_class = get_agent(settings.algorithm)
+    return settings, config_class().replace(**config_dict)
+
+
+def build_agent(settings: RunSettings, config):
+    """A fresh agent for ``settings``, seeded so the same seed gives the same run."""
+    agent_class, _ = get_agent(settings.algorithm)
+    keras.utils.set_random_seed(settings.seed)
+    probe = make_env(settings.env_id)
+    try:
+        return agent_class(config, probe.observation_space, probe.action_space, settings.env_id, settings.seed)
+    finally:
+        probe.close()
+
+
+def restore_run(run_dir: str | Path):
+    """``(settings, agent)`` of a run directory, the agent restored from its newest checkpoint."""
+    settings, config = _resumed_settings(Path(run_dir), None, None, None)
+    agent = build_agent(settings, config)
+    Checkpointer(Path(run_dir) / "checkpoints", agent).restore()
+    return settings, agent
+
+
+def export_run(agent, settings: RunSettings, run_dir: str | Path, path: str | Path, final_return: float | None) -> Path:
+    """Export ``agent``'s policy with the metadata of the run it came from."""
+    return export_policy(agent, path, {
+        "algorithm": settings.algorithm, "env_id": settings.env_id,
+        "observation_space": describe_space(agent.observation_space),
+        "action_space": describe_space(agent.action_space),
+        "config": agent.config.to_dict(), "seed": settings.seed, "env_steps": agent.env_steps,
+        "evaluation": None if final_return is None else {"mean_return": final_return, "episodes": settings.eval_episodes},
+        "run_dir": str(run_dir),
+    })
+
+
+def _reward_threshold(env_id: str) -> float | None:
+    env = make_env(env_id)
+    try:
+        return env.spec.reward_threshold
+    finally:
+        env.close()
+
+
+def train(
+    algorithm: str | None = None,
+    env_id: str | None = None,
+    *,
+    config=None,
+    preset: str = "default",
+    overrides: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    total_steps: int | None = None,
+    num_envs: int | None = None,
+    eval_every: int | None = None,
+    eval_episodes: int = 20,
+    checkpoint_every: int | None = None,
+    stop_at_threshold: bool = True,
+    logdir: str | Path = "runs",
+    export_dir: str | Path | None = "saved_models",
+    resume: str | Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``algorithm`` on ``env_id`` and export the policy; or continue the run in ``resume``.
+
+    ``config`` (a Config instance) wins over ``preset`` + ``overrides``. With ``resume``, the saved
+    settings and config are used; ``total_steps`` may still be raised to train longer.
+    """
+    if resume is not None:
+        run_dir = Path(resume)
+        settings, config = _resumed_settings(run_dir, algorithm, env_id, total_steps)
+        agent = build_agent(settings, config)
+    else:
+        if algorithm is None or env_id is None:
+            raise ConfigError("train needs an algorithm and an env id (or resume=<run dir>)")
+        agent_class, config_class = get_agent(algorithm)
+        config = config or config_class.from_preset(preset, overrides)
+        defaults = agent_class.run_defaults
+        settings = RunSettings(
+            algorithm=algorithm, env_id=env_id, seed=seed,
+            total_steps=total_steps or defaults["total_steps"],
+            num_envs=num_envs or defaults["num_envs"],
+            eval_every=eval_every or defaults["eval_every"],
+            eval_episodes=eval_episodes,
+            checkpoint_every=checkpoint_every or defaults["checkpoint_every"],
+            stop_at_threshold=stop_at_threshold,
+        )
+        settings.validate()
+        agent = build_agent(settings, config)  # refuses an unknown env or unfit spaces before any file is written
+        run_dir = _new_run_dir(logdir, settings)
+        (run_dir / RUN_FILE).write_text(json.dumps(
+            {"settings": dataclasses.asdict(settings), "config": config.to_dict(), "tfrl_version": __version__}, indent=2))
+
+    checkpointer = Checkpointer(run_dir / "checkpoints", agent)
+    start_step = checkpointer.restore() if resume is not None else 0
+    logger = RunLogger(run_dir, settings.total_steps, start_step, progress)
+    try:
+        outcome = _off_policy_loop(agent, settings, logger, checkpointer, start_step)
+    except KeyboardInterrupt:
+        checkpointer.save(agent.env_steps)
+        logger.close()
+        print(f"\ninterrupted at step {agent.env_steps}; continue with: tfrl train --resume {run_dir}")
+        raise
+    logger.close()
+
+    export_path = None
+    if export_dir is not None:
+        export_path = export_run(agent, settings, run_dir, Path(export_dir) / f"{settings.algorithm}-{settings.env_id}",
+                                 outcome["final_return"])
+    return TrainResult(run_dir=run_dir, export_path=export_path, agent=agent, **outcome)
+
+
+def _off_policy_loop(agent, settings: RunSettings, logger: RunLogger, checkpointer: Checkpointer, start_step: int) -> dict:
+    """Collect with all vector envs at once, let the agent store and train, evaluate and checkpoint."""
+    threshold = _reward_threshold(settings.env_id) if settings.stop_at_threshold else None
+    envs = make_vector_env(settings.env_id, settings.num_envs)
+    evaluator = Evaluator(settings.env_id, settings.eval_episodes, settings.seed + EVALUATION_SEED_OFFSET)
+    # A resumed run starts fresh episodes: env states are not checkpointed, so use new seeds.
+    observations, _ = envs.reset(seed=settings.seed + start_step)
+    episode_returns = np.zeros(settings.num_envs)
+    episode_lengths = np.zeros(settings.num_envs, np.int64)
+    step = start_step
+    next_eval = (step // settings.eval_every + 1) * settings.eval_every
+    next_checkpoint = (step // settings.checkpoint_every + 1) * settings.checkpoint_every
+    final_return, solved, eval_seconds = None, False, 0.0
+    start = time.perf_counter()
+    try:
+        while step < settings.total_steps:
+            actions = agent.act(observations, explore=True)
+            next_observations, rewards, terminated, truncated, info = envs.step(actions)
+            done = terminated | truncated
+            metrics = agent.observe(observations, actions, rewards,
+                                    final_observations(next_observations, done, info), terminated)
+            observations = next_observations
+            step = agent.env_steps
+            episode_returns += rewards
+            episode_lengths += 1
+            for index in np.flatnonzero(done):
+                logger.episode(step, episode_returns[index], episode_lengths[index])
+                episode_returns[index], episode_lengths[index] = 0.0, 0
+            if metrics is not None and step % 1_000 < settings.num_envs:
+                logger.metrics(step, metrics)
+            if step >= next_eval or step >= settings.total_steps:
+                eval_start = time.perf_counter()
+                returns = evaluator(lambda batch: agent.act(batch, explore=False))
+                eval_seconds += time.perf_counter() - eval_start
+                logger.evaluation(step, returns)
+                final_return = float(np.mean(returns))
+                next_eval += settings.eval_every
+                if threshold is not None and final_return >= threshold:
+                    solved = True
+                    break
+            if step >= next_checkpoint:
+                checkpointer.save(step)
+                logger.flush()
+                next_checkpoint += settings.checkpoint_every
+            if step % 256 < settings.num_envs:
+                logger.progress(step)
+    finally:
+        envs.close()
+        evaluator.close()
+    checkpointer.save(step)
+    logger.progress(step)
+    wall = time.perf_counter() - start
+    return {"env_steps": step, "solved": solved, "final_return": final_return, "wall_seconds": wall,
+            "train_steps_per_second": (step - start_step) / max(wall - eval_seconds, 1e-9)}
