@@ -32,14 +32,18 @@ from tfrl.mdp import examples  # noqa: E402
 def table(names, **columns) -> str:
     """Rows of named states with one float column per keyword."""
     header = "  state " + "".join(f"{name:>14}" for name in columns)
-    rows = [f"  {state:<6}" + "".join(f"{values[i]:>14.8f}" for values in columns.values()) for i, state in enumerate(names)]
+    rows = [
+        f"  {state:<6}" + "".join(f"{values[i]:>14.8f}" for values in columns.values())
+        for i, state in enumerate(names)
+    ]
     return "\n".join([header, *rows])
 
 
 def main() -> None:
     np.set_printoptions(precision=8, suppress=True)
     mrp = examples.book_mrp()
-    print(f"1. Return of the chain {'→'.join(examples.CHAIN)} (γ = {mrp.gamma}): {chain_return(mrp, examples.CHAIN)}")
+    G = chain_return(mrp, examples.CHAIN)
+    print(f"1. Return of the chain {'→'.join(examples.CHAIN)} (γ = {mrp.gamma}): {G}")
     print("\n2. MRP state values, V = (I − γP)⁻¹R:")
     print(table(mrp.state_names, V=solve_mrp(mrp)))
 

@@ -103,9 +103,13 @@ def test_book_mdp_optimum(mdp):
 def test_book_sampler_reproduces_the_printed_episodes_mc_and_occupancy(mdp, policies):
     rng = np.random.RandomState(0)
     first = book_sample(mdp, policies[0], 20, 5, rng)
-    assert first.transitions(0) == [("s1", "前往s2", 0.0, "s2"), ("s2", "前往s3", -2.0, "s3"), ("s3", "前往s5", 0.0, "s5")]
+    assert first.transitions(0) == [
+        ("s1", "前往s2", 0.0, "s2"), ("s2", "前往s3", -2.0, "s3"), ("s3", "前往s5", 0.0, "s5")
+    ]
     assert first.transitions(1) == [("s4", "概率前往", 1.0, "s4"), ("s4", "前往s5", 10.0, "s5")]
-    assert first.transitions(4) == [("s2", "前往s3", -2.0, "s3"), ("s3", "前往s4", -2.0, "s4"), ("s4", "前往s5", 10.0, "s5")]
+    assert first.transitions(4) == [
+        ("s2", "前往s3", -2.0, "s3"), ("s3", "前往s4", -2.0, "s4"), ("s4", "前往s5", 10.0, "s5")
+    ]
     mc = monte_carlo_evaluation(book_sample(mdp, policies[0], 20, 1000, rng), mdp)
     printed = [-1.228923788722258, -1.6955696284402704, 0.4823809701532294, 5.967514743019431, 0]
     np.testing.assert_allclose(mc.values, printed, rtol=0, atol=1e-12)

@@ -408,7 +408,9 @@ class MarkovDecisionProcess:
             s, a = _split(key, sep, 2, "reward")
             i, j = _lookup(s, states, "state"), _lookup(a, actions, "action")
             if not available[i, j]:
-                raise ConfigError(f"reward key {key!r} names a state-action pair with no transition; add its transitions")
+                raise ConfigError(
+                    f"reward key {key!r} names a state-action pair with no transition; add its transitions"
+                )
             R[i, j] = r
         return cls(P, R, gamma, states, actions, available)
 
