@@ -12,11 +12,12 @@ import pytest  # noqa: E402
 def cartpole_run(tmp_path_factory):
     """One short DQN run on CartPole-v1 shared by the learning and export tests.
 
-    A budget of 12k env steps (~10 s here) with the default preset; the learning test checks it
-    learned, the export tests use its exported policy.
+    The default preset solves CartPole-v1 (evaluation mean >= 475) in 26k-30k env steps on the
+    seeds benchmarked; the run stops there or at 40k steps (~15 s here). The learning test checks
+    how well it learned, the export tests use its exported policy.
     """
     import tfrl
 
     root = tmp_path_factory.mktemp("cartpole")
-    return tfrl.train("dqn", "CartPole-v1", seed=0, total_steps=12_000, eval_every=4_000,
+    return tfrl.train("dqn", "CartPole-v1", seed=0, total_steps=40_000,
                       logdir=root / "runs", export_dir=root / "saved_models", progress=False)

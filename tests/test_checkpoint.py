@@ -14,7 +14,7 @@ def _agent(seed=0):
 def _fill(agent, steps):
     rng = np.random.default_rng(3)
     for _ in range(steps):
-        agent.observe(rng.normal(size=(2, 4)), rng.integers(0, 2, 2), rng.normal(size=2), rng.normal(size=(2, 4)), np.zeros(2))
+        agent.observe(rng.normal(size=(2, 4)), rng.integers(0, 2, 2), rng.normal(size=2), rng.normal(size=(2, 4)), np.zeros(2), np.zeros(2, bool))
 
 
 def test_numpy_state_round_trip_with_nested_arrays_and_json(tmp_path):

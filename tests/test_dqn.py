@@ -48,7 +48,7 @@ def test_agent_epsilon_follows_env_steps():
     agent = DQNAgent(DQNConfig(exploration_steps=100, exploration_final_eps=0.1, learning_starts=10_000),
                      OBSERVATIONS, ACTIONS)
     assert agent.epsilon == 1.0
-    agent.observe(np.zeros((50, 4)), np.zeros(50, np.int64), np.zeros(50), np.zeros((50, 4)), np.zeros(50))
+    agent.observe(np.zeros((50, 4)), np.zeros(50, np.int64), np.zeros(50), np.zeros((50, 4)), np.zeros(50), np.zeros(50, bool))
     assert agent.epsilon == pytest.approx(0.55)
 
 
@@ -71,7 +71,7 @@ def test_training_calls_follow_train_freq_and_update_target_on_schedule():
 
     def step(count):
         return agent.observe(rng.normal(size=(count, 4)), rng.integers(0, 2, count), rng.normal(size=count),
-                             rng.normal(size=(count, 4)), np.zeros(count))
+                             rng.normal(size=(count, 4)), np.zeros(count), np.zeros(count, bool))
 
     assert step(4) is None and step(3) is None  # 7 steps: before learning_starts
     assert step(1) is not None  # step 8: first call, 3 gradient steps

@@ -20,12 +20,12 @@ RANDOM_CARTPOLE_RETURN = 22.0  # mean return of uniformly random actions
 def test_dqn_learns_cartpole_within_a_small_budget(cartpole_run):
     evaluations = read_jsonl(cartpole_run.run_dir / "evaluations.jsonl")
     assert len(evaluations) >= 3
-    best = max(row["mean"] for row in evaluations)
-    assert best >= 8 * RANDOM_CARTPOLE_RETURN, f"best mean evaluation return {best:.1f} after {cartpole_run.env_steps} steps"
-    # the exported greedy policy plays as well on fresh seeds as the evaluation said
+    assert cartpole_run.final_return >= 10 * RANDOM_CARTPOLE_RETURN, (
+        f"evaluation return {cartpole_run.final_return:.1f} after {cartpole_run.env_steps} steps")
+    # the exported greedy policy plays as well on fresh seeds as the last evaluation said
     policy = tfrl.load_policy(cartpole_run.export_path)
     returns = evaluate(policy, "CartPole-v1", episodes=10, seed=123)
-    assert returns.mean() >= 6 * RANDOM_CARTPOLE_RETURN
+    assert returns.mean() >= 0.8 * cartpole_run.final_return
 
 
 def test_run_directory_records_every_episode_and_evaluation(cartpole_run):

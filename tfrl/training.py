@@ -207,15 +207,12 @@ def train(
             raise ConfigError("train needs an algorithm and an env id (or resume=<run dir>)")
         agent_class, config_class = get_agent(algorithm)
         config = config or config_class.from_preset(preset, overrides)
-        defaults = agent_class.run_defaults
+        given = {"total_steps": total_steps, "num_envs": num_envs, "eval_every": eval_every,
+                 "checkpoint_every": checkpoint_every}
         settings = RunSettings(
-            algorithm=algorithm, env_id=env_id, seed=seed,
-            total_steps=total_steps or defaults["total_steps"],
-            num_envs=num_envs or defaults["num_envs"],
-            eval_every=eval_every or defaults["eval_every"],
-            eval_episodes=eval_episodes,
-            checkpoint_every=checkpoint_every or defaults["checkpoint_every"],
+            algorithm=algorithm, env_id=env_id, seed=seed, eval_episodes=eval_episodes,
             stop_at_threshold=stop_at_threshold,
+            **{name: agent_class.run_defaults[name] if value is None else value for name, value in given.items()},
         )
         settings.validate()
         agent = build_agent(settings, config)  # refuses an unknown env or unfit spaces before any file is written
@@ -227,7 +224,7 @@ def train(
     start_step = checkpointer.restore() if resume is not None else 0
     logger = RunLogger(run_dir, settings.total_steps, start_step, progress)
     try:
-        outcome = _off_policy_loop(agent, settings, logger, checkpointer, start_step)
+        outcome = _collect_loop(agent, settings, logger, checkpointer, start_step)
     except KeyboardInterrupt:
         checkpointer.save(agent.env_steps)
         logger.close()
@@ -242,8 +239,12 @@ def train(
     return TrainResult(run_dir=run_dir, export_path=export_path, agent=agent, **outcome)
 
 
-def _off_policy_loop(agent, settings: RunSettings, logger: RunLogger, checkpointer: Checkpointer, start_step: int) -> dict:
-    """Collect with all vector envs at once, let the agent store and train, evaluate and checkpoint."""
+def _collect_loop(agent, settings: RunSettings, logger: RunLogger, checkpointer: Checkpointer, start_step: int) -> dict:
+    """Step all vector envs at once; the agent decides when to learn from what it observes.
+
+    One loop serves every agent: off-policy agents store transitions and train every few steps,
+    on-policy agents gather rollouts or whole episodes and update when one is complete.
+    """
     threshold = _reward_threshold(settings.env_id) if settings.stop_at_threshold else None
     envs = make_vector_env(settings.env_id, settings.num_envs)
     evaluator = Evaluator(settings.env_id, settings.eval_episodes, settings.seed + EVALUATION_SEED_OFFSET)
@@ -262,7 +263,7 @@ def _off_policy_loop(agent, settings: RunSettings, logger: RunLogger, checkpoint
             next_observations, rewards, terminated, truncated, info = envs.step(actions)
             done = terminated | truncated
             metrics = agent.observe(observations, actions, rewards,
-                                    final_observations(next_observations, done, info), terminated)
+                                    final_observations(next_observations, done, info), terminated, truncated)
             observations = next_observations
             step = agent.env_steps
             episode_returns += rewards
