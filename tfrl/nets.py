@@ -7,6 +7,7 @@ Observations of any shape are flattened first, so the same classes serve vectors
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import keras
@@ -26,14 +27,24 @@ def _flatten(observations):
     return ops.reshape(observations, (ops.shape(observations)[0], -1))
 
 
+def dueling_aggregate(values, advantages):
+    """``Q = V + A − mean_a A``: subtracting the mean makes V and A identifiable (Wang et al. 2016)."""
+    return values + advantages - ops.mean(advantages, axis=-1, keepdims=True)
+
+
 @keras.saving.register_keras_serializable(package="tfrl")
 class QNetwork(keras.Model):
     """Maps a batch of observations to one Q-value per discrete action.
+
+    With ``dueling`` the trunk feeds two heads, a state value V(s) and advantages A(s, a), combined
+    by ``dueling_aggregate``; V learns from every transition, whatever action it took, which helps
+    when many actions have nearly the same value (the 25 torques of the dueling tutorial).
 
     Args:
         num_actions: size of the discrete action space.
         hidden_sizes: units of each hidden layer of the MLP trunk.
         activation: any Keras activation name, used by every hidden layer.
+        dueling: separate value and advantage heads instead of one Q head.
     """
 
     def __init__(
@@ -41,19 +52,27 @@ class QNetwork(keras.Model):
         num_actions: int,
         hidden_sizes: Sequence[int] = (64, 64),
         activation: str = "relu",
+        dueling: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.num_actions = int(num_actions)
         self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
         self.activation = activation
+        self.dueling = bool(dueling)
         self.trunk = _dense_trunk(self.hidden_sizes, activation, "hidden")
-        self.q_head = layers.Dense(self.num_actions, name="q_values")
+        if self.dueling:
+            self.value_head = layers.Dense(1, name="value")
+            self.advantage_head = layers.Dense(self.num_actions, name="advantages")
+        else:
+            self.q_head = layers.Dense(self.num_actions, name="q_values")
 
     def call(self, observations):
         features = _flatten(observations)
         for layer in self.trunk:
             features = layer(features)
+        if self.dueling:
+            return dueling_aggregate(self.value_head(features), self.advantage_head(features))
         return self.q_head(features)
 
     def get_config(self) -> dict:
@@ -62,6 +81,7 @@ class QNetwork(keras.Model):
             num_actions=self.num_actions,
             hidden_sizes=list(self.hidden_sizes),
             activation=self.activation,
+            dueling=self.dueling,
         )
         return config
 
@@ -70,3 +90,197 @@ def soft_update(target: keras.Model, source: keras.Model, tau: float) -> None:
     """Move ``target``'s weights toward ``source``'s: ``t ← τ·s + (1 − τ)·t`` (τ = 1 copies)."""
     for target_weight, source_weight in zip(target.weights, source.weights):
         target_weight.assign(tau * source_weight + (1.0 - tau) * target_weight)
+
+
+# Policy-gradient networks: a stochastic actor outputs the parameters of a distribution over actions
+# (the agents build the tensorflow-probability distribution from them), a critic outputs V(s).
+
+
+@keras.saving.register_keras_serializable(package="tfrl")
+class CategoricalActor(keras.Model):
+    """Maps a batch of observations to the logits of a categorical policy over discrete actions.
+
+    Args:
+        num_actions: size of the discrete action space.
+        hidden_sizes: units of each hidden layer of the MLP trunk.
+        activation: any Keras activation name, used by every hidden layer.
+    """
+
+    def __init__(self, num_actions: int, hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh", **kwargs):
+        super().__init__(**kwargs)
+        self.num_actions = int(num_actions)
+        self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
+        self.activation = activation
+        self.trunk = _dense_trunk(self.hidden_sizes, activation, "hidden")
+        self.logits_head = layers.Dense(self.num_actions, name="logits")
+
+    def call(self, observations):
+        features = _flatten(observations)
+        for layer in self.trunk:
+            features = layer(features)
+        return self.logits_head(features)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(num_actions=self.num_actions, hidden_sizes=list(self.hidden_sizes), activation=self.activation)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfrl")
+class GaussianActor(keras.Model):
+    """Maps a batch of observations to the mean and scale of a diagonal Gaussian policy.
+
+    The mean is ``tanh(·)`` scaled to the action bounds, ``centre + half_range · tanh(·)``, so the
+    deterministic action always lies inside them. The scale is ``softplus(·) + min_scale``: positive,
+    and never so small that log-probabilities explode. With ``state_dependent_scale`` (the tutorials'
+    design) a second head computes it from the observation; otherwise it is one learned parameter per
+    action dimension, which keeps exploration from collapsing on states the critic happens to like.
+
+    Args:
+        action_low, action_high: the bounds of the Box action space (one value per dimension).
+        hidden_sizes: units of each hidden layer of the MLP trunk.
+        activation: any Keras activation name, used by every hidden layer.
+        state_dependent_scale: scale from a head on the trunk (True) or a free parameter (False).
+        initial_scale: the scale before training (sets the bias of the scale head or the parameter).
+        min_scale: the floor added after the softplus.
+    """
+
+    def __init__(
+        self,
+        action_low: Sequence[float],
+        action_high: Sequence[float],
+        hidden_sizes: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        state_dependent_scale: bool = False,
+        initial_scale: float = 1.0,
+        min_scale: float = 1e-3,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.action_low = [float(value) for value in action_low]
+        self.action_high = [float(value) for value in action_high]
+        self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
+        self.activation = activation
+        self.state_dependent_scale = bool(state_dependent_scale)
+        self.initial_scale = float(initial_scale)
+        self.min_scale = float(min_scale)
+        if self.initial_scale <= self.min_scale:
+            raise ValueError(f"initial_scale={initial_scale} must exceed min_scale={min_scale}")
+        action_size = len(self.action_low)
+        low, high = ops.convert_to_tensor(self.action_low), ops.convert_to_tensor(self.action_high)
+        self._centre, self._half_range = (high + low) / 2.0, (high - low) / 2.0
+        # softplus⁻¹(initial_scale − min_scale): the pre-activation that gives initial_scale.
+        raw_initial = math.log(math.expm1(self.initial_scale - self.min_scale))
+        self.trunk = _dense_trunk(self.hidden_sizes, activation, "hidden")
+        self.mean_head = layers.Dense(action_size, name="mean")
+        if self.state_dependent_scale:
+            self.scale_head = layers.Dense(action_size, bias_initializer=keras.initializers.Constant(raw_initial),
+                                           name="scale")
+        else:
+            self.raw_scale = self.add_weight(shape=(action_size,), initializer=keras.initializers.Constant(raw_initial),
+                                             name="raw_scale")
+
+    def call(self, observations):
+        features = _flatten(observations)
+        for layer in self.trunk:
+            features = layer(features)
+        mean = self._centre + self._half_range * ops.tanh(self.mean_head(features))
+        raw_scale = self.scale_head(features) if self.state_dependent_scale else ops.broadcast_to(
+            self.raw_scale, ops.shape(mean))
+        return mean, ops.softplus(raw_scale) + self.min_scale
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(action_low=self.action_low, action_high=self.action_high, hidden_sizes=list(self.hidden_sizes),
+                      activation=self.activation, state_dependent_scale=self.state_dependent_scale,
+                      initial_scale=self.initial_scale, min_scale=self.min_scale)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfrl")
+class ValueCritic(keras.Model):
+    """Maps a batch of observations to state values V(s), shape ``[batch]``.
+
+    Args:
+        hidden_sizes: units of each hidden layer of the MLP trunk.
+        activation: any Keras activation name, used by every hidden layer.
+    """
+
+    def __init__(self, hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh", **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
+        self.activation = activation
+        self.trunk = _dense_trunk(self.hidden_sizes, activation, "hidden")
+        self.value_head = layers.Dense(1, name="value")
+
+    def call(self, observations):
+        features = _flatten(observations)
+        for layer in self.trunk:
+            features = layer(features)
+        return ops.squeeze(self.value_head(features), axis=-1)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(hidden_sizes=list(self.hidden_sizes), activation=self.activation)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfrl")
+class DeterministicActor(keras.Model):
+    """μ(s): a deterministic continuous action inside the bounds, ``centre + half_range · tanh(·)``.
+
+    Args:
+        action_low, action_high: the Box action space's bounds (one entry per action dimension).
+        hidden_sizes, activation: the MLP trunk.
+    """
+
+    def __init__(self, action_low: Sequence[float], action_high: Sequence[float],
+                 hidden_sizes: Sequence[int] = (256, 256), activation: str = "relu", **kwargs):
+        super().__init__(**kwargs)
+        self.action_low = [float(value) for value in action_low]
+        self.action_high = [float(value) for value in action_high]
+        self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
+        self.activation = activation
+        self.trunk = _dense_trunk(self.hidden_sizes, activation, "hidden")
+        self.action_head = layers.Dense(len(self.action_low), activation="tanh", name="action")
+        self._centre = [(high + low) / 2 for low, high in zip(self.action_low, self.action_high)]
+        self._half_range = [(high - low) / 2 for low, high in zip(self.action_low, self.action_high)]
+
+    def call(self, observations):
+        features = _flatten(observations)
+        for layer in self.trunk:
+            features = layer(features)
+        return ops.convert_to_tensor(self._centre) + ops.convert_to_tensor(self._half_range) * self.action_head(features)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(action_low=self.action_low, action_high=self.action_high,
+                      hidden_sizes=list(self.hidden_sizes), activation=self.activation)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfrl")
+class QCritic(keras.Model):
+    """Q(s, a) for continuous actions: the observation and the action enter the MLP together.
+
+    Called as ``critic([observations, actions])``, one Q-value per row.
+    """
+
+    def __init__(self, hidden_sizes: Sequence[int] = (256, 256), activation: str = "relu", **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
+        self.activation = activation
+        self.trunk = _dense_trunk(self.hidden_sizes, activation, "hidden")
+        self.q_head = layers.Dense(1, name="q_value")
+
+    def call(self, inputs):
+        observations, actions = inputs
+        features = ops.concatenate([_flatten(observations), _flatten(actions)], axis=-1)
+        for layer in self.trunk:
+            features = layer(features)
+        return ops.squeeze(self.q_head(features), axis=-1)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(hidden_sizes=list(self.hidden_sizes), activation=self.activation)
+        return config

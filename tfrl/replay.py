@@ -7,8 +7,9 @@ Everything is vectorised: a vector env adds one row per sub-env in one call, and
 from __future__ import annotations
 
 import numpy as np
+import tensorflow as tf
 
-_FIELDS = ("observations", "actions", "rewards", "next_observations", "terminated")
+_FIELDS = ("observations", "actions", "rewards", "next_observations", "terminated", "bootstrap_steps")
 
 
 class ReplayBuffer:
@@ -16,7 +17,9 @@ class ReplayBuffer:
 
     ``terminated`` is stored as float32 (1.0 = the episode ended in a terminal state, so the
     target must not bootstrap). Truncated episodes are stored with ``terminated = 0``: their
-    next observation is real and its value still counts.
+    next observation is real and its value still counts. ``bootstrap_steps`` is the number of env
+    steps from the observation to the next one: 1 for ordinary transitions, ``k ≤ n`` for n-step
+    ones (see ``NStepCollector``), so the target discounts the bootstrap by ``γ^k``.
     """
 
     def __init__(
@@ -34,14 +37,18 @@ class ReplayBuffer:
         self.actions = np.zeros((capacity, *action_shape), action_dtype)
         self.rewards = np.zeros(capacity, np.float32)
         self.terminated = np.zeros(capacity, np.float32)
+        self.bootstrap_steps = np.ones(capacity, np.int32)
         self.position = 0
         self.size = 0
 
     def __len__(self) -> int:
         return self.size
 
-    def add(self, observations, actions, rewards, next_observations, terminated) -> None:
-        """Append a batch of transitions (leading axis = one row per sub-env), overwriting the oldest."""
+    def add(self, observations, actions, rewards, next_observations, terminated, bootstrap_steps=1) -> np.ndarray:
+        """Append a batch of transitions (leading axis = one row per sub-env), overwriting the oldest.
+
+        Returns the rows written, so a prioritized memory can give them their first priority.
+        """
         count = len(rewards)
         rows = (self.position + np.arange(count)) % self.capacity
         self.observations[rows] = observations
@@ -49,8 +56,10 @@ class ReplayBuffer:
         self.rewards[rows] = rewards
         self.next_observations[rows] = next_observations
         self.terminated[rows] = terminated
+        self.bootstrap_steps[rows] = bootstrap_steps
         self.position = int((self.position + count) % self.capacity)
         self.size = min(self.size + count, self.capacity)
+        return rows
 
     def sample(self, batch_size: int, num_batches: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Draw ``num_batches`` batches uniformly with replacement, shaped ``[num_batches, batch_size, ...]``."""
@@ -68,6 +77,8 @@ class ReplayBuffer:
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore what ``state`` returned; the shapes must match this buffer's."""
         size = len(state["rewards"])
+        # Checkpoints written before n-step returns existed hold only one-step transitions.
+        state = {"bootstrap_steps": np.ones(size, np.int32), **state}
         if size > self.capacity:
             raise ValueError(f"saved buffer holds {size} rows, more than this buffer's capacity {self.capacity}")
         for name in _FIELDS:
@@ -80,3 +91,226 @@ class ReplayBuffer:
             target[:size] = state[name]
         self.size = size
         self.position = int(state["position"])
+
+
+# ------------------------------------------------------------------------------------------------
+# On-policy returns. Pure functions over time-major arrays (``[T]`` or ``[T, num_envs]``), written
+# with TensorFlow ops so the policy-gradient agents run them inside their compiled update steps;
+# they accept numpy arrays too. A reverse ``tf.scan`` walks back from the last step.
+# ------------------------------------------------------------------------------------------------
+
+
+def discounted_returns(rewards, episode_ends, gamma: float) -> tf.Tensor:
+    """Monte Carlo returns ``G_t = r_t + γ·G_{t+1}``, restarting after every episode end.
+
+    ``episode_ends[t]`` is 1 where an episode finished at step ``t`` (terminated or truncated), so
+    several episodes laid end to end get their own returns in one call. A truncated episode's
+    returns are cut-off Monte Carlo returns: nothing is added for the steps it did not play.
+    """
+    rewards = tf.convert_to_tensor(rewards, tf.float32)
+    continues = 1.0 - tf.cast(episode_ends, tf.float32)
+    return tf.scan(lambda later, step: step[0] + gamma * step[1] * later, (rewards, continues),
+                   initializer=tf.zeros_like(rewards[0]), reverse=True)
+
+
+def n_step_returns(rewards, next_values, terminated, truncated, gamma: float) -> tf.Tensor:
+    """Bootstrapped returns of a rollout: each step's return runs to its episode's end or the rollout's.
+
+        G_t = r_t + γ · (1 − terminated_t) · B_t,   B_t = V(s'_t)  if truncated at t or t = T − 1
+                                                    B_t = G_{t+1}  otherwise
+
+    ``next_values[t]`` is V of the real next observation of step ``t`` (the episode's last one where it
+    ended). A terminal state is worth nothing; a time-limit truncation bootstraps from V(s'), because
+    the state it cut off still had a future. With ``T = 1`` this is the one-step TD target.
+    """
+    rewards = tf.convert_to_tensor(rewards, tf.float32)
+    next_values = tf.convert_to_tensor(next_values, tf.float32)
+    continues = 1.0 - tf.cast(terminated, tf.float32)
+    truncated = tf.cast(truncated, tf.float32)
+
+    def step_back(later, step):
+        reward, next_value, keep, cut = step
+        return reward + gamma * keep * (cut * next_value + (1.0 - cut) * later)
+
+    # Seeding the scan with V(s'_{T-1}) makes the last step bootstrap whether or not it was truncated.
+    return tf.scan(step_back, (rewards, next_values, continues, truncated), initializer=next_values[-1], reverse=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Prioritized experience replay (Schaul et al. 2016) and n-step transitions for the DQN family.
+# ------------------------------------------------------------------------------------------------
+
+
+class SumTree:
+    """A binary tree whose every node holds the sum of its two children; the leaves are priorities.
+
+    Stored as one float64 array over a power-of-two number of leaves: node 1 is the root, node ``i``
+    has children ``2i`` and ``2i + 1``, and leaf ``j`` is node ``leaf_count + j``. Both operations
+    work on whole batches at once, one numpy operation per tree level (20 levels for 1M leaves):
+
+    - ``update`` writes the leaves, then recomputes their parents level by level. Parents are
+      recomputed from their children rather than patched by deltas, so the tree never drifts.
+    - ``find`` descends from the root for every value at once: go left if the value is below the
+      left child's sum, otherwise subtract it and go right.
+    """
+
+    def __init__(self, capacity: int):
+        if capacity <= 0:
+            raise ValueError(f"capacity must be a positive integer, got {capacity}")
+        self.capacity = int(capacity)
+        self.depth = (self.capacity - 1).bit_length()
+        self.leaf_count = 1 << self.depth
+        self.nodes = np.zeros(2 * self.leaf_count, np.float64)
+
+    @property
+    def total(self) -> float:
+        """The sum of all priorities (the root)."""
+        return float(self.nodes[1])
+
+    def priorities(self, indices=None) -> np.ndarray:
+        """The leaves at ``indices`` (all ``capacity`` of them by default)."""
+        leaves = self.nodes[self.leaf_count: self.leaf_count + self.capacity]
+        return leaves if indices is None else leaves[indices]
+
+    def update(self, indices, priorities) -> None:
+        """Set the priorities of leaves ``indices`` (repeats allowed: the last one wins)."""
+        nodes = np.asarray(indices, np.int64).ravel() + self.leaf_count
+        self.nodes[nodes] = np.asarray(priorities, np.float64).ravel()
+        for _ in range(self.depth):
+            nodes = nodes >> 1
+            self.nodes[nodes] = self.nodes[2 * nodes] + self.nodes[2 * nodes + 1]
+
+    def rebuild(self, priorities) -> None:
+        """Replace every leaf (missing ones become 0) and recompute the whole tree bottom up."""
+        priorities = np.asarray(priorities, np.float64)
+        self.nodes[:] = 0.0
+        self.nodes[self.leaf_count: self.leaf_count + len(priorities)] = priorities
+        for level in range(self.depth - 1, -1, -1):
+            first = 1 << level
+            parents = np.arange(first, 2 * first)
+            self.nodes[parents] = self.nodes[2 * parents] + self.nodes[2 * parents + 1]
+
+    def find(self, values) -> np.ndarray:
+        """The leaf whose cumulative-sum interval holds each value in ``[0, total)``.
+
+        Leaf ``j`` is returned for values in ``[sum(p[:j]), sum(p[:j + 1]))``, so a uniform value
+        picks leaf ``j`` with probability ``p[j] / total``; a zero-priority leaf is never picked.
+        """
+        values = np.array(values, np.float64).ravel()
+        nodes = np.ones(len(values), np.int64)
+        for _ in range(self.depth):
+            left = 2 * nodes
+            left_sums = self.nodes[left]
+            go_right = values >= left_sums
+            values -= np.where(go_right, left_sums, 0.0)
+            nodes = left + go_right
+        return nodes - self.leaf_count
+
+
+class PrioritizedReplayBuffer(ReplayBuffer):
+    """Replay that samples transition ``i`` with probability ``p_i / Σ p``, ``p_i = (|δ_i| + ε)^α``.
+
+    - New transitions get the largest priority seen so far, so each is replayed at least once soon.
+    - ``sample`` draws each batch stratified: the total is cut into ``batch_size`` equal segments and
+      one value is drawn in each, which lowers the variance of the batch's composition.
+    - Importance weights ``w_i = (N · P(i))^(−β)`` undo the bias of non-uniform sampling; they are
+      divided by their batch maximum so they only ever scale updates down. ``β`` is annealed to 1 by
+      the agent: full correction by the end of training, when unbiased targets matter most.
+    - ``update_priorities`` takes the |TD errors| the training call returns for the sampled rows.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        observation_shape: tuple[int, ...],
+        alpha: float = 0.6,
+        epsilon: float = 1e-6,
+        action_shape: tuple[int, ...] = (),
+        action_dtype: np.dtype | type = np.int64,
+    ):
+        super().__init__(capacity, observation_shape, action_shape, action_dtype)
+        if alpha < 0 or epsilon <= 0:
+            raise ValueError(f"prioritized replay needs alpha >= 0 and epsilon > 0, got alpha={alpha}, epsilon={epsilon}")
+        self.alpha, self.epsilon = float(alpha), float(epsilon)
+        self.tree = SumTree(capacity)
+        self.max_priority = 1.0
+
+    def add(self, observations, actions, rewards, next_observations, terminated, bootstrap_steps=1) -> np.ndarray:
+        rows = super().add(observations, actions, rewards, next_observations, terminated, bootstrap_steps)
+        self.tree.update(rows, np.full(len(rows), self.max_priority))
+        return rows
+
+    def sample(self, batch_size: int, num_batches: int, rng: np.random.Generator, beta: float = 1.0) -> dict[str, np.ndarray]:
+        """``num_batches`` stratified batches, plus ``indices`` (rows, for the priority update) and ``weights``."""
+        if self.size == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        total = self.tree.total
+        segments = (np.arange(batch_size) + rng.random((num_batches, batch_size))) / batch_size
+        values = np.minimum(segments * total, np.nextafter(total, 0.0))
+        rows = self.tree.find(values).reshape(num_batches, batch_size)
+        probabilities = self.tree.priorities(rows) / total
+        weights = (self.size * probabilities) ** -beta
+        weights /= weights.max(axis=1, keepdims=True)
+        batch = {name: getattr(self, name)[rows] for name in _FIELDS}
+        batch["indices"] = rows
+        batch["weights"] = weights.astype(np.float32)
+        return batch
+
+    def update_priorities(self, indices, td_errors) -> None:
+        """Priorities ``(|δ| + ε)^α`` for the rows ``indices`` from their latest TD errors."""
+        priorities = (np.abs(np.asarray(td_errors, np.float64)) + self.epsilon) ** self.alpha
+        self.tree.update(indices, priorities)
+        self.max_priority = max(self.max_priority, float(priorities.max()))
+
+    def state(self) -> dict[str, np.ndarray]:
+        arrays = super().state()
+        arrays["priorities"] = self.tree.priorities()[: self.size].copy()
+        arrays["max_priority"] = np.asarray(self.max_priority)
+        return arrays
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        super().load_state(state)
+        if "priorities" not in state:
+            raise ValueError("saved buffer has no priorities: it was written by a uniform replay buffer")
+        self.tree.rebuild(state["priorities"])
+        self.max_priority = float(state["max_priority"])
+
+
+class NStepCollector:
+    """Turns each sub-env's stream of one-step transitions into n-step ones, as they arrive.
+
+    For a window of ``k`` steps starting at ``s_t`` it emits
+    ``(s_t, a_t, R = Σ_{j<k} γ^j r_{t+j}, s_{t+k}, terminated, k)``, so the target is
+    ``R + γ^k (1 − terminated) max_a Q'(s_{t+k}, a)``. A window is emitted once it holds ``n``
+    steps (``k = n``); when an episode ends every open window is flushed with ``k < n``: after a
+    termination they do not bootstrap, after a truncation they bootstrap from the truncated
+    episode's real last observation. Open windows are not checkpointed: a resumed run starts new
+    episodes, so they could not be completed anyway.
+    """
+
+    def __init__(self, n: int, gamma: float):
+        if n < 1:
+            raise ValueError(f"n must be a positive integer, got {n}")
+        self.n, self.gamma = int(n), float(gamma)
+        self.windows: list[list[tuple]] = []
+
+    def add(self, observations, actions, rewards, next_observations, terminated, truncated) -> dict[str, np.ndarray] | None:
+        """Take one vector-env step; returns the n-step transitions completed by it (or None)."""
+        if not self.windows:
+            self.windows = [[] for _ in range(len(rewards))]
+        completed = []
+        for index, window in enumerate(self.windows):
+            window.append((observations[index], actions[index], float(rewards[index])))
+            ended = bool(terminated[index]) or bool(truncated[index])
+            while len(window) == self.n or (ended and window):
+                completed.append(self._transition(window, next_observations[index], terminated[index]))
+                window.pop(0)
+        if not completed:
+            return None
+        fields = ("observations", "actions", "rewards", "next_observations", "terminated", "bootstrap_steps")
+        return {name: np.asarray(column) for name, column in zip(fields, zip(*completed))}
+
+    def _transition(self, window: list[tuple], next_observation, terminated) -> tuple:
+        discounted = sum(self.gamma ** offset * reward for offset, (_, _, reward) in enumerate(window))
+        observation, action, _ = window[0]
+        return observation, action, np.float32(discounted), next_observation, np.float32(terminated), len(window)

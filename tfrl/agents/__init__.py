@@ -7,20 +7,37 @@ from __future__ import annotations
 
 import difflib
 from importlib import import_module
-from typing import NamedTuple
+from types import MappingProxyType
+from typing import Any, Mapping, NamedTuple
 
 from tfrl.errors import ConfigError
 
 
 class AlgorithmEntry(NamedTuple):
+    """Where an algorithm lives. ``defaults`` are config fields it sets on top of its config class's
+    defaults (under every preset), so one agent class can serve several names: ``double-dqn`` is the
+    DQN agent with ``double=True``."""
+
     module: str
     agent: str
     config: str
     summary: str
+    defaults: Mapping[str, Any] = MappingProxyType({})
 
 
 ALGORITHMS: dict[str, AlgorithmEntry] = {
     "dqn": AlgorithmEntry("tfrl.agents.dqn", "DQNAgent", "DQNConfig", "Deep Q-Network, discrete actions"),
+    "double-dqn": AlgorithmEntry("tfrl.agents.dqn", "DQNAgent", "DQNConfig",
+                                 "Double DQN: the online net picks a', the target net evaluates it",
+                                 MappingProxyType({"double": True})),
+    "dueling-dqn": AlgorithmEntry("tfrl.agents.dqn", "DQNAgent", "DQNConfig",
+                                  "Dueling DQN: Q = V + A - mean A", MappingProxyType({"dueling": True})),
+    "reinforce": AlgorithmEntry("tfrl.agents.reinforce", "ReinforceAgent", "ReinforceConfig",
+                                "REINFORCE policy gradient, discrete or continuous actions"),
+    "actor-critic": AlgorithmEntry("tfrl.agents.actor_critic", "ActorCriticAgent", "ActorCriticConfig",
+                                   "advantage actor-critic (n-step, vector envs), discrete or continuous actions"),
+    "ddpg": AlgorithmEntry("tfrl.agents.ddpg", "DDPGAgent", "DDPGConfig", "Deep Deterministic Policy Gradient, continuous actions"),
+    "td3": AlgorithmEntry("tfrl.agents.ddpg", "TD3Agent", "DDPGConfig", "Twin Delayed DDPG, continuous actions"),
 }
 
 
@@ -33,3 +50,9 @@ def get_agent(name: str):
     entry = ALGORITHMS[name]
     module = import_module(entry.module)
     return getattr(module, entry.agent), getattr(module, entry.config)
+
+
+def make_config(name: str, preset: str = "default", overrides: Mapping[str, Any] | None = None):
+    """The config of algorithm ``name``: ``preset``, then the entry's ``defaults``, then ``overrides``."""
+    _, config_class = get_agent(name)
+    return config_class.from_preset(preset, {**ALGORITHMS[name].defaults, **dict(overrides or {})})

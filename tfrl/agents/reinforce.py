@@ -1,0 +1,309 @@
+"""REINFORCE (Williams 1992), as in the tutorials' Policy Gradients chapter.
+
+The policy plays whole episodes; once ``episodes_per_update`` of them are complete, one gradient
+step in one ``tf.function`` call makes each action taken more likely in proportion to the return
+that followed it:
+
+    G_t  = r_t + γ·G_{t+1}                       (discounted return, restarting at each episode end)
+    v_t  = (G_t − mean G) / (std G + ε)          (normalised over the batch, as the tutorial does)
+    loss = −mean( log π(a_t|s_t) · v_t ) − β · mean( entropy π(·|s_t) )
+
+With ``baseline`` a value network V(s) is fitted to G by least squares and ``G_t − V(s_t)`` (then
+normalised) replaces ``v_t``: the same gradient in expectation, with less variance.
+
+An episode ends on termination or truncation; a truncated episode's returns are cut-off Monte Carlo
+returns (REINFORCE has no critic to bootstrap with). Actions come from a categorical policy for a
+Discrete space, a Gaussian one (mean inside the bounds, scale softplus + floor) for a Box space.
+
+This file also holds what every stochastic-policy agent shares (the actor for a space, its
+tensorflow-probability distribution, the exported policy module); ``actor_critic.py`` imports them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gymnasium as gym
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfrl.agents.config import AgentConfig
+from tfrl.agents.dqn import make_optimizer
+from tfrl.envs import check_spaces
+from tfrl.nets import CategoricalActor, GaussianActor, ValueCritic
+from tfrl.replay import discounted_returns
+
+tfd = tfp.distributions
+
+
+# ------------------------------------------------------------------------------------------------
+# Shared by the policy-gradient agents: actor, distribution, exported policy.
+# ------------------------------------------------------------------------------------------------
+
+
+def build_actor(action_space: gym.Space, observation_shape: tuple[int, ...], config) -> keras.Model:
+    """A built ``CategoricalActor`` for a Discrete space, ``GaussianActor`` for a Box space."""
+    if isinstance(action_space, gym.spaces.Discrete):
+        actor = CategoricalActor(int(action_space.n), config.hidden_sizes, config.activation)
+    else:
+        actor = GaussianActor(np.ravel(action_space.low), np.ravel(action_space.high), config.hidden_sizes,
+                              config.activation, state_dependent_scale=config.state_dependent_scale,
+                              initial_scale=config.initial_scale, min_scale=config.min_scale)
+    actor(np.zeros((1, *observation_shape), np.float32))
+    return actor
+
+
+def action_distribution(actor: keras.Model, observations) -> tfd.Distribution:
+    """π(·|s) for a batch: Categorical over logits, or a diagonal Normal whose log-prob sums the dimensions."""
+    if isinstance(actor, CategoricalActor):
+        return tfd.Categorical(logits=actor(observations), dtype=tf.int64)
+    mean, scale = actor(observations)
+    return tfd.Independent(tfd.Normal(mean, scale), reinterpreted_batch_ndims=1)
+
+
+def next_seed(generator: tf.random.Generator) -> tf.Tensor:
+    """A fresh stateless seed for a tensorflow-probability ``sample`` (which wants int32)."""
+    return tf.cast(generator.make_seeds(1)[:, 0], tf.int32)
+
+
+def clip_to_bounds(actor: keras.Model, actions):
+    """Continuous actions clipped into the Box bounds; discrete actions unchanged."""
+    if isinstance(actor, GaussianActor):
+        return tf.clip_by_value(actions, actor.action_low, actor.action_high)
+    return actions
+
+
+class StochasticPolicy(tf.Module):
+    """The exported policy: ``action`` (the mode: argmax or mean, inside the bounds), ``sample_action``,
+    and ``value`` when a critic is given. Batched float32 observations in."""
+
+    def __init__(self, actor: keras.Model, observation_shape: tuple[int, ...], critic: keras.Model | None = None,
+                 seed: int = 0):
+        super().__init__(name="stochastic_policy")
+        self.actor = actor
+        self.generator = tf.random.Generator.from_seed(seed)
+        spec = [tf.TensorSpec([None, *observation_shape], tf.float32, name="observation")]
+        self.action = tf.function(self._action, input_signature=spec)
+        self.sample_action = tf.function(self._sample_action, input_signature=spec)
+        if critic is not None:
+            self.critic = critic
+            self.value = tf.function(self._value, input_signature=spec)
+
+    def _action(self, observation):
+        return clip_to_bounds(self.actor, action_distribution(self.actor, observation).mode())
+
+    def _sample_action(self, observation):
+        return clip_to_bounds(self.actor, action_distribution(self.actor, observation).sample(seed=next_seed(self.generator)))
+
+    def _value(self, observation):
+        return self.critic(observation)
+
+
+class StochasticActing:
+    """``act`` for an agent with ``self.actor``: sample (clipped to the bounds) or take the mode.
+
+    The unclipped samples of the last exploring ``act`` are kept in ``self.raw_actions``: learning
+    uses their log-probability, not that of the clipped action the env received.
+    """
+
+    def _init_acting(self, observation_shape: tuple[int, ...], seed: int) -> None:
+        self.generator = tf.random.Generator.from_seed(seed)  # checkpointed: a resumed run samples on
+        spec = [tf.TensorSpec([None, *observation_shape], tf.float32)]
+        self._sample = tf.function(self._sample_actions, input_signature=spec).get_concrete_function()
+        self._mode = tf.function(self._mode_actions, input_signature=spec).get_concrete_function()
+        self.raw_actions: np.ndarray | None = None
+
+    def _sample_actions(self, observations):
+        return action_distribution(self.actor, observations).sample(seed=next_seed(self.generator))
+
+    def _mode_actions(self, observations):
+        return clip_to_bounds(self.actor, action_distribution(self.actor, observations).mode())
+
+    @property
+    def continuous(self) -> bool:
+        return isinstance(self.actor, GaussianActor)
+
+    def act(self, observations: np.ndarray, explore: bool = False) -> np.ndarray:
+        """Actions for a batch of observations: sampled when ``explore``, else the distribution's mode."""
+        observations = np.asarray(observations, np.float32)
+        if not explore:
+            return self._mode(observations).numpy()
+        self.raw_actions = self._sample(observations).numpy()
+        if self.continuous:
+            return np.clip(self.raw_actions, self.action_space.low, self.action_space.high)
+        return self.raw_actions
+
+    def _learning_actions(self, actions: np.ndarray) -> np.ndarray:
+        """What ``observe`` learns from: the unclipped samples behind ``actions`` when they are known."""
+        if self.continuous and self.raw_actions is not None and len(self.raw_actions) == len(actions):
+            return self.raw_actions
+        return np.asarray(actions)
+
+
+def action_spec(action_space: gym.Space, leading: list) -> tf.TensorSpec:
+    """The TensorSpec of a batch of actions with ``leading`` batch dimensions."""
+    if isinstance(action_space, gym.spaces.Discrete):
+        return tf.TensorSpec(leading, tf.int64)
+    return tf.TensorSpec([*leading, *action_space.shape], tf.float32)
+
+
+# ------------------------------------------------------------------------------------------------
+# REINFORCE
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ReinforceConfig(AgentConfig):
+    """REINFORCE hyperparameters.
+
+    The defaults learn from batches of 8 episodes, normalise returns and use no baseline — the
+    tutorial's algorithm with a larger batch and a bigger, slower-learning network: that solves
+    CartPole-v1 on every seed benchmarked. ``initial_scale``, ``min_scale`` and
+    ``state_dependent_scale`` only matter for Box action spaces.
+    """
+
+    learning_rate: float = 5e-3
+    gamma: float = 0.99
+    episodes_per_update: int = 8
+    normalize_returns: bool = True
+    epsilon: float = 1e-8
+    baseline: bool = False
+    critic_learning_rate: float = 1e-2
+    ent_coef: float = 0.0
+    hidden_sizes: tuple[int, ...] = (64,)
+    activation: str = "tanh"
+    optimizer: str = "adam"
+    max_grad_norm: float = 0.0
+    state_dependent_scale: bool = False
+    initial_scale: float = 1.0
+    min_scale: float = 1e-3
+
+    PRESETS = {
+        "default": {},
+        # The original TF1 tutorial (7_Policy_gradient_softmax): 10 tanh units, Adam 0.02, γ 0.99, one
+        # episode per update, returns normalised (an epsilon is added here so a one-step episode works).
+        # Keras' default initialisers replace its N(0, 0.3); MountainCar used γ = 0.995.
+        "tutorial": dict(learning_rate=0.02, gamma=0.99, episodes_per_update=1, normalize_returns=True,
+                         baseline=False, ent_coef=0.0, hidden_sizes=(10,), activation="tanh", optimizer="adam",
+                         max_grad_norm=0.0),
+    }
+
+    def validate(self) -> None:
+        self.require_positive("learning_rate", "critic_learning_rate", "episodes_per_update", "epsilon",
+                              "initial_scale", "min_scale")
+        self.require_non_negative("ent_coef", "max_grad_norm")
+        self.require_unit_interval("gamma")
+        self._require("hidden_sizes", all(size > 0 for size in self.hidden_sizes), "positive layer sizes")
+        self._require("initial_scale", self.initial_scale > self.min_scale, f"a number above min_scale={self.min_scale}")
+        self.require_choice("optimizer", ("adam", "rmsprop"))
+
+
+class ReinforceAgent(StochasticActing):
+    """A stochastic actor (and, with ``baseline``, a value network) learning from whole episodes."""
+
+    algorithm = "reinforce"
+    action_spaces = (gym.spaces.Discrete, gym.spaces.Box)
+    run_defaults = {"total_steps": 300_000, "num_envs": 8, "eval_every": 5_000, "checkpoint_every": 25_000}
+
+    def __init__(self, config: ReinforceConfig, observation_space: gym.Space, action_space: gym.Space,
+                 env_id: str = "env", seed: int = 0):
+        check_spaces(self.algorithm, env_id, observation_space, action_space, self.action_spaces)
+        self.config = config
+        self.observation_space, self.action_space = observation_space, action_space
+        self.observation_shape = tuple(observation_space.shape)
+        self.actor = build_actor(action_space, self.observation_shape, config)
+        self.optimizer = make_optimizer(config.optimizer, config.learning_rate, config.max_grad_norm)
+        self.optimizer.build(self.actor.trainable_variables)
+        self.critic = None
+        if config.baseline:
+            self.critic = ValueCritic(config.hidden_sizes, config.activation)
+            self.critic(np.zeros((1, *self.observation_shape), np.float32))
+            self.critic_optimizer = make_optimizer(config.optimizer, config.critic_learning_rate, config.max_grad_norm)
+            self.critic_optimizer.build(self.critic.trainable_variables)
+        self._init_acting(self.observation_shape, seed)
+        self.env_steps = 0
+        self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="updates")
+        self.episodes: list[dict[str, list]] = []  # the episode in progress in each vector env
+        self.finished: list[dict[str, np.ndarray]] = []  # complete episodes waiting for the next update
+
+        # One update for any number of episodes of any lengths: the [None] signature never retraces.
+        # No XLA: it compiles once per input shape, and nearly every batch of episodes has a new length.
+        self._update = tf.function(self._update_step, input_signature=[
+            tf.TensorSpec([None, *self.observation_shape], tf.float32),
+            action_spec(action_space, [None]),
+            tf.TensorSpec([None], tf.float32),
+            tf.TensorSpec([None], tf.float32),
+        ]).get_concrete_function()
+
+    def observe(self, observations, actions, rewards, next_observations, terminated, truncated) -> dict[str, float] | None:
+        """Extend each env's episode; when ``episodes_per_update`` are complete, learn from them."""
+        if not self.episodes:
+            self.episodes = [{"observations": [], "actions": [], "rewards": []} for _ in range(len(rewards))]
+        actions = self._learning_actions(actions)
+        done = np.logical_or(terminated, truncated)
+        for index, episode in enumerate(self.episodes):
+            episode["observations"].append(observations[index])
+            episode["actions"].append(actions[index])
+            episode["rewards"].append(rewards[index])
+            if done[index]:
+                self.finished.append({key: np.asarray(value) for key, value in episode.items()})
+                self.episodes[index] = {"observations": [], "actions": [], "rewards": []}
+        self.env_steps += len(rewards)
+        if len(self.finished) < self.config.episodes_per_update:
+            return None
+        batch = {key: np.concatenate([episode[key] for episode in self.finished]) for key in self.finished[0]}
+        ends = np.zeros(len(batch["rewards"]), np.float32)
+        ends[np.cumsum([len(episode["rewards"]) for episode in self.finished]) - 1] = 1.0
+        self.finished = []
+        metrics = self._update(batch["observations"].astype(np.float32), batch["actions"],
+                               batch["rewards"].astype(np.float32), ends)
+        return {name: float(value) for name, value in metrics.items()}
+
+    def _update_step(self, observations, actions, rewards, episode_ends):
+        """One gradient step on a batch of complete episodes laid end to end."""
+        config = self.config
+        returns = discounted_returns(rewards, episode_ends, config.gamma)
+        weights = returns
+        metrics = {}
+        if self.critic is not None:
+            with tf.GradientTape() as tape:
+                values = self.critic(observations)
+                critic_loss = tf.reduce_mean(tf.square(returns - values))
+            variables = self.critic.trainable_variables
+            self.critic_optimizer.apply_gradients(zip(tape.gradient(critic_loss, variables), variables))
+            weights = returns - values
+            metrics["critic_loss"] = critic_loss
+        if config.normalize_returns:
+            weights = (weights - tf.reduce_mean(weights)) / (tf.math.reduce_std(weights) + config.epsilon)
+        weights = tf.stop_gradient(weights)
+        with tf.GradientTape() as tape:
+            distribution = action_distribution(self.actor, observations)
+            entropy = tf.reduce_mean(distribution.entropy())
+            loss = -tf.reduce_mean(distribution.log_prob(actions) * weights) - config.ent_coef * entropy
+        variables = self.actor.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.updates.assign_add(1)
+        return {"loss": loss, "entropy": entropy, "mean_return": tf.reduce_mean(returns), **metrics}
+
+    # What training.py, checkpoint.py and export.py use.
+    def policy(self) -> StochasticPolicy:
+        return StochasticPolicy(self.actor, self.observation_shape, self.critic)
+
+    def networks(self) -> dict[str, keras.Model]:
+        return {"actor": self.actor, **({"critic": self.critic} if self.critic is not None else {})}
+
+    def trackables(self) -> dict:
+        trackables = {"actor": self.actor, "optimizer": self.optimizer, "updates": self.updates, "sampler": self.generator}
+        if self.critic is not None:
+            trackables.update(critic=self.critic, critic_optimizer=self.critic_optimizer)
+        return trackables
+
+    def numpy_state(self) -> dict:
+        """Counters only: episodes in progress are dropped, since a resumed run starts fresh ones."""
+        return {"env_steps": self.env_steps}
+
+    def load_numpy_state(self, state: dict) -> None:
+        self.env_steps = int(state["env_steps"])
+        self.episodes, self.finished = [], []
