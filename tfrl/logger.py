@@ -72,7 +72,8 @@ class RunLogger:
         self.last_evaluation = float(np.mean(returns))
         row = {"step": step, "mean": self.last_evaluation, "std": float(np.std(returns)),
                "min": float(np.min(returns)), "max": float(np.max(returns)),
-               "returns": [float(value) for value in returns]}
+               "returns": [float(value) for value in returns],
+               "time": round(time.perf_counter() - self.start_time, 3)}
         self.evaluations_file.write(json.dumps(row) + "\n")
         self.evaluations_file.flush()
         with self.writer.as_default(step=step):
