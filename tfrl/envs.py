@@ -21,8 +21,55 @@ def _unknown_env_message(env_id: str) -> str:
     return f"unknown environment id {env_id!r}: {hint}"
 
 
-def make_env(env_id: str, seed: int | None = None, **kwargs) -> gym.Env:
-    """``gym.make`` with a clear ``EnvError`` for an unknown id or a missing extra; seeds its spaces."""
+def action_grid(space: gym.Space, bins: int) -> np.ndarray:
+    """The actions of a Box space discretised into ``bins`` evenly spaced values per dimension.
+
+    Shape ``[bins ** d, d]`` for a ``d``-dimensional space, endpoints included, so 11 bins over
+    Pendulum's [-2, 2] torque give -2.0, -1.6, ..., 2.0, the tutorials' grid.
+    """
+    if not isinstance(space, gym.spaces.Box):
+        raise EnvError(f"only a Box action space can be discretised, not {space}")
+    if bins < 2:
+        raise EnvError(f"discretising needs at least 2 actions per dimension, got {bins}")
+    low, high = np.asarray(space.low, np.float64).ravel(), np.asarray(space.high, np.float64).ravel()
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise EnvError(f"cannot discretise an action space with infinite bounds: {space}")
+    if len(low) > 3:
+        raise EnvError(f"discretising {len(low)} action dimensions into {bins} bins each gives {bins ** len(low)} actions; "
+                       "use a continuous-action algorithm")
+    axes = [np.linspace(lo, hi, bins) for lo, hi in zip(low, high)]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(low))
+    return grid.astype(space.dtype)
+
+
+class DiscretizeActions(gym.ActionWrapper):
+    """A Box-action env seen through ``Discrete(bins ** d)``: action ``i`` is row ``i`` of ``action_grid``.
+
+    This is how the Double DQN and Dueling DQN tutorials drive Pendulum with a Q-network (11 and 25
+    torques). ``grid`` is kept on the wrapper so an export can map indices back to real actions.
+    """
+
+    def __init__(self, env: gym.Env, bins: int):
+        super().__init__(env)
+        self.bins = int(bins)
+        self.grid = action_grid(env.action_space, self.bins)
+        self.action_space = gym.spaces.Discrete(len(self.grid))
+
+    def action(self, action) -> np.ndarray:
+        return self.grid[int(action)].reshape(self.env.action_space.shape)
+
+
+def _make(env_id: str, discretize: int | None, **kwargs) -> gym.Env:
+    """``gym.make``, then the discretising wrapper when ``discretize`` is given."""
+    env = gym.make(env_id, **kwargs)
+    return env if discretize is None else DiscretizeActions(env, discretize)
+
+
+def make_env(env_id: str, seed: int | None = None, discretize: int | None = None, **kwargs) -> gym.Env:
+    """``gym.make`` with a clear ``EnvError`` for an unknown id or a missing extra; seeds its spaces.
+
+    ``discretize=N`` wraps a Box action space into N evenly spaced actions per dimension.
+    """
     if env_id not in gym.envs.registry:
         raise EnvError(_unknown_env_message(env_id))
     try:
@@ -31,13 +78,19 @@ def make_env(env_id: str, seed: int | None = None, **kwargs) -> gym.Env:
         raise EnvError(f"environment {env_id!r} needs an extra dependency: {error}") from error
     except gym.error.Error as error:
         raise EnvError(f"cannot make environment {env_id!r}: {error}") from error
+    if discretize is not None:
+        try:
+            env = DiscretizeActions(env, discretize)
+        except EnvError as error:
+            env.close()
+            raise EnvError(f"--discretize {discretize} on {env_id}: {error}") from None
     if seed is not None:
         env.action_space.seed(seed)
         env.observation_space.seed(seed)
     return env
 
 
-def make_vector_env(env_id: str, num_envs: int, **kwargs) -> gym.vector.SyncVectorEnv:
+def make_vector_env(env_id: str, num_envs: int, discretize: int | None = None, **kwargs) -> gym.vector.SyncVectorEnv:
     """``num_envs`` copies in one process, reset in the same step an episode ends.
 
     Same-step reset puts each finished episode's last observation in ``info["final_obs"]``, which the
@@ -46,9 +99,9 @@ def make_vector_env(env_id: str, num_envs: int, **kwargs) -> gym.vector.SyncVect
     """
     if num_envs < 1:
         raise EnvError(f"num_envs must be at least 1, got {num_envs}")
-    make_env(env_id, **kwargs).close()  # fail early with a clear message, not inside the vector env
+    make_env(env_id, discretize=discretize, **kwargs).close()  # fail early with a clear message, not inside the vector env
     return gym.vector.SyncVectorEnv(
-        [lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)],
+        [lambda: _make(env_id, discretize, **kwargs) for _ in range(num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
 
