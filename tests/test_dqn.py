@@ -89,10 +89,10 @@ def test_a_gradient_step_reduces_the_td_error_on_a_fixed_batch():
     rng = np.random.default_rng(1)
     batch = [rng.normal(size=(1, 32, 4)).astype(np.float32), rng.integers(0, 2, (1, 32)),
              rng.normal(size=(1, 32)).astype(np.float32), rng.normal(size=(1, 32, 4)).astype(np.float32),
-             np.zeros((1, 32), np.float32)]
-    first_loss, _ = agent._train(*batch)
+             np.zeros((1, 32), np.float32), np.ones((1, 32), np.int32), np.ones((1, 32), np.float32)]
+    first_loss, _, _ = agent._train(*batch)
     for _ in range(20):
-        loss, _ = agent._train(*batch)
+        loss, _, _ = agent._train(*batch)
     assert float(loss) < float(first_loss)
 
 

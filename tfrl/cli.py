@@ -5,6 +5,7 @@
     tfrl train --resume runs/dqn-CartPole-v1-0-20260101-120000
     tfrl evaluate saved_models/dqn-CartPole-v1 --episodes 20
     tfrl export runs/<run> --out saved_models/my-policy
+    tfrl plot runs/<run>
     tfrl list
 
 Bad input (an unknown env, a bad config value, a path that is not an export) prints one line
@@ -73,6 +74,8 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-episodes", type=int, default=20)
     train.add_argument("--checkpoint-every", type=int, help="env steps between checkpoints")
     train.add_argument("--no-early-stop", action="store_true", help="keep training after reaching the env's reward threshold")
+    train.add_argument("--discretize", type=int, metavar="N",
+                       help="cut a Box action space into N evenly spaced actions per dimension (e.g. Pendulum for DQN)")
     train.add_argument("--logdir", default="runs", help="where run directories are created (default: runs)")
     train.add_argument("--export-dir", default="saved_models", help="where the policy is exported (default: saved_models)")
     train.add_argument("--no-export", action="store_true", help="do not export the policy at the end")
@@ -89,6 +92,10 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir")
     export.add_argument("--out", help="export directory (default: saved_models/<algo>-<env>)")
 
+    plot = commands.add_parser("plot", help="draw a run's learning curves to a PNG (needs tfrl[plot])")
+    plot.add_argument("run_dir")
+    plot.add_argument("--out", help="PNG path (default: <run_dir>/learning_curve.png)")
+
     commands.add_parser("list", help="algorithms, their presets and default configs")
     return parser
 
@@ -100,13 +107,14 @@ def _train(args: argparse.Namespace) -> int:
     overrides.update(parse_overrides(args.overrides))
     if args.resume is None and (args.algorithm is None or args.env_id is None):
         raise ConfigError("train needs an algorithm and --env (e.g. tfrl train dqn --env CartPole-v1), or --resume RUN_DIR")
-    if args.resume is not None and (overrides or args.preset != "default"):
-        raise ConfigError("--resume continues a run with its saved config; --set, --config and --preset cannot change it")
+    if args.resume is not None and (overrides or args.preset != "default" or args.discretize is not None):
+        raise ConfigError("--resume continues a run with its saved config; --set, --config, --preset and --discretize "
+                          "cannot change it")
     result = train(
         args.algorithm, args.env_id, preset=args.preset, overrides=overrides, seed=args.seed,
         total_steps=args.steps, num_envs=args.num_envs, eval_every=args.eval_every,
         eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
-        stop_at_threshold=not args.no_early_stop, logdir=args.logdir,
+        stop_at_threshold=not args.no_early_stop, discretize=args.discretize, logdir=args.logdir,
         export_dir=None if args.no_export else args.export_dir, resume=args.resume,
         progress=not args.no_progress,
     )
@@ -144,13 +152,20 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from tfrl.logger import plot_run
+
+    print(f"wrote {plot_run(args.run_dir, args.out)}")
+    return 0
+
+
 def _list(args: argparse.Namespace) -> int:
     from importlib import import_module
 
     from rich.console import Console
     from rich.table import Table
 
-    from tfrl.agents import ALGORITHMS
+    from tfrl.agents import ALGORITHMS, make_config
 
     console = Console()
     for name, entry in ALGORITHMS.items():
@@ -159,7 +174,7 @@ def _list(args: argparse.Namespace) -> int:
         table.add_column("field")
         for preset in config_class.PRESETS:
             table.add_column(preset)
-        configs = {preset: config_class.from_preset(preset).to_dict() for preset in config_class.PRESETS}
+        configs = {preset: make_config(name, preset).to_dict() for preset in config_class.PRESETS}
         for field in configs["default"]:
             table.add_row(field, *(str(configs[preset][field]) for preset in config_class.PRESETS))
         console.print(table)
@@ -169,7 +184,7 @@ def _list(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_tensorflow()
     args = _build_parser().parse_args(argv)
-    handlers = {"train": _train, "evaluate": _evaluate, "export": _export, "list": _list}
+    handlers = {"train": _train, "evaluate": _evaluate, "export": _export, "plot": _plot, "list": _list}
     try:
         return handlers[args.command](args)
     except TfrlError as error:

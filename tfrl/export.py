@@ -34,11 +34,38 @@ def _named_output(function, name: str):
     return tf.function(lambda observation: {name: function(observation)}, input_signature=spec)
 
 
-def export_policy(agent, path: str | os.PathLike, metadata: dict[str, Any]) -> Path:
-    """Write ``agent.policy()`` and its networks to ``path``, replacing what was there only on success."""
+class GridActionPolicy(tf.Module):
+    """A discrete-action policy trained on a discretised Box env, exported to drive the real env.
+
+    ``action`` and ``sample_action`` look the chosen index up in ``action_grid`` inside the graph and
+    return the continuous action; ``q_values`` and ``value`` pass through unchanged (over the grid).
+    """
+
+    def __init__(self, policy: tf.Module, action_grid: np.ndarray):
+        super().__init__(name="grid_action_policy")
+        self.policy = policy
+        self.action_grid = tf.constant(action_grid, tf.float32)
+        for name in ("action", "sample_action"):
+            if hasattr(policy, name):
+                setattr(self, name, self._on_grid(getattr(policy, name)))
+        for name in ("q_values", "value"):
+            if hasattr(policy, name):
+                setattr(self, name, getattr(policy, name))
+
+    def _on_grid(self, choose_index):
+        return tf.function(lambda observation: tf.gather(self.action_grid, choose_index(observation)),
+                           input_signature=choose_index.input_signature)
+
+
+def export_policy(agent, path: str | os.PathLike, metadata: dict[str, Any], action_grid: np.ndarray | None = None) -> Path:
+    """Write ``agent.policy()`` and its networks to ``path``, replacing what was there only on success.
+
+    With ``action_grid`` (rows = the real actions of a discretised env) the policy is wrapped in a
+    ``GridActionPolicy``, so ``action`` returns real actions rather than indices.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    module = agent.policy()
+    module = agent.policy() if action_grid is None else GridActionPolicy(agent.policy(), action_grid)
     endpoints = [name for name in ENDPOINTS if hasattr(module, name)]
     signatures = {name: _named_output(getattr(module, name), name).get_concrete_function() for name in endpoints}
     signatures["serving_default"] = signatures["action"]

@@ -17,9 +17,9 @@ import keras
 import numpy as np
 
 from tfrl import __version__
-from tfrl.agents import get_agent
+from tfrl.agents import get_agent, make_config
 from tfrl.checkpoint import Checkpointer
-from tfrl.envs import describe_space, final_observations, make_env, make_vector_env
+from tfrl.envs import action_grid, describe_space, final_observations, make_env, make_vector_env
 from tfrl.errors import CheckpointError, ConfigError
 from tfrl.export import export_policy
 from tfrl.logger import RunLogger
@@ -29,12 +29,15 @@ EVALUATION_SEED_OFFSET = 1_000_000  # evaluation episodes never share seeds with
 
 
 class Evaluator:
-    """Runs ``episodes`` seeded episodes side by side, acting for all of them in one batched call."""
+    """Runs ``episodes`` seeded episodes side by side, acting for all of them in one batched call.
 
-    def __init__(self, env_id: str, episodes: int = 20, seed: int = 0):
+    ``discretize`` wraps a Box action space as in training, for a policy that returns action indices.
+    """
+
+    def __init__(self, env_id: str, episodes: int = 20, seed: int = 0, discretize: int | None = None):
         if episodes < 1:
             raise ConfigError(f"evaluation episodes must be at least 1, got {episodes}")
-        self.envs = [make_env(env_id) for _ in range(episodes)]
+        self.envs = [make_env(env_id, discretize=discretize) for _ in range(episodes)]
         self.seed = seed
 
     def __call__(self, policy: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -57,9 +60,10 @@ class Evaluator:
             env.close()
 
 
-def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int = 20, seed: int = 0) -> np.ndarray:
+def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int = 20, seed: int = 0,
+             discretize: int | None = None) -> np.ndarray:
     """Returns of ``episodes`` deterministic, seeded episodes of ``policy`` on ``env_id``."""
-    evaluator = Evaluator(env_id, episodes, seed)
+    evaluator = Evaluator(env_id, episodes, seed, discretize)
     try:
         return evaluator(policy)
     finally:
@@ -79,11 +83,14 @@ class RunSettings:
     eval_episodes: int = 20
     checkpoint_every: int = 10_000
     stop_at_threshold: bool = True
+    discretize: int | None = None  # N evenly spaced actions per dimension of a Box action space
 
     def validate(self) -> None:
         for name in ("total_steps", "num_envs", "eval_every", "eval_episodes", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.discretize is not None and self.discretize < 2:
+            raise ConfigError(f"discretize must be at least 2 actions, got {self.discretize}")
 
 
 @dataclasses.dataclass
@@ -139,7 +146,7 @@ def build_agent(settings: RunSettings, config):
     """A fresh agent for ``settings``, seeded so the same seed gives the same run."""
     agent_class, _ = get_agent(settings.algorithm)
     keras.utils.set_random_seed(settings.seed)
-    probe = make_env(settings.env_id)
+    probe = make_env(settings.env_id, discretize=settings.discretize)
     try:
         return agent_class(config, probe.observation_space, probe.action_space, settings.env_id, settings.seed)
     finally:
@@ -155,15 +162,26 @@ def restore_run(run_dir: str | Path):
 
 
 def export_run(agent, settings: RunSettings, run_dir: str | Path, path: str | Path, final_return: float | None) -> Path:
-    """Export ``agent``'s policy with the metadata of the run it came from."""
+    """Export ``agent``'s policy with the metadata of the run it came from.
+
+    For a run on discretised actions the export's ``action`` returns the env's real action (the grid
+    row of the chosen index), so it drives the unwrapped env; ``q_values`` stay over the grid's rows.
+    """
+    action_space, grid, discrete = agent.action_space, None, {}
+    if settings.discretize is not None:
+        probe = make_env(settings.env_id)
+        action_space = probe.action_space
+        probe.close()
+        grid = action_grid(action_space, settings.discretize)
+        discrete = {"discretize": settings.discretize, "action_grid": grid.tolist()}
     return export_policy(agent, path, {
         "algorithm": settings.algorithm, "env_id": settings.env_id,
         "observation_space": describe_space(agent.observation_space),
-        "action_space": describe_space(agent.action_space),
+        "action_space": describe_space(action_space), **discrete,
         "config": agent.config.to_dict(), "seed": settings.seed, "env_steps": agent.env_steps,
         "evaluation": None if final_return is None else {"mean_return": final_return, "episodes": settings.eval_episodes},
         "run_dir": str(run_dir),
-    })
+    }, action_grid=grid)
 
 
 def _reward_threshold(env_id: str) -> float | None:
@@ -188,6 +206,7 @@ def train(
     eval_episodes: int = 20,
     checkpoint_every: int | None = None,
     stop_at_threshold: bool = True,
+    discretize: int | None = None,
     logdir: str | Path = "runs",
     export_dir: str | Path | None = "saved_models",
     resume: str | Path | None = None,
@@ -195,23 +214,27 @@ def train(
 ) -> TrainResult:
     """Train ``algorithm`` on ``env_id`` and export the policy; or continue the run in ``resume``.
 
-    ``config`` (a Config instance) wins over ``preset`` + ``overrides``. With ``resume``, the saved
+    ``config`` (a Config instance) wins over ``preset`` + ``overrides``; otherwise the registry
+    entry's defaults apply (``double-dqn`` is DQN with ``double=True``). ``discretize=N`` trains on
+    a Box action space cut into N evenly spaced actions per dimension. With ``resume``, the saved
     settings and config are used; ``total_steps`` may still be raised to train longer.
     """
     if resume is not None:
         run_dir = Path(resume)
         settings, config = _resumed_settings(run_dir, algorithm, env_id, total_steps)
+        if discretize is not None and discretize != settings.discretize:
+            raise ConfigError(f"{run_dir} was trained with discretize={settings.discretize}, not {discretize}")
         agent = build_agent(settings, config)
     else:
         if algorithm is None or env_id is None:
             raise ConfigError("train needs an algorithm and an env id (or resume=<run dir>)")
-        agent_class, config_class = get_agent(algorithm)
-        config = config or config_class.from_preset(preset, overrides)
+        agent_class, _ = get_agent(algorithm)
+        config = config or make_config(algorithm, preset, overrides)
         given = {"total_steps": total_steps, "num_envs": num_envs, "eval_every": eval_every,
                  "checkpoint_every": checkpoint_every}
         settings = RunSettings(
             algorithm=algorithm, env_id=env_id, seed=seed, eval_episodes=eval_episodes,
-            stop_at_threshold=stop_at_threshold,
+            stop_at_threshold=stop_at_threshold, discretize=discretize,
             **{name: agent_class.run_defaults[name] if value is None else value for name, value in given.items()},
         )
         settings.validate()
@@ -246,8 +269,9 @@ def _collect_loop(agent, settings: RunSettings, logger: RunLogger, checkpointer:
     on-policy agents gather rollouts or whole episodes and update when one is complete.
     """
     threshold = _reward_threshold(settings.env_id) if settings.stop_at_threshold else None
-    envs = make_vector_env(settings.env_id, settings.num_envs)
-    evaluator = Evaluator(settings.env_id, settings.eval_episodes, settings.seed + EVALUATION_SEED_OFFSET)
+    envs = make_vector_env(settings.env_id, settings.num_envs, discretize=settings.discretize)
+    evaluator = Evaluator(settings.env_id, settings.eval_episodes, settings.seed + EVALUATION_SEED_OFFSET,
+                          settings.discretize)
     # A resumed run starts fresh episodes: env states are not checkpointed, so use new seeds.
     observations, _ = envs.reset(seed=settings.seed + start_step)
     episode_returns = np.zeros(settings.num_envs)

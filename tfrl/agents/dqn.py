@@ -1,4 +1,4 @@
-"""Deep Q-Network (Mnih et al. 2015), as in the tutorials' DQN chapter.
+"""Deep Q-Network (Mnih et al. 2015) and its family, as in the tutorials' DQN chapters.
 
 The agent keeps an online Q-network and a target copy, stores transitions in a replay memory and,
 every ``train_freq`` env steps, runs ``gradient_steps`` Q-learning updates in one XLA-compiled
@@ -9,6 +9,19 @@ every ``train_freq`` env steps, runs ``gradient_steps`` Q-learning updates in on
 
 ``terminated`` (a terminal state) cuts the bootstrap; a time-limit truncation does not, since the
 state after it still has value. Exploration is ε-greedy with ε decaying linearly.
+
+Four config switches give the improvements of the later chapters; any combination works:
+
+- ``double`` (van Hasselt et al. 2016): the online net picks a' and the target net evaluates it,
+  ``target = r + γ (1 − terminated) Q_target(s', argmax_a' Q(s', a'))``, which removes most of the
+  overestimation that the max of noisy estimates causes.
+- ``dueling`` (Wang et al. 2016): ``Q = V + A − mean A`` from two heads (see ``QNetwork``).
+- ``prioritized`` (Schaul et al. 2016): replay transitions in proportion to their |TD error|^α and
+  weight the loss by importance weights, β annealed to 1 (see ``PrioritizedReplayBuffer``). The K
+  batches of one training call are drawn together before it runs, so batches later in the call
+  use priorities up to K − 1 gradient steps old; priorities are updated after the call.
+- ``n_step``: targets ``Σ_{j<k} γ^j r_{t+j} + γ^k (1 − terminated) max_a' Q'(s_{t+k}, a')`` with
+  ``k = n`` except where an episode ended sooner (see ``NStepCollector``).
 """
 
 from __future__ import annotations
@@ -23,7 +36,7 @@ import tensorflow as tf
 from tfrl.agents.config import AgentConfig
 from tfrl.envs import check_spaces
 from tfrl.nets import QNetwork, soft_update
-from tfrl.replay import ReplayBuffer
+from tfrl.replay import NStepCollector, PrioritizedReplayBuffer, ReplayBuffer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +47,10 @@ class DQNConfig(AgentConfig):
     ``target_update_interval`` counts gradient steps. The defaults are rl-zoo's tuned CartPole
     settings, with the target copied once per training call (after its 128 gradient steps):
     they solve CartPole-v1 on every seed benchmarked, in 26k-30k env steps.
+
+    ``double``, ``dueling``, ``prioritized`` and ``n_step`` switch on the DQN improvements (see the
+    module docstring); ``prioritized_*`` are the prioritized replay's α, its β at the start (annealed
+    linearly to 1 over ``prioritized_beta_steps`` env steps) and the ε added to every |TD error|.
     """
 
     learning_rate: float = 2.3e-3
@@ -53,6 +70,14 @@ class DQNConfig(AgentConfig):
     optimizer: str = "adam"
     loss: str = "huber"
     max_grad_norm: float = 10.0
+    double: bool = False
+    dueling: bool = False
+    prioritized: bool = False
+    prioritized_alpha: float = 0.6
+    prioritized_beta: float = 0.4
+    prioritized_beta_steps: int = 100_000
+    prioritized_epsilon: float = 1e-6
+    n_step: int = 1
 
     PRESETS = {
         "default": {},
@@ -66,13 +91,23 @@ class DQNConfig(AgentConfig):
             exploration_initial_eps=1.0, exploration_final_eps=0.1, exploration_steps=1_900,
             hidden_sizes=(10,), activation="relu", optimizer="rmsprop", loss="mse", max_grad_norm=0.0,
         ),
+        # Hands-on-RL chapter 8 (Double/Dueling DQN on Pendulum, 11 torques): one hidden layer of 128,
+        # Adam 1e-2, γ 0.98, memory 5000, batch 64 once 1000 are stored, a hard target copy every 50
+        # updates, one update per env step, ε fixed at 0.01, squared error.
+        "hands-on": dict(
+            learning_rate=1e-2, gamma=0.98, batch_size=64, buffer_size=5_000, learning_starts=1_000,
+            train_freq=1, gradient_steps=1, target_update_interval=50, tau=1.0,
+            exploration_initial_eps=0.01, exploration_final_eps=0.01, exploration_steps=1,
+            hidden_sizes=(128,), activation="relu", optimizer="adam", loss="mse", max_grad_norm=0.0,
+        ),
     }
 
     def validate(self) -> None:
         self.require_positive("learning_rate", "batch_size", "buffer_size", "train_freq",
-                              "gradient_steps", "target_update_interval", "exploration_steps")
-        self.require_non_negative("learning_starts", "max_grad_norm")
-        self.require_unit_interval("gamma", "exploration_initial_eps", "exploration_final_eps")
+                              "gradient_steps", "target_update_interval", "exploration_steps",
+                              "prioritized_beta_steps", "prioritized_epsilon", "n_step")
+        self.require_non_negative("learning_starts", "max_grad_norm", "prioritized_alpha")
+        self.require_unit_interval("gamma", "exploration_initial_eps", "exploration_final_eps", "prioritized_beta")
         self._require("tau", 0.0 < self.tau <= 1.0, "a number in (0, 1]")
         self._require("hidden_sizes", all(size > 0 for size in self.hidden_sizes), "positive layer sizes")
         self.require_choice("optimizer", ("adam", "rmsprop"))
@@ -85,9 +120,18 @@ def linear_schedule(start: float, end: float, duration: int, step: int) -> float
     return start + fraction * (end - start)
 
 
-def q_learning_targets(rewards, terminated, next_q_values, gamma: float):
-    """One-step Q-learning targets ``r + γ (1 − terminated) max_a' Q(s', a')``."""
+def q_learning_targets(rewards, terminated, next_q_values, gamma):
+    """Q-learning targets ``r + γ (1 − terminated) max_a' Q(s', a')``.
+
+    ``gamma`` is a number or one discount per row (``γ^k`` for k-step returns).
+    """
     return rewards + gamma * (1.0 - terminated) * tf.reduce_max(next_q_values, axis=-1)
+
+
+def double_q_learning_targets(rewards, terminated, next_q_online, next_q_target, gamma):
+    """Double Q-learning targets ``r + γ (1 − terminated) Q_target(s', argmax_a' Q_online(s', a'))``."""
+    best_actions = tf.argmax(next_q_online, axis=-1)
+    return rewards + gamma * (1.0 - terminated) * tf.gather(next_q_target, best_actions, batch_dims=1)
 
 
 def make_optimizer(name: str, learning_rate: float, max_grad_norm: float) -> keras.optimizers.Optimizer:
@@ -124,7 +168,7 @@ class DQNAgent:
     def __init__(self, config: DQNConfig, observation_space: gym.Space, action_space: gym.Space,
                  env_id: str = "env", seed: int = 0):
         check_spaces(self.algorithm, env_id, observation_space, action_space, self.action_spaces,
-                     hint="discretise the actions (a Box action space) or use a continuous-action algorithm")
+                     hint="discretise the actions (--discretize N, a Box action space) or use a continuous-action algorithm")
         self.config = config
         self.observation_space, self.action_space = observation_space, action_space
         self.observation_shape = tuple(observation_space.shape)
@@ -136,7 +180,12 @@ class DQNAgent:
         soft_update(self.target_network, self.q_network, tau=1.0)
         self.optimizer = make_optimizer(config.optimizer, config.learning_rate, config.max_grad_norm)
         self.optimizer.build(self.q_network.trainable_variables)
-        self.replay = ReplayBuffer(config.buffer_size, self.observation_shape)
+        if config.prioritized:
+            self.replay = PrioritizedReplayBuffer(config.buffer_size, self.observation_shape,
+                                                  config.prioritized_alpha, config.prioritized_epsilon)
+        else:
+            self.replay = ReplayBuffer(config.buffer_size, self.observation_shape)
+        self.n_step = NStepCollector(config.n_step, config.gamma) if config.n_step > 1 else None
         self.env_steps = 0
         self.gradient_step_count = tf.Variable(0, dtype=tf.int64, trainable=False, name="gradient_steps")
 
@@ -144,6 +193,7 @@ class DQNAgent:
         batches_spec = tf.TensorSpec([None, None, *self.observation_shape], tf.float32)
         # Concrete functions: half the per-call overhead of a tf.function, and no retracing possible.
         self._greedy = tf.function(self._greedy_actions, input_signature=[observation_spec]).get_concrete_function()
+        self._q_values = tf.function(self._online_q_values, input_signature=[observation_spec]).get_concrete_function()
         self._train = tf.function(
             self._train_steps,
             jit_compile=True,
@@ -153,11 +203,13 @@ class DQNAgent:
                 tf.TensorSpec([None, None], tf.float32),
                 batches_spec,
                 tf.TensorSpec([None, None], tf.float32),
+                tf.TensorSpec([None, None], tf.int32),
+                tf.TensorSpec([None, None], tf.float32),
             ],
         ).get_concrete_function()
 
     def _build_network(self) -> QNetwork:
-        network = QNetwork(self.num_actions, self.config.hidden_sizes, self.config.activation)
+        network = QNetwork(self.num_actions, self.config.hidden_sizes, self.config.activation, self.config.dueling)
         network(np.zeros((1, *self.observation_shape), np.float32))
         return network
 
@@ -181,54 +233,96 @@ class DQNAgent:
             actions = np.where(random_mask, actions, greedy)
         return actions
 
+    def q_values(self, observations: np.ndarray) -> np.ndarray:
+        """Q-values of the online network for a batch of observations, shape ``[batch, num_actions]``."""
+        return self._q_values(np.asarray(observations, np.float32)).numpy()
+
+    @property
+    def beta(self) -> float:
+        """The prioritized replay's importance-sampling exponent at the current env step."""
+        config = self.config
+        return linear_schedule(config.prioritized_beta, 1.0, config.prioritized_beta_steps, self.env_steps)
+
     def observe(self, observations, actions, rewards, next_observations, terminated, truncated) -> dict[str, float] | None:
         """Store one vector-env step and train if due; returns the training metrics when it trained.
 
-        ``next_observations`` holds each finished episode's real last observation. ``truncated`` is
-        not needed here: a truncated transition is stored like any other and bootstraps.
+        ``next_observations`` holds each finished episode's real last observation. A truncated
+        transition is stored like any other and bootstraps; ``truncated`` only tells the n-step
+        collector that the episode's open windows end here.
         """
         before = self.env_steps
-        self.replay.add(observations, actions, rewards, next_observations, terminated)
+        if self.n_step is None:
+            self.replay.add(observations, actions, rewards, next_observations, terminated)
+        else:
+            transitions = self.n_step.add(observations, actions, rewards, next_observations, terminated, truncated)
+            if transitions is not None:
+                self.replay.add(**transitions)
         after = self.env_steps = before + len(rewards)
         config = self.config
-        if after < config.learning_starts:
+        if after < config.learning_starts or len(self.replay) == 0:
             return None
         calls_due = after // config.train_freq - max(before, config.learning_starts - 1) // config.train_freq
         if calls_due <= 0:
             return None
-        batch = self.replay.sample(config.batch_size, calls_due * config.gradient_steps, self.rng)
-        loss, mean_q = self._train(batch["observations"], batch["actions"], batch["rewards"],
-                                   batch["next_observations"], batch["terminated"])
+        num_batches = calls_due * config.gradient_steps
+        if config.prioritized:
+            batch = self.replay.sample(config.batch_size, num_batches, self.rng, self.beta)
+            weights = batch["weights"]
+        else:
+            batch = self.replay.sample(config.batch_size, num_batches, self.rng)
+            weights = np.ones((num_batches, config.batch_size), np.float32)
+        loss, mean_q, td_errors = self._train(batch["observations"], batch["actions"], batch["rewards"],
+                                              batch["next_observations"], batch["terminated"],
+                                              batch["bootstrap_steps"], weights)
+        if config.prioritized:
+            self.replay.update_priorities(batch["indices"], td_errors.numpy())
         return {"loss": float(loss), "mean_q": float(mean_q)}
 
     def _greedy_actions(self, observations):
         return tf.argmax(self.q_network(observations), axis=-1)
 
-    def _train_steps(self, observations, actions, rewards, next_observations, terminated):
-        """Run one gradient step per leading index of the batches; returns the last loss and mean Q."""
+    def _online_q_values(self, observations):
+        return self.q_network(observations)
+
+    def _train_steps(self, observations, actions, rewards, next_observations, terminated, bootstrap_steps, weights):
+        """Run one gradient step per leading index of the batches.
+
+        Returns the last loss and mean Q, and the |TD error| of every sampled row (``[K, batch]``)
+        for the prioritized replay's priorities.
+        """
         loss = tf.constant(0.0)
         mean_q = tf.constant(0.0)
+        td_errors = tf.zeros_like(rewards)
+        discounts = tf.pow(tf.constant(self.config.gamma, tf.float32), tf.cast(bootstrap_steps, tf.float32))
         for k in tf.range(tf.shape(rewards)[0]):
-            loss, mean_q = self._gradient_step(observations[k], actions[k], rewards[k],
-                                               next_observations[k], terminated[k])
-        return loss, mean_q
+            loss, mean_q, step_td_errors = self._gradient_step(observations[k], actions[k], rewards[k],
+                                                               next_observations[k], terminated[k], discounts[k],
+                                                               weights[k])
+            td_errors = tf.tensor_scatter_nd_update(td_errors, [[k]], step_td_errors[None])
+        return loss, mean_q, td_errors
 
-    def _gradient_step(self, observations, actions, rewards, next_observations, terminated):
-        targets = q_learning_targets(rewards, terminated, self.target_network(next_observations), self.config.gamma)
+    def _gradient_step(self, observations, actions, rewards, next_observations, terminated, discounts, weights):
+        next_q_target = self.target_network(next_observations)
+        if self.config.double:
+            targets = double_q_learning_targets(rewards, terminated, self.q_network(next_observations),
+                                                next_q_target, discounts)
+        else:
+            targets = q_learning_targets(rewards, terminated, next_q_target, discounts)
+        targets = tf.stop_gradient(targets)
         with tf.GradientTape() as tape:
             q_taken = tf.gather(self.q_network(observations), actions, batch_dims=1)
-            loss = self._loss(tf.stop_gradient(targets), q_taken)
+            loss = tf.reduce_mean(weights * self._per_sample_loss(targets, q_taken))
         variables = self.q_network.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         self.gradient_step_count.assign_add(1)
         if self.gradient_step_count % self.config.target_update_interval == 0:
             soft_update(self.target_network, self.q_network, self.config.tau)
-        return loss, tf.reduce_mean(q_taken)
+        return loss, tf.reduce_mean(q_taken), tf.abs(targets - q_taken)
 
-    def _loss(self, targets, predictions):
+    def _per_sample_loss(self, targets, predictions):
         if self.config.loss == "huber":
-            return tf.reduce_mean(keras.losses.huber(targets[:, None], predictions[:, None]))
-        return tf.reduce_mean(tf.square(targets - predictions))
+            return keras.losses.huber(targets[:, None], predictions[:, None])
+        return tf.square(targets - predictions)
 
     # What train.py, checkpoint.py and export.py use.
     def policy(self) -> QPolicy:
