@@ -55,7 +55,7 @@ def test_config_file_and_overrides_reach_the_run(capsys, tmp_path):
     config = json.loads((run_dir / "run.json").read_text())["config"]
     assert config["batch_size"] == 32 and config["hidden_sizes"] == [16, 16] and config["learning_rate"] == 5e-4
     assert "finished after 300 env steps" in capsys.readouterr().out
-    assert "--set, --config and --preset cannot change it" in _error(capsys, "train", "--resume", str(run_dir), "--set", "gamma=0.5")
+    assert "--resume continues a run with its saved config" in _error(capsys, "train", "--resume", str(run_dir), "--set", "gamma=0.5")
     assert "its algorithm is 'dqn', not 'dqn2'" in _error(capsys, "train", "dqn2", "--resume", str(run_dir))
 
 
@@ -81,3 +81,11 @@ def test_console_script_reports_errors_without_a_traceback(tmp_path):
     assert completed.returncode == 2
     assert "Traceback" not in completed.stderr
     assert "tfrl: error: dqn needs a Discrete action space, but Pendulum-v1 has Box" in completed.stderr
+
+
+def test_plot_writes_a_png_of_the_learning_curves(capsys, cartpole_run, tmp_path):
+    out = tmp_path / "curve.png"
+    assert main(["plot", str(cartpole_run.run_dir), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert "has no episodes.jsonl or evaluations.jsonl to plot" in _error(capsys, "plot", str(tmp_path))

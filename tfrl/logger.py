@@ -14,6 +14,8 @@ import numpy as np
 import tensorflow as tf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tfrl.errors import CheckpointError, ConfigError
+
 EPISODES_FILE = "episodes.jsonl"
 EVALUATIONS_FILE = "evaluations.jsonl"
 
@@ -103,3 +105,61 @@ class RunLogger:
         self.episodes_file.close()
         self.evaluations_file.close()
         self.writer.close()
+
+
+def evaluation_curve_text(run_dir: str | Path, width: int = 50) -> str:
+    """The run's evaluations as text bars, for scripts that print their learning curve."""
+    rows = read_jsonl(Path(run_dir) / EVALUATIONS_FILE)
+    if not rows:
+        return "(no evaluations yet)"
+    means = [row["mean"] for row in rows]
+    low, high = min(means), max(means)
+    scale = (high - low) or 1.0
+    lines = ["env step   mean return (20 deterministic episodes)"]
+    for row in rows:
+        bar = "#" * (1 + round((row["mean"] - low) / scale * (width - 1)))
+        lines.append(f"{row['step']:>8}   {row['mean']:9.1f}  {bar}")
+    return "\n".join(lines)
+
+
+def plot_run(run_dir: str | Path, path: str | Path | None = None) -> Path:
+    """Draw a run's learning curves to a PNG: episode returns, their moving average, evaluations.
+
+    Needs matplotlib (``pip install "tfrl[plot]"``). Returns the PNG's path, by default
+    ``<run_dir>/learning_curve.png``.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError('plotting needs matplotlib: pip install "tfrl[plot]"') from None
+    run_dir = Path(run_dir)
+    episodes = read_jsonl(run_dir / EPISODES_FILE)
+    evaluations = read_jsonl(run_dir / EVALUATIONS_FILE)
+    if not episodes and not evaluations:
+        raise CheckpointError(f"{run_dir} has no {EPISODES_FILE} or {EVALUATIONS_FILE} to plot")
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    if episodes:
+        steps = np.array([row["step"] for row in episodes])
+        returns = np.array([row["return"] for row in episodes])
+        axes.plot(steps, returns, color="tab:blue", alpha=0.25, linewidth=0.8, label="training episode")
+        window = max(1, min(20, len(returns) // 5))
+        smoothed = np.convolve(returns, np.ones(window) / window, mode="valid")
+        axes.plot(steps[window - 1:], smoothed, color="tab:blue", label=f"moving average ({window})")
+    if evaluations:
+        steps = np.array([row["step"] for row in evaluations])
+        means = np.array([row["mean"] for row in evaluations])
+        spread = np.array([row["std"] for row in evaluations])
+        axes.plot(steps, means, "o-", color="tab:orange", label="evaluation mean")
+        axes.fill_between(steps, means - spread, means + spread, color="tab:orange", alpha=0.2)
+    axes.set_xlabel("env steps")
+    axes.set_ylabel("return")
+    axes.set_title(run_dir.name)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best")
+    path = Path(path) if path is not None else run_dir / "learning_curve.png"
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    return path
