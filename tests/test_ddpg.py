@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 import tfrl
-from tfrl.agents.ddpg import DDPGAgent, DDPGConfig, ExplorationNoise, TD3Agent
+from tfrl.agents.ddpg import DDPGAgent, DDPGConfig, ExplorationNoise
 from tfrl.checkpoint import Checkpointer
 from tfrl.errors import ConfigError, EnvError
 
@@ -13,9 +13,9 @@ ACTIONS = gym.spaces.Box(np.array([0.0, -1.0], np.float32), np.array([1.0, 3.0],
 RANDOM_PENDULUM_RETURN = -1200.0  # roughly the mean return of uniformly random torques
 
 
-def _agent(agent_class=DDPGAgent, **overrides):
+def _agent(**overrides):
     config = DDPGConfig(hidden_sizes=(16, 16), batch_size=8, learning_starts=0, train_freq=1, gradient_steps=1)
-    return agent_class(config.replace(**overrides), OBSERVATIONS, ACTIONS, seed=3)
+    return DDPGAgent(config.replace(**overrides), OBSERVATIONS, ACTIONS, seed=3)
 
 
 def _batch(rng, k=1, b=8):
@@ -33,7 +33,7 @@ def test_critic_target_by_hand():
 
 
 def test_td3_target_takes_the_smaller_twin():
-    agent = _agent(TD3Agent, gamma=0.5, target_noise=0.0)
+    agent = _agent(td3=True, gamma=0.5, target_noise=0.0)
     rng = np.random.default_rng(1)
     _, _, rewards, next_observations, terminated = [array[0] for array in _batch(rng)]
     next_actions = agent.actor_target(next_observations)
@@ -44,7 +44,7 @@ def test_td3_target_takes_the_smaller_twin():
 
 
 def test_td3_target_smoothing_noise_is_clipped():
-    agent = _agent(TD3Agent, target_noise=100.0, target_noise_clip=0.1)
+    agent = _agent(td3=True, target_noise=100.0, target_noise_clip=0.1)
     observations = np.random.default_rng(2).normal(size=(64, 3)).astype(np.float32)
     smoothed = []
     original = agent.critic_targets[0].call
@@ -75,7 +75,7 @@ def test_one_training_step_moves_targets_by_tau():
 
 
 def test_td3_updates_the_actor_every_policy_delay_critic_steps():
-    agent = _agent(TD3Agent, policy_delay=2)
+    agent = _agent(td3=True, policy_delay=2)
     agent._train(*_batch(np.random.default_rng(5), k=4))
     assert int(agent.critic_optimizer.iterations.numpy()) == 4
     assert int(agent.actor_optimizer.iterations.numpy()) == 2
@@ -113,7 +113,7 @@ def test_ou_noise_is_correlated_decays_and_resets_at_episode_ends():
 
 
 def test_checkpoint_restores_noise_and_graph_rng(tmp_path):
-    agent = _agent(TD3Agent, noise_type="ou", noise_decay=0.9)
+    agent = _agent(td3=True, noise_type="ou", noise_decay=0.9)
     rng = np.random.default_rng(9)
     for _ in range(5):
         agent.act(rng.normal(size=(2, 3)), explore=True)
@@ -121,7 +121,7 @@ def test_checkpoint_restores_noise_and_graph_rng(tmp_path):
                       np.zeros(2), np.zeros(2, bool))
     Checkpointer(tmp_path, agent).save(agent.env_steps)
     expected = agent.graph_rng.normal([3]).numpy()
-    restored = _agent(TD3Agent, noise_type="ou", noise_decay=0.9)
+    restored = _agent(td3=True, noise_type="ou", noise_decay=0.9)
     Checkpointer(tmp_path, restored).restore()
     assert restored.noise.scale == pytest.approx(agent.noise.scale) and restored.env_steps == 10
     np.testing.assert_array_equal(restored.noise.state, agent.noise.state)
@@ -135,6 +135,8 @@ def test_bad_config_and_discrete_env_are_refused():
         DDPGConfig(noise_type="pink")
     with pytest.raises(EnvError, match=r"ddpg needs a Box action space, but CartPole-v1 has Discrete\(2\)"):
         DDPGAgent(DDPGConfig(), gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), "CartPole-v1")
+    with pytest.raises(EnvError, match=r"td3 needs a Box action space"):
+        DDPGAgent(DDPGConfig(td3=True), gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), "CartPole-v1")
 
 
 @pytest.fixture(scope="module", params=["ddpg", "td3"])
@@ -146,6 +148,7 @@ def pendulum_run(request, tmp_path_factory):
 
 
 def test_each_agent_clearly_improves_pendulum(pendulum_run):
+    assert pendulum_run.agent.config.td3 == (pendulum_run.agent.algorithm == "td3")
     assert pendulum_run.final_return > RANDOM_PENDULUM_RETURN / 3, (
         f"{pendulum_run.agent.algorithm}: mean evaluation return {pendulum_run.final_return:.0f} after 6k steps")
 

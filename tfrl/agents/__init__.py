@@ -37,7 +37,8 @@ ALGORITHMS: dict[str, AlgorithmEntry] = {
     "actor-critic": AlgorithmEntry("tfrl.agents.actor_critic", "ActorCriticAgent", "ActorCriticConfig",
                                    "advantage actor-critic (n-step, vector envs), discrete or continuous actions"),
     "ddpg": AlgorithmEntry("tfrl.agents.ddpg", "DDPGAgent", "DDPGConfig", "Deep Deterministic Policy Gradient, continuous actions"),
-    "td3": AlgorithmEntry("tfrl.agents.ddpg", "TD3Agent", "DDPGConfig", "Twin Delayed DDPG, continuous actions"),
+    "td3": AlgorithmEntry("tfrl.agents.ddpg", "DDPGAgent", "DDPGConfig",
+                          "Twin Delayed DDPG: twin critics, target smoothing, delayed actor", MappingProxyType({"td3": True})),
 }
 
 

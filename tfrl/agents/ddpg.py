@@ -135,12 +135,12 @@ class DeterministicPolicy(tf.Module):
 class DDPGAgent:
     """Actor, critic(s), their targets and optimizers, the replay memory and the exploration noise."""
 
-    algorithm = "ddpg"
     action_spaces = (gym.spaces.Box,)
     run_defaults = {"total_steps": 20_000, "num_envs": 4, "eval_every": 2_000, "checkpoint_every": 5_000}
 
     def __init__(self, config: DDPGConfig, observation_space: gym.Space, action_space: gym.Space,
                  env_id: str = "env", seed: int = 0):
+        self.algorithm = "td3" if config.td3 else "ddpg"
         check_spaces(self.algorithm, env_id, observation_space, action_space, self.action_spaces,
                      hint="use dqn for Discrete actions, or actor-critic which handles both")
         self.config = config
@@ -286,12 +286,3 @@ class DDPGAgent:
         self.rng.bit_generator.state = state["rng"]
         self.noise.scale = float(state["noise_scale"])
         self.noise.state = np.asarray(state["noise_state"])
-
-
-class TD3Agent(DDPGAgent):
-    """TD3: the DDPG agent with ``td3=True`` (twin critics, target smoothing, delayed actor)."""
-
-    algorithm = "td3"
-
-    def __init__(self, config: DDPGConfig, *args, **kwargs):
-        super().__init__(dataclasses.replace(config, td3=True), *args, **kwargs)
