@@ -24,9 +24,27 @@ from tfrl.errors import ConfigError, TfrlError
 
 
 def _quiet_tensorflow() -> None:
-    """Hide TensorFlow's start-up log lines; only for the command line, never on library import."""
+    """Hide TensorFlow's start-up log lines; only for the command line, never on library import.
+
+    Some lines (absl's "All log messages before absl::InitializeLog()", CUDA probing on a machine
+    without a GPU) are written from C++ before the log level applies, so TensorFlow is imported
+    here with the stderr file descriptor pointed at /dev/null. An import that fails still raises
+    its Python exception, printed after stderr is restored.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved_stderr = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
+        os.close(devnull)
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
@@ -182,8 +200,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _quiet_tensorflow()
     args = _build_parser().parse_args(argv)
+    _quiet_tensorflow()
     handlers = {"train": _train, "evaluate": _evaluate, "export": _export, "plot": _plot, "list": _list}
     try:
         return handlers[args.command](args)
