@@ -72,7 +72,13 @@ def test_evaluate_and_export_commands(capsys, cartpole_run, tmp_path):
 def test_list_shows_algorithms_presets_and_defaults(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "dqn" in out and "tutorial" in out and "learning_rate" in out and "rmsprop" in out
+    assert all(name in out for name in ("dqn", "double-dqn", "ddpg", "td3", "reinforce", "actor-critic"))
+    assert main(["list", "dqn"]) == 0
+    out = capsys.readouterr().out
+    assert "tutorial" in out and "learning_rate" in out and "rmsprop" in out and "0.0023" in out
+    assert main(["list", "td3"]) == 0
+    assert "True" in capsys.readouterr().out  # the td3 entry's td3=True default is shown
+    assert "unknown algorithm 'dqnn'" in _error(capsys, "list", "dqnn")
 
 
 def test_console_script_reports_errors_without_a_traceback(tmp_path):

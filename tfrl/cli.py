@@ -114,7 +114,8 @@ def _build_parser() -> argparse.ArgumentParser:
     plot.add_argument("run_dir")
     plot.add_argument("--out", help="PNG path (default: <run_dir>/learning_curve.png)")
 
-    commands.add_parser("list", help="algorithms, their presets and default configs")
+    listing = commands.add_parser("list", help="algorithms and presets; with an algorithm, its hyperparameters")
+    listing.add_argument("algorithm", nargs="?", help="show this algorithm's hyperparameters under every preset")
     return parser
 
 
@@ -178,24 +179,29 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from importlib import import_module
-
     from rich.console import Console
     from rich.table import Table
 
-    from tfrl.agents import ALGORITHMS, make_config
+    from tfrl.agents import ALGORITHMS, get_agent, make_config
 
     console = Console()
-    for name, entry in ALGORITHMS.items():
-        config_class = getattr(import_module(entry.module), entry.config)
-        table = Table(title=f"{name} — {entry.summary}", title_justify="left")
-        table.add_column("field")
-        for preset in config_class.PRESETS:
-            table.add_column(preset)
-        configs = {preset: make_config(name, preset).to_dict() for preset in config_class.PRESETS}
-        for field in configs["default"]:
-            table.add_row(field, *(str(configs[preset][field]) for preset in config_class.PRESETS))
+    if args.algorithm is None:
+        table = Table(title="algorithms (tfrl list ALGORITHM shows its hyperparameters)", title_justify="left")
+        for column in ("algorithm", "presets", "what it is"):
+            table.add_column(column)
+        for name, entry in ALGORITHMS.items():
+            table.add_row(name, ", ".join(get_agent(name)[1].PRESETS), entry.summary)
         console.print(table)
+        return 0
+    config_class = get_agent(args.algorithm)[1]
+    table = Table(title=f"{args.algorithm}: {ALGORITHMS[args.algorithm].summary}", title_justify="left")
+    table.add_column("field")
+    for preset in config_class.PRESETS:
+        table.add_column(preset)
+    configs = {preset: make_config(args.algorithm, preset).to_dict() for preset in config_class.PRESETS}
+    for field in configs["default"]:
+        table.add_row(field, *(str(configs[preset][field]) for preset in config_class.PRESETS))
+    console.print(table)
     return 0
 
 
