@@ -9,6 +9,7 @@ from tfrl.agents.reinforce import ReinforceAgent, ReinforceConfig
 from tfrl.errors import ConfigError, EnvError
 from tfrl.logger import read_jsonl
 from tfrl.replay import discounted_returns
+from tfrl.training import restore_run
 
 OBSERVATIONS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
 ACTIONS = gym.spaces.Discrete(2)
@@ -100,6 +101,8 @@ def test_config_validation_names_the_field():
 def test_unfit_spaces_are_refused():
     with pytest.raises(EnvError, match="reinforce needs a Discrete or Box action space"):
         ReinforceAgent(ReinforceConfig(), OBSERVATIONS, gym.spaces.MultiBinary(3), "Foo-v0")
+    with pytest.raises(EnvError, match="need a 1-D Box action space"):
+        ReinforceAgent(ReinforceConfig(), OBSERVATIONS, gym.spaces.Box(-1.0, 1.0, (2, 2)), "Foo-v0")
 
 
 def test_reinforce_learns_cartpole_in_a_short_run(tmp_path):
@@ -112,3 +115,18 @@ def test_reinforce_learns_cartpole_in_a_short_run(tmp_path):
     assert set(policy.endpoints) == {"action", "sample_action"}
     returns = tfrl.evaluate(policy, "CartPole-v1", episodes=5, seed=99)
     assert returns.mean() >= 0.5 * result.final_return
+
+
+def test_a_run_resumes_from_its_checkpoint_with_the_same_networks_and_sampler(tmp_path):
+    first = tfrl.train("reinforce", "CartPole-v1", seed=3, total_steps=2_000, eval_every=1_000, eval_episodes=2,
+                       checkpoint_every=1_000, stop_at_threshold=False, logdir=tmp_path, export_dir=None, progress=False)
+    _, restored = restore_run(first.run_dir)
+    assert restored.env_steps == first.env_steps == 2_000
+    assert int(restored.updates.numpy()) == int(first.agent.updates.numpy()) > 0
+    for ours, theirs in zip(restored.actor.weights + restored.optimizer.variables,
+                            first.agent.actor.weights + first.agent.optimizer.variables):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    np.testing.assert_array_equal(restored.generator.state.numpy(), first.agent.generator.state.numpy())
+    resumed = tfrl.train(resume=first.run_dir, total_steps=3_000, export_dir=None, progress=False)
+    assert resumed.env_steps == 3_000
+    assert [row["step"] for row in read_jsonl(first.run_dir / "evaluations.jsonl")] == [1_000, 2_000, 3_000]

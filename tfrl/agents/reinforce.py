@@ -11,6 +11,8 @@ that followed it:
 With ``baseline`` a value network V(s) is fitted to G by least squares and ``G_t − V(s_t)`` (then
 normalised) replaces ``v_t``: the same gradient in expectation, with less variance.
 
+With several vector envs, an episode still running at an update finishes under the updated policy,
+so its early steps are slightly off-policy: a small bias, and far cheaper than discarding them.
 An episode ends on termination or truncation; a truncated episode's returns are cut-off Monte Carlo
 returns (REINFORCE has no critic to bootstrap with). Actions come from a categorical policy for a
 Discrete space, a Gaussian one (mean inside the bounds, scale softplus + floor) for a Box space.
@@ -32,6 +34,7 @@ import tensorflow_probability as tfp
 from tfrl.agents.config import AgentConfig
 from tfrl.agents.dqn import make_optimizer
 from tfrl.envs import check_spaces
+from tfrl.errors import EnvError
 from tfrl.nets import CategoricalActor, GaussianActor, ValueCritic
 from tfrl.replay import discounted_returns
 
@@ -45,6 +48,9 @@ tfd = tfp.distributions
 
 def build_actor(action_space: gym.Space, observation_shape: tuple[int, ...], config) -> keras.Model:
     """A built ``CategoricalActor`` for a Discrete space, ``GaussianActor`` for a Box space."""
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) != 1:
+        raise EnvError(f"policy-gradient agents need a 1-D Box action space (a vector of actions), got {action_space}; "
+                       "wrap the env in a gymnasium ActionWrapper that takes a flat vector")
     if isinstance(action_space, gym.spaces.Discrete):
         actor = CategoricalActor(int(action_space.n), config.hidden_sizes, config.activation)
     else:
@@ -79,11 +85,10 @@ class StochasticPolicy(tf.Module):
     """The exported policy: ``action`` (the mode: argmax or mean, inside the bounds), ``sample_action``,
     and ``value`` when a critic is given. Batched float32 observations in."""
 
-    def __init__(self, actor: keras.Model, observation_shape: tuple[int, ...], critic: keras.Model | None = None,
-                 seed: int = 0):
+    def __init__(self, actor: keras.Model, observation_shape: tuple[int, ...], critic: keras.Model | None = None):
         super().__init__(name="stochastic_policy")
         self.actor = actor
-        self.generator = tf.random.Generator.from_seed(seed)
+        self.generator = tf.random.Generator.from_seed(0)
         spec = [tf.TensorSpec([None, *observation_shape], tf.float32, name="observation")]
         self.action = tf.function(self._action, input_signature=spec)
         self.sample_action = tf.function(self._sample_action, input_signature=spec)
