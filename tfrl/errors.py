@@ -19,3 +19,7 @@ class ExportError(TfrlError):
 
 class CheckpointError(TfrlError):
     """A run directory or checkpoint that is missing, foreign or corrupt."""
+
+
+class WorkerError(TfrlError):
+    """A worker process of a parallel agent (A3C) raised or died; the message names the worker and the cause."""

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -29,9 +30,20 @@ ENDPOINTS = ("action", "sample_action", "q_values", "value")
 
 
 def _named_output(function, name: str):
-    """A signature function that names its single output, for TF Serving and ``saved_model_cli``."""
+    """A signature function that names its outputs, for TF Serving and ``saved_model_cli``.
+
+    A recurrent policy's endpoints take ``(observation, state)`` and return ``(output, next state)``:
+    their signatures have the inputs ``observation`` and ``state`` and the outputs ``name`` and ``state``.
+    """
     spec = function.input_signature
-    return tf.function(lambda observation: {name: function(observation)}, input_signature=spec)
+    if len(spec) == 1:
+        return tf.function(lambda observation: {name: function(observation)}, input_signature=spec)
+
+    def stateful(observation, state):
+        output, next_state = function(observation, state)
+        return {name: output, "state": next_state}
+
+    return tf.function(stateful, input_signature=spec)
 
 
 class GridActionPolicy(tf.Module):
@@ -66,6 +78,10 @@ def export_policy(agent, path: str | os.PathLike, metadata: dict[str, Any], acti
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module = agent.policy() if action_grid is None else GridActionPolicy(agent.policy(), action_grid)
+    # Keras 3 models are not children in TensorFlow's object graph: without this their weights are
+    # saved only as captures of the functions, which TFLite cannot freeze (the converted model reads
+    # NaN). ``weight.value`` is the tf.Variable the functions capture.
+    module.network_weights = [weight.value for network in agent.networks().values() for weight in network.weights]
     endpoints = [name for name in ENDPOINTS if hasattr(module, name)]
     signatures = {name: _named_output(getattr(module, name), name).get_concrete_function() for name in endpoints}
     signatures["serving_default"] = signatures["action"]
@@ -76,6 +92,8 @@ def export_policy(agent, path: str | os.PathLike, metadata: dict[str, Any], acti
             network.save(staging / f"{name}.keras")
         (staging / METADATA_FILE).parent.mkdir(exist_ok=True)
         full_metadata = {"format": FORMAT, "tfrl_version": __version__, "endpoints": endpoints, **metadata}
+        if hasattr(module, "state_shape"):  # a recurrent policy: endpoints take and return a state
+            full_metadata["state_shape"] = list(module.state_shape)
         (staging / METADATA_FILE).write_text(json.dumps(full_metadata, indent=2))
         if path.exists():
             shutil.rmtree(path)
@@ -108,6 +126,10 @@ class Policy:
     >>> policy = load_policy("saved_models/dqn-CartPole-v1")
     >>> policy(observation)           # one action for one observation
     >>> policy.q_values(batch)        # any endpoint the export has
+
+    A recurrent export (``state_shape`` in its metadata) keeps one state row per observation row
+    between calls, starting from zeros; call ``reset_state(batch_size)`` when new episodes begin.
+    A stateless policy's ``reset_state`` does nothing.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -116,6 +138,13 @@ class Policy:
         self.observation_shape = tuple(self.metadata["observation_space"]["shape"])
         self._module = tf.saved_model.load(str(self.path))
         self.endpoints = tuple(self.metadata["endpoints"])
+        self.state_shape = tuple(self.metadata["state_shape"]) if "state_shape" in self.metadata else None
+        self.state: np.ndarray | None = None
+
+    def reset_state(self, batch_size: int) -> None:
+        """Start every row of a recurrent policy's state afresh (zeros), for ``batch_size`` episodes."""
+        if self.state_shape is not None:
+            self.state = np.zeros((batch_size, *self.state_shape), np.float32)
 
     def __repr__(self) -> str:
         return f"Policy({self.metadata['algorithm']} on {self.metadata['env_id']}, from {self.path})"
@@ -139,7 +168,13 @@ class Policy:
                 f"{self.metadata['env_id']}) expects {self.observation_shape} or a batch (N, {', '.join(map(str, self.observation_shape))})"
             )
         batch = observation[None] if single else observation
-        result = getattr(self._module, endpoint)(tf.constant(batch)).numpy()
+        if self.state_shape is None:
+            result = getattr(self._module, endpoint)(tf.constant(batch)).numpy()
+        else:
+            if self.state is None or len(self.state) != len(batch):
+                self.reset_state(len(batch))
+            result, next_state = getattr(self._module, endpoint)(tf.constant(batch), tf.constant(self.state))
+            result, self.state = result.numpy(), next_state.numpy()
         return result[0] if single else result
 
 

@@ -284,3 +284,86 @@ class QCritic(keras.Model):
         config = super().get_config()
         config.update(hidden_sizes=list(self.hidden_sizes), activation=self.activation)
         return config
+
+
+@keras.saving.register_keras_serializable(package="tfrl")
+class RecurrentActorCritic(keras.Model):
+    """A GRU cell whose state is carried from step to step, feeding an actor head and a critic head (A3C-RNN).
+
+    Called as ``model([observations, state])`` with ``state`` of shape ``[batch, units]``; returns
+    ``(policy, values, next_state)``. ``policy`` is the logits of a categorical policy when
+    ``num_actions`` is given, else ``(mean, scale)`` of a diagonal Gaussian inside
+    ``action_low``/``action_high`` (mean ``centre + half_range · tanh``, scale ``softplus + min_scale``
+    from its own head, as in the tutorial). The cell belongs to the critic's side, as in the
+    tutorial's A3C_RNN.py: ``critic_variables`` are the cell and value layers, ``actor_variables`` the rest.
+
+    Args:
+        units: size of the GRU state.
+        num_actions: discrete action count, or None for a Box space.
+        action_low, action_high: the Box bounds (one value per dimension), or None for a discrete space.
+        actor_hidden_sizes, critic_hidden_sizes: Dense layers between the cell and each head.
+        activation: any Keras activation name, used by every Dense hidden layer.
+        initial_scale, min_scale: the Gaussian scale before training, and its floor.
+    """
+
+    def __init__(self, units: int = 64, num_actions: int | None = None, action_low: Sequence[float] | None = None,
+                 action_high: Sequence[float] | None = None, actor_hidden_sizes: Sequence[int] = (80,),
+                 critic_hidden_sizes: Sequence[int] = (50,), activation: str = "relu6", initial_scale: float = 1.0,
+                 min_scale: float = 1e-3, **kwargs):
+        super().__init__(**kwargs)
+        if (num_actions is None) == (action_low is None):
+            raise ValueError("give num_actions for a discrete space or action_low/action_high for a Box, not both")
+        self.units = int(units)
+        self.num_actions = None if num_actions is None else int(num_actions)
+        self.action_low = None if action_low is None else [float(value) for value in action_low]
+        self.action_high = None if action_high is None else [float(value) for value in action_high]
+        self.actor_hidden_sizes = tuple(int(size) for size in actor_hidden_sizes)
+        self.critic_hidden_sizes = tuple(int(size) for size in critic_hidden_sizes)
+        self.activation = activation
+        self.initial_scale, self.min_scale = float(initial_scale), float(min_scale)
+        self.cell = layers.GRUCell(self.units, name="gru")
+        self.actor_trunk = _dense_trunk(self.actor_hidden_sizes, activation, "actor_hidden")
+        self.critic_trunk = _dense_trunk(self.critic_hidden_sizes, activation, "critic_hidden")
+        self.value_head = layers.Dense(1, name="value")
+        if self.num_actions is not None:
+            self.logits_head = layers.Dense(self.num_actions, name="logits")
+        else:
+            low, high = ops.convert_to_tensor(self.action_low), ops.convert_to_tensor(self.action_high)
+            self._centre, self._half_range = (high + low) / 2.0, (high - low) / 2.0
+            raw_initial = math.log(math.expm1(self.initial_scale - self.min_scale))
+            self.mean_head = layers.Dense(len(self.action_low), name="mean")
+            self.scale_head = layers.Dense(len(self.action_low), bias_initializer=keras.initializers.Constant(raw_initial),
+                                           name="scale")
+
+    def call(self, inputs):
+        observations, state = inputs
+        cell_output, next_state = self.cell(_flatten(observations), state)
+        actor_features = critic_features = cell_output
+        for layer in self.actor_trunk:
+            actor_features = layer(actor_features)
+        for layer in self.critic_trunk:
+            critic_features = layer(critic_features)
+        values = ops.squeeze(self.value_head(critic_features), axis=-1)
+        if self.num_actions is not None:
+            return self.logits_head(actor_features), values, next_state
+        mean = self._centre + self._half_range * ops.tanh(self.mean_head(actor_features))
+        scale = ops.softplus(self.scale_head(actor_features)) + self.min_scale
+        return (mean, scale), values, next_state
+
+    @property
+    def critic_variables(self) -> list:
+        layers_ = [self.cell, *self.critic_trunk, self.value_head]
+        return [variable for layer in layers_ for variable in layer.trainable_variables]
+
+    @property
+    def actor_variables(self) -> list:
+        critic = {id(variable) for variable in self.critic_variables}
+        return [variable for variable in self.trainable_variables if id(variable) not in critic]
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(units=self.units, num_actions=self.num_actions, action_low=self.action_low,
+                      action_high=self.action_high, actor_hidden_sizes=list(self.actor_hidden_sizes),
+                      critic_hidden_sizes=list(self.critic_hidden_sizes), activation=self.activation,
+                      initial_scale=self.initial_scale, min_scale=self.min_scale)
+        return config

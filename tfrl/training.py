@@ -41,13 +41,20 @@ class Evaluator:
         self.seed = seed
 
     def __call__(self, policy: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-        """Undiscounted return of each episode under ``policy`` (a batch of observations → actions)."""
+        """Undiscounted return of each episode under ``policy`` (a batch of observations → actions).
+
+        A stateful (recurrent) policy has ``reset_state(batch_size)``: it is reset first and then
+        always gets every episode's row, finished ones too, so row ``i`` of its state stays episode ``i``'s.
+        """
         observations = np.stack([env.reset(seed=self.seed + index)[0] for index, env in enumerate(self.envs)])
         returns = np.zeros(len(self.envs))
         active = np.ones(len(self.envs), bool)
+        stateful = hasattr(policy, "reset_state")
+        if stateful:
+            policy.reset_state(len(self.envs))
         while active.any():
             indices = np.flatnonzero(active)
-            actions = policy(observations[indices])
+            actions = policy(observations)[indices] if stateful else policy(observations[indices])
             for index, action in zip(indices, actions):
                 observation, reward, terminated, truncated, _ = self.envs[index].step(action)
                 observations[index] = observation
@@ -247,7 +254,8 @@ def train(
     start_step = checkpointer.restore() if resume is not None else 0
     logger = RunLogger(run_dir, settings.total_steps, start_step, progress)
     try:
-        outcome = _collect_loop(agent, settings, logger, checkpointer, start_step)
+        loop = _agent_runner if hasattr(agent, "run") else _collect_loop
+        outcome = loop(agent, settings, logger, checkpointer, start_step)
     except KeyboardInterrupt:
         checkpointer.save(agent.env_steps)
         logger.close()
@@ -260,6 +268,18 @@ def train(
         export_path = export_run(agent, settings, run_dir, Path(export_dir) / f"{settings.algorithm}-{settings.env_id}",
                                  outcome["final_return"])
     return TrainResult(run_dir=run_dir, export_path=export_path, agent=agent, **outcome)
+
+
+def _agent_runner(agent, settings: RunSettings, logger: RunLogger, checkpointer: Checkpointer, start_step: int) -> dict:
+    """For an agent that brings its own runner (A3C's worker processes): the same evaluator, threshold,
+    logger and checkpointer as ``_collect_loop``, and the same outcome keys back."""
+    threshold = _reward_threshold(settings.env_id) if settings.stop_at_threshold else None
+    evaluator = Evaluator(settings.env_id, settings.eval_episodes, settings.seed + EVALUATION_SEED_OFFSET,
+                          settings.discretize)
+    try:
+        return agent.run(settings, logger, checkpointer, evaluator, start_step, threshold)
+    finally:
+        evaluator.close()
 
 
 def _collect_loop(agent, settings: RunSettings, logger: RunLogger, checkpointer: Checkpointer, start_step: int) -> dict:

@@ -39,6 +39,11 @@ ALGORITHMS: dict[str, AlgorithmEntry] = {
     "ddpg": AlgorithmEntry("tfrl.agents.ddpg", "DDPGAgent", "DDPGConfig", "Deep Deterministic Policy Gradient, continuous actions"),
     "td3": AlgorithmEntry("tfrl.agents.ddpg", "DDPGAgent", "DDPGConfig",
                           "Twin Delayed DDPG: twin critics, target smoothing, delayed actor", MappingProxyType({"td3": True})),
+    "a3c": AlgorithmEntry("tfrl.agents.a3c", "A3CAgent", "A3CConfig",
+                          "asynchronous advantage actor-critic, one worker process per core, discrete or continuous"),
+    "a3c-rnn": AlgorithmEntry("tfrl.agents.a3c", "A3CAgent", "A3CConfig",
+                              "A3C with a GRU state carried between steps (reset at episode ends)",
+                              MappingProxyType({"recurrent": True})),
 }
 
 
