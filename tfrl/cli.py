@@ -155,7 +155,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     policy = load_policy(args.path)
     env_id = args.env_id or policy.metadata["env_id"]
-    returns = evaluate(policy.action, env_id, args.episodes, args.seed)
+    returns = evaluate(policy, env_id, args.episodes, args.seed)
     print(f"{policy}: mean return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {len(returns)} episodes "
           f"on {env_id} (min {np.min(returns):.1f}, max {np.max(returns):.1f})")
     return 0
