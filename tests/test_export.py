@@ -94,3 +94,16 @@ def test_load_policy_refuses_missing_and_foreign_paths(tmp_path):
     tf.saved_model.save(module, str(tmp_path / "foreign"))
     with pytest.raises(ExportError, match="not a tfrl export"):
         load_policy(tmp_path / "foreign")
+
+
+def test_tflite_conversion_gives_the_same_actions(cartpole_run, observations):
+    import warnings
+
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(cartpole_run.export_path), signature_keys=["action"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter announces its move to the ai-edge-litert package
+        runner = tf.lite.Interpreter(model_content=converter.convert()).get_signature_runner("action")
+    actions = [int(runner(observation=row[None])["action"][0]) for row in observations[:16]]
+    np.testing.assert_array_equal(actions, cartpole_run.agent.act(observations[:16], explore=False))
