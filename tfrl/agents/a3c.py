@@ -459,24 +459,32 @@ class A3CAgent:
         self.actor_optimizer.build(self.nets.actor_variables)
         self.critic_optimizer = make_optimizer(config.optimizer, config.critic_learning_rate, config.max_grad_norm)
         self.critic_optimizer.build(self.nets.critic_variables)
-        self.env_steps = 0
+        # Counted in the same TF call that applies an update, so a Ctrl-C never splits the two.
+        self.counted_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="env_steps")
         self.acting_state: np.ndarray | None = None  # a recurrent agent's state for each env it acts for
         self.apply = tf.function(self._apply, jit_compile=True, input_signature=[
-            tf.TensorSpec([self.nets.size], tf.float32)]).get_concrete_function()
+            tf.TensorSpec([self.nets.size], tf.float32), tf.TensorSpec([], tf.int64)]).get_concrete_function()
+
+    @property
+    def env_steps(self) -> int:
+        """Env steps of every update applied so far, all workers together."""
+        return int(self.counted_steps.numpy())
 
     @property
     def global_step(self) -> int:
         """Updates applied to the global networks (the optimizers' shared step count)."""
         return int(self.actor_optimizer.iterations.numpy())
 
-    def _apply(self, flat_gradients):
-        """One pushed update: each optimizer steps on its networks' share; returns the new flat weights."""
+    def _apply(self, flat_gradients, steps):
+        """One pushed update of ``steps`` env steps: each optimizer steps on its networks' share;
+        returns the new flat weights."""
         sizes = [int(np.prod(variable.shape)) for variable in self.nets.variables]
         gradients = [tf.reshape(piece, variable.shape)
                      for piece, variable in zip(tf.split(flat_gradients, sizes), self.nets.variables)]
         split = len(self.nets.actor_variables)
         self.actor_optimizer.apply_gradients(zip(gradients[:split], self.nets.actor_variables))
         self.critic_optimizer.apply_gradients(zip(gradients[split:], self.nets.critic_variables))
+        self.counted_steps.assign_add(steps)
         return _flat(self.nets.variables)
 
     def act(self, observations: np.ndarray, explore: bool = False) -> np.ndarray:
@@ -504,7 +512,7 @@ class A3CAgent:
         specs = [WorkerSpec(index, self.config, settings.env_id, settings.discretize,
                             int(np.random.SeedSequence([settings.seed, index, start_step]).generate_state(1)[0]))
                  for index in range(self.config.worker_count)]
-        step = self.env_steps = start_step
+        step = self.env_steps
         next_eval = (step // settings.eval_every + 1) * settings.eval_every
         next_checkpoint = (step // settings.checkpoint_every + 1) * settings.checkpoint_every
         next_report = step + 2_000
@@ -517,9 +525,8 @@ class A3CAgent:
             pool.publish(self.nets.get_weights().numpy())
             while step < settings.total_steps:
                 for worker_id, (gradients, steps, episodes, seconds, losses, _) in pool.updates(timeout=1.0):
-                    pool.publish(self.apply(gradients).numpy())
+                    pool.publish(self.apply(gradients, steps).numpy())
                     pool.go_on(worker_id)
-                    self.env_steps += steps
                     step = self.env_steps
                     for episode_return, length in episodes:
                         logger.episode(step, episode_return, length)
@@ -565,13 +572,14 @@ class A3CAgent:
 
     def trackables(self) -> dict:
         return {**self.networks(), "actor_optimizer": self.actor_optimizer, "critic_optimizer": self.critic_optimizer,
-                "sampler": self.nets.generator}
+                "env_steps": self.counted_steps, "sampler": self.nets.generator}
 
     def numpy_state(self) -> dict:
-        return {"env_steps": self.env_steps}
+        """Nothing beyond the TF checkpoint: workers start fresh episodes on resume."""
+        return {}
 
     def load_numpy_state(self, state: dict) -> None:
-        self.env_steps = int(state["env_steps"])
+        """Everything was restored with the TF checkpoint."""
 
 
 class _GreedyActing:

@@ -1,0 +1,243 @@
+"""A3C: worker processes, the gradients they push, faults, Ctrl-C, learning, and the recurrent variant."""
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfrl
+from tfrl.agents import make_config
+from tfrl.agents.a3c import A3CAgent, WorkerPool, WorkerSpec, _GreedyActing
+from tfrl.envs import make_env
+from tfrl.errors import ConfigError, WorkerError
+from tfrl.logger import read_jsonl
+from tfrl.training import Evaluator, RunSettings, export_run, restore_run
+
+ROLLOUT_KEYS = ("observations", "actions", "rewards", "next_observations", "terminated", "truncated", "initial_state")
+
+
+def _agent(algorithm: str, env_id: str, **overrides) -> A3CAgent:
+    env = make_env(env_id)
+    return A3CAgent(make_config(algorithm, overrides=overrides), env.observation_space, env.action_space, env_id)
+
+
+def _next_update(pool: WorkerPool, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        updates = pool.updates(timeout=1.0)
+        if updates:
+            return updates[0]
+    pytest.fail("no update from the worker in time")
+
+
+def test_config_presets_registry_and_validation():
+    assert make_config("a3c-rnn").recurrent and not make_config("a3c").recurrent
+    assert make_config("a3c").worker_count == os.cpu_count()
+    tutorial = make_config("a3c", "tutorial")
+    assert (tutorial.update_every, tutorial.gamma, tutorial.optimizer, tutorial.hidden_sizes) == (10, 0.9, "rmsprop", (200,))
+    assert make_config("a3c", "tutorial-rnn").update_every == 5
+    with pytest.raises(ConfigError, match="update_every"):
+        make_config("a3c", overrides={"update_every": 0})
+
+
+@pytest.mark.parametrize("algorithm, env_id", [("a3c", "CartPole-v1"), ("a3c-rnn", "Pendulum-v1")])
+def test_worker_gradients_equal_the_parents_and_each_push_is_one_optimizer_step(algorithm, env_id):
+    agent = _agent(algorithm, env_id, workers=1, update_every=8)
+    spec = WorkerSpec(0, agent.config, env_id, None, seed=3, send_rollouts=True)
+    with WorkerPool([spec], agent.nets.size) as pool:
+        pool.publish(agent.nets.get_weights().numpy())
+        for update in range(2):  # the second rollout runs on the weights pulled after the first push
+            worker_id, (gradients, steps, _, _, losses, rollout) = _next_update(pool)
+            assert worker_id == 0 and steps == 8 and gradients.shape == (agent.nets.size,)
+            expected, expected_losses = agent.nets.gradients(*(rollout[key] for key in ROLLOUT_KEYS))
+            np.testing.assert_allclose(gradients, expected.numpy(), rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(losses, expected_losses.numpy(), rtol=1e-4, atol=1e-6)
+            assert np.abs(gradients).max() > 0
+
+            moments = [variable.numpy().copy() for variable in agent.actor_optimizer.variables[1:]]
+            assert agent.global_step == update
+            pool.publish(agent.apply(gradients, steps).numpy())
+            pool.go_on(worker_id)
+            assert agent.global_step == update + 1
+            assert agent.env_steps == 8 * (update + 1)
+            assert int(agent.critic_optimizer.iterations.numpy()) == update + 1
+            assert any(not np.array_equal(before, after.numpy())
+                       for before, after in zip(moments, agent.actor_optimizer.variables[1:]))
+        if algorithm == "a3c-rnn":
+            assert np.abs(rollout["initial_state"]).max() > 0  # the state carried into the second rollout
+    assert not multiprocessing.active_children()
+
+
+def raising_worker(spec, connection, shared_weights, lock):
+    """A worker that fails the way a bug in the env or the networks would."""
+    from tfrl.agents.a3c import worker_main
+
+    class BrokenSpec:  # make_env gets an env id that does not exist
+        def __getattr__(self, name):
+            return "NoSuchEnv-v0" if name == "env_id" else getattr(spec, name)
+
+    worker_main(BrokenSpec(), connection, shared_weights, lock)
+
+
+def test_a_worker_that_raises_stops_the_pool_with_its_id_and_traceback():
+    agent = _agent("a3c", "CartPole-v1")
+    specs = [WorkerSpec(index, agent.config, "CartPole-v1", None, seed=index) for index in range(2)]
+    start = time.monotonic()
+    with pytest.raises(WorkerError, match=r"A3C worker \d raised an exception[\s\S]*NoSuchEnv-v0"):
+        with WorkerPool(specs, agent.nets.size, target=raising_worker) as pool:
+            while time.monotonic() - start < 120:
+                pool.updates(timeout=1.0)
+    assert time.monotonic() - start < 120
+    assert not multiprocessing.active_children()
+
+
+def _start_cli(tmp_path: Path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "tfrl.cli", "train", "a3c", "--env", "CartPole-v1", "--steps", "10000000",
+               "--no-early-stop", "--no-progress", "--no-export", "--eval-every", "1000000",
+               "--checkpoint-every", "1000000", "--logdir", str(tmp_path), "--set", "workers=2", *extra]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _workers(process: subprocess.Popen) -> list[int]:
+    return [pid for pid in _children(process.pid)
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def _wait_until_training(tmp_path: Path, process: subprocess.Popen, timeout: float = 180.0) -> list[int]:
+    """The worker pids, once the run has logged an episode (so both workers are running)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"training exited early with code {process.returncode}: {process.communicate()}")
+        episodes = list(tmp_path.glob("*/episodes.jsonl"))
+        if episodes and episodes[0].stat().st_size > 0:
+            workers = _workers(process)
+            if len(workers) == 2:
+                return workers
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    pytest.fail("timed out waiting for the workers to train")
+
+
+def test_a_killed_worker_ends_the_run_with_a_clear_error_and_no_child_left(tmp_path):
+    process = _start_cli(tmp_path)
+    workers = _wait_until_training(tmp_path, process)
+    children = _children(process.pid)
+    os.kill(workers[1], signal.SIGKILL)
+    killed_at = time.monotonic()
+    try:
+        _, stderr = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail("the run did not stop after its worker was killed")
+    assert time.monotonic() - killed_at < 30
+    assert process.returncode == 2, stderr
+    assert f"(pid {workers[1]}) was killed by SIGKILL" in stderr and "A3C worker" in stderr
+    time.sleep(1.0)
+    assert not [pid for pid in children if _running(pid)]
+
+
+def test_ctrl_c_stops_every_worker_and_leaves_a_checkpoint_to_resume_from(tmp_path):
+    process = _start_cli(tmp_path)
+    workers = _wait_until_training(tmp_path, process)
+    time.sleep(2)
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    try:
+        stdout, stderr = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail("Ctrl-C did not stop the run")
+    assert process.returncode == 130, stderr
+    assert "continue with: tfrl train --resume" in stdout
+    assert not [pid for pid in workers if _running(pid)]
+    run_dir = next(tmp_path.iterdir())
+    settings, agent = restore_run(run_dir)
+    assert agent.env_steps > 0 and agent.global_step == agent.env_steps // agent.config.update_every
+    assert json.loads((run_dir / "run.json").read_text())["config"]["workers"] == 2
+
+
+def test_discrete_a3c_clearly_learns_cartpole(tmp_path):
+    result = tfrl.train("a3c", "CartPole-v1", seed=0, total_steps=40_000, eval_every=10_000, overrides={"workers": 2},
+                        logdir=tmp_path / "runs", export_dir=tmp_path / "saved_models", progress=False)
+    evaluations = read_jsonl(result.run_dir / "evaluations.jsonl")
+    assert max(row["mean"] for row in evaluations) >= 200, evaluations
+    episodes = read_jsonl(result.run_dir / "episodes.jsonl")
+    assert [row["episode"] for row in episodes] == list(range(1, len(episodes) + 1))
+    assert result.agent.global_step == result.env_steps // result.agent.config.update_every
+    assert not multiprocessing.active_children()
+    policy = tfrl.load_policy(result.export_path)
+    returns = tfrl.evaluate(policy, "CartPole-v1", episodes=5, seed=123)
+    np.testing.assert_array_equal(returns, tfrl.evaluate(_GreedyActing(result.agent), "CartPole-v1", episodes=5, seed=123))
+
+
+def test_recurrent_state_restarts_at_episode_boundaries():
+    agent = _agent("a3c-rnn", "CartPole-v1", update_every=6)
+    nets = agent.nets
+    observations = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    dones = np.array([0, 0, 1, 0, 0, 0], np.float32)  # an episode ends at step 2; the next starts at 3
+    carried = np.random.default_rng(1).normal(size=(1, nets.state_size)).astype(np.float32)
+    distribution, values, _ = nets.unroll(observations, observations, dones, carried)
+    fresh, fresh_values, _ = nets.unroll(np.concatenate([observations[3:], observations[:3]]), observations, np.zeros(6, np.float32),
+                                         np.zeros((1, nets.state_size), np.float32))
+    np.testing.assert_allclose(distribution.logits_parameter()[3:], fresh.logits_parameter()[:3], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(values[3:], fresh_values[:3], rtol=1e-5, atol=1e-6)
+    # Without the reset the carried state would still shape step 3.
+    _, unreset_values, _ = nets.unroll(observations, observations, np.zeros(6, np.float32), carried)
+    assert not np.allclose(unreset_values[3:], fresh_values[:3])
+
+
+def test_recurrent_policy_export_round_trip(tmp_path):
+    agent = _agent("a3c-rnn", "Pendulum-v1", rnn_units=16)
+    settings = RunSettings("a3c-rnn", "Pendulum-v1")
+    path = export_run(agent, settings, tmp_path / "run", tmp_path / "export", final_return=None)
+    metadata = json.loads((path / "assets" / "tfrl.json").read_text())
+    assert metadata["state_shape"] == [16] and metadata["algorithm"] == "a3c-rnn"
+
+    loaded = tf.saved_model.load(str(path))
+    observations = np.random.default_rng(0).normal(size=(5, 3, 3)).astype(np.float32)  # 5 steps of 3 episodes
+    state = loaded.initial_state(tf.constant(3)).numpy()
+    agent.reset_state(3)
+    for observation in observations:
+        outputs = loaded.signatures["action"](observation=tf.constant(observation), state=tf.constant(state))
+        np.testing.assert_allclose(outputs["action"].numpy(), agent.act(observation, explore=False), rtol=1e-5, atol=1e-6)
+        assert np.all(np.abs(outputs["action"].numpy()) <= 2.0)
+        state = outputs["state"].numpy()
+    np.testing.assert_allclose(state, agent.acting_state, rtol=1e-5, atol=1e-6)
+
+    policy = tfrl.load_policy(path)
+    first = [policy(observation) for observation in observations]
+    policy.reset_state(3)
+    np.testing.assert_allclose([policy(observation) for observation in observations], first, rtol=1e-6)
+    assert not np.allclose(first[0], first[1]) or not np.allclose(first[1], first[2])
+    evaluator = Evaluator("Pendulum-v1", episodes=3, seed=7)
+    try:
+        np.testing.assert_allclose(evaluator(policy), evaluator(_GreedyActing(agent)), rtol=1e-4)
+    finally:
+        evaluator.close()
