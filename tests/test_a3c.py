@@ -48,15 +48,15 @@ def test_config_presets_registry_and_validation():
         make_config("a3c", overrides={"update_every": 0})
 
 
-@pytest.mark.parametrize("algorithm, env_id", [("a3c", "CartPole-v1"), ("a3c-rnn", "Pendulum-v1")])
-def test_worker_gradients_equal_the_parents_and_each_push_is_one_optimizer_step(algorithm, env_id):
-    agent = _agent(algorithm, env_id, workers=1, update_every=8)
+@pytest.mark.parametrize("algorithm, env_id, envs, steps", [("a3c", "CartPole-v1", 1, 8), ("a3c-rnn", "Pendulum-v1", 2, 4)])
+def test_worker_gradients_equal_the_parents_and_each_push_is_one_optimizer_step(algorithm, env_id, envs, steps):
+    agent = _agent(algorithm, env_id, workers=1, update_every=steps, envs_per_worker=envs)
     spec = WorkerSpec(0, agent.config, env_id, None, seed=3, send_rollouts=True)
     with WorkerPool([spec], agent.nets.size) as pool:
         pool.publish(agent.nets.get_weights().numpy())
         for update in range(2):  # the second rollout runs on the weights pulled after the first push
-            worker_id, (gradients, steps, _, _, losses, rollout) = _next_update(pool)
-            assert worker_id == 0 and steps == 8 and gradients.shape == (agent.nets.size,)
+            worker_id, (gradients, pushed_steps, _, _, losses, rollout) = _next_update(pool)
+            assert worker_id == 0 and pushed_steps == steps * envs and gradients.shape == (agent.nets.size,)
             expected, expected_losses = agent.nets.gradients(*(rollout[key] for key in ROLLOUT_KEYS))
             np.testing.assert_allclose(gradients, expected.numpy(), rtol=1e-4, atol=1e-6)
             np.testing.assert_allclose(losses, expected_losses.numpy(), rtol=1e-4, atol=1e-6)
@@ -64,10 +64,10 @@ def test_worker_gradients_equal_the_parents_and_each_push_is_one_optimizer_step(
 
             moments = [variable.numpy().copy() for variable in agent.actor_optimizer.variables[1:]]
             assert agent.global_step == update
-            pool.publish(agent.apply(gradients, steps).numpy())
+            pool.publish(agent.apply(gradients, pushed_steps).numpy())
             pool.go_on(worker_id)
             assert agent.global_step == update + 1
-            assert agent.env_steps == 8 * (update + 1)
+            assert agent.env_steps == steps * envs * (update + 1)
             assert int(agent.critic_optimizer.iterations.numpy()) == update + 1
             assert any(not np.array_equal(before, after.numpy())
                        for before, after in zip(moments, agent.actor_optimizer.variables[1:]))
@@ -200,16 +200,16 @@ def test_discrete_a3c_clearly_learns_cartpole(tmp_path):
 def test_recurrent_state_restarts_at_episode_boundaries():
     agent = _agent("a3c-rnn", "CartPole-v1", update_every=6)
     nets = agent.nets
-    observations = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
-    dones = np.array([0, 0, 1, 0, 0, 0], np.float32)  # an episode ends at step 2; the next starts at 3
+    observations = np.random.default_rng(0).normal(size=(6, 1, 4)).astype(np.float32)  # 6 steps of one env
+    dones = np.array([[0], [0], [1], [0], [0], [0]], np.float32)  # an episode ends at step 2; the next starts at 3
     carried = np.random.default_rng(1).normal(size=(1, nets.state_size)).astype(np.float32)
     distribution, values, _ = nets.unroll(observations, observations, dones, carried)
-    fresh, fresh_values, _ = nets.unroll(np.concatenate([observations[3:], observations[:3]]), observations, np.zeros(6, np.float32),
-                                         np.zeros((1, nets.state_size), np.float32))
+    fresh, fresh_values, _ = nets.unroll(np.concatenate([observations[3:], observations[:3]]), observations,
+                                         np.zeros((6, 1), np.float32), np.zeros((1, nets.state_size), np.float32))
     np.testing.assert_allclose(distribution.logits_parameter()[3:], fresh.logits_parameter()[:3], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(values[3:], fresh_values[:3], rtol=1e-5, atol=1e-6)
     # Without the reset the carried state would still shape step 3.
-    _, unreset_values, _ = nets.unroll(observations, observations, np.zeros(6, np.float32), carried)
+    _, unreset_values, _ = nets.unroll(observations, observations, np.zeros((6, 1), np.float32), carried)
     assert not np.allclose(unreset_values[3:], fresh_values[:3])
 
 

@@ -63,17 +63,21 @@ tfd = tfp.distributions
 class A3CConfig(AgentConfig):
     """A3C hyperparameters.
 
-    ``workers = 0`` starts one worker per CPU core. Each worker sends gradients every
-    ``update_every`` env steps. Rewards are learned from as ``(r + reward_shift) · reward_scale``
+    ``workers = 0`` starts one worker per CPU core. Each worker steps ``envs_per_worker`` envs (the
+    classic A3C has one; more amortise each TF call over several envs and average the gradient over
+    ``update_every × envs_per_worker`` transitions) and sends gradients every ``update_every`` steps.
+    ``normalize_advantage`` standardises the advantages of each rollout. Rewards are learned from as ``(r + reward_shift) · reward_scale``
     (the tutorial's Pendulum uses (r + 8) / 8); logged returns stay in the env's units.
     ``hidden_sizes`` are the actor's layers, ``critic_hidden_sizes`` the critic's; with ``recurrent``
     both sit on a GRU cell of ``rnn_units``. The scale fields only matter for Box action spaces.
     """
 
     workers: int = 0
+    envs_per_worker: int = 1
     update_every: int = 10
     gamma: float = 0.99
     ent_coef: float = 0.01
+    normalize_advantage: bool = False
     actor_learning_rate: float = 1e-3
     critic_learning_rate: float = 1e-3
     optimizer: str = "adam"
@@ -91,9 +95,11 @@ class A3CConfig(AgentConfig):
 
     PRESETS = {
         "default": {},
-        # Pendulum-v1: short horizon (γ 0.9, as every tutorial uses for it), the tutorial's (r + 8) / 8.
-        "pendulum": dict(gamma=0.9, update_every=10, ent_coef=0.0, actor_learning_rate=2e-4,
-                         critic_learning_rate=1e-3, reward_shift=8.0, reward_scale=0.125, max_grad_norm=10.0),
+        # Pendulum-v1: short horizon (γ 0.9, as every tutorial uses for it), 8 envs per worker and
+        # 8-step rollouts (64 transitions a push), rewards scaled into about [−1.6, 0], standardised
+        # advantages, a learned state-independent scale: the setting of actor-critic's `pendulum` preset.
+        "pendulum": dict(envs_per_worker=8, update_every=8, gamma=0.9, ent_coef=0.0, normalize_advantage=True,
+                         actor_learning_rate=1e-3, critic_learning_rate=2e-3, reward_scale=0.1, max_grad_norm=0.5),
         # A3C_discrete_action.py (CartPole): actor 200, critic 100 relu6 units, RMSProp 1e-3 for both,
         # push every 10 steps, γ 0.9, β 0.001. Its r = −5 on failure is not copied: `terminated` stops
         # the bootstrap there.
@@ -115,7 +121,7 @@ class A3CConfig(AgentConfig):
     }
 
     def validate(self) -> None:
-        self.require_positive("update_every", "actor_learning_rate", "critic_learning_rate", "reward_scale",
+        self.require_positive("envs_per_worker", "update_every", "actor_learning_rate", "critic_learning_rate", "reward_scale",
                               "initial_scale", "min_scale", "rnn_units")
         self.require_non_negative("workers", "ent_coef", "max_grad_norm")
         self.require_unit_interval("gamma")
@@ -185,12 +191,12 @@ class A3CNetworks:
         states = tf.TensorSpec([None, self.state_size], tf.float32)
         self.sample = tf.function(self._sample, input_signature=[observations, states]).get_concrete_function()
         self.mode = tf.function(self._mode, input_signature=[observations, states]).get_concrete_function()
-        steps = config.update_every  # a rollout's length is fixed: XLA compiles the gradients once
-        rollout_observations = tf.TensorSpec([steps, *self.observation_shape], tf.float32)
-        flags = tf.TensorSpec([steps], tf.float32)
+        shape = [config.update_every, config.envs_per_worker]  # fixed: XLA compiles the gradients once
+        rollout_observations = tf.TensorSpec([*shape, *self.observation_shape], tf.float32)
+        flags = tf.TensorSpec(shape, tf.float32)
         self.gradients = tf.function(self._gradients, jit_compile=True, input_signature=[
-            rollout_observations, action_spec(action_space, [steps]), flags, rollout_observations, flags, flags,
-            tf.TensorSpec([1, self.state_size], tf.float32),
+            rollout_observations, action_spec(action_space, shape), flags, rollout_observations, flags, flags,
+            tf.TensorSpec([config.envs_per_worker, self.state_size], tf.float32),
         ]).get_concrete_function()
         self.set_weights = tf.function(self._set_weights, input_signature=[
             tf.TensorSpec([self.size], tf.float32)]).get_concrete_function()
@@ -219,20 +225,26 @@ class A3CNetworks:
         return actions, next_states
 
     def unroll(self, observations, next_observations, dones, initial_state):
-        """π, V(s_t) and V(s'_t) along a rollout of one env; a recurrent state restarts at zero after a done."""
+        """π, V(s_t) and V(s'_t) along a ``[T, envs]`` rollout, flattened step-major to ``[T·envs]``.
+
+        A recurrent state starts from ``initial_state`` and restarts at zero in an env whose episode
+        ended at the step before.
+        """
+        flat_observations = tf.reshape(observations, [-1, *self.observation_shape])
+        flat_next_observations = tf.reshape(next_observations, [-1, *self.observation_shape])
         if not self.config.recurrent:
-            return (_distribution(self.actor(observations), self.continuous), self.critic(observations),
-                    self.critic(next_observations))
+            return (_distribution(self.actor(flat_observations), self.continuous), self.critic(flat_observations),
+                    self.critic(flat_next_observations))
         state, parameters, values, states_after = initial_state, [], [], []
-        for t in range(self.config.update_every):
+        for t in range(observations.shape[0]):
             if t > 0:
-                state = state * (1.0 - dones[t - 1])  # the episode ended at t − 1: the next starts afresh
-            step_parameters, value, state = self.model([observations[t:t + 1], state])
+                state = state * (1.0 - dones[t - 1])[:, None]  # an episode ended at t − 1: the next starts afresh
+            step_parameters, value, state = self.model([observations[t], state])
             parameters.append(step_parameters)
             values.append(value)
             states_after.append(state)
         parameters = tf.nest.map_structure(lambda *steps: tf.concat(steps, axis=0), *parameters)
-        _, next_values, _ = self.model([next_observations, tf.concat(states_after, axis=0)])
+        _, next_values, _ = self.model([flat_next_observations, tf.concat(states_after, axis=0)])
         return _distribution(parameters, self.continuous), tf.concat(values, axis=0), next_values
 
     def _gradients(self, observations, actions, rewards, next_observations, terminated, truncated, initial_state):
@@ -240,15 +252,18 @@ class A3CNetworks:
         config = self.config
         rewards = (rewards + config.reward_shift) * config.reward_scale
         dones = tf.maximum(terminated, truncated)
+        flat_actions = tf.reshape(actions, [-1, *actions.shape[2:]])
         with tf.GradientTape(persistent=True) as tape:
             distribution, values, next_values = self.unroll(observations, next_observations, dones, initial_state)
-            returns = n_step_returns(rewards[:, None], tf.stop_gradient(next_values)[:, None], terminated[:, None],
-                                     truncated[:, None], config.gamma)[:, 0]
-            advantages = returns - values
+            returns = n_step_returns(rewards, tf.reshape(tf.stop_gradient(next_values), tf.shape(rewards)),
+                                     terminated, truncated, config.gamma)
+            advantages = tf.reshape(returns, [-1]) - values
             critic_loss = tf.reduce_mean(tf.square(advantages))
+            weights = tf.stop_gradient(advantages)
+            if config.normalize_advantage:
+                weights = (weights - tf.reduce_mean(weights)) / (tf.math.reduce_std(weights) + 1e-8)
             entropy = tf.reduce_mean(distribution.entropy())
-            actor_loss = (-tf.reduce_mean(distribution.log_prob(actions) * tf.stop_gradient(advantages))
-                          - config.ent_coef * entropy)
+            actor_loss = -tf.reduce_mean(distribution.log_prob(flat_actions) * weights) - config.ent_coef * entropy
         gradients = [*tape.gradient(actor_loss, self.actor_variables), *tape.gradient(critic_loss, self.critic_variables)]
         del tape
         return _flat(gradients), tf.stack([actor_loss, critic_loss, entropy])
@@ -298,44 +313,47 @@ def worker_main(spec: WorkerSpec, connection, shared_weights, lock) -> None:
                 flat = weights.copy()
             local.set_weights(flat)
 
-        steps = config.update_every
+        shape = (config.update_every, config.envs_per_worker)
         rollout = {
-            "observations": np.zeros((steps, *local.observation_shape), np.float32),
-            "actions": np.zeros((steps, *env.action_space.shape), np.float32 if local.continuous else np.int64),
-            **{key: np.zeros(steps, np.float32) for key in ("rewards", "terminated", "truncated")},
+            "observations": np.zeros((*shape, *local.observation_shape), np.float32),
+            "actions": np.zeros((*shape, *env.action_space.shape), np.float32 if local.continuous else np.int64),
+            **{key: np.zeros(shape, np.float32) for key in ("rewards", "terminated", "truncated")},
         }
         rollout["next_observations"] = np.zeros_like(rollout["observations"])
-        observation, _ = env.reset(seed=spec.seed)
-        state = local.initial_state(1)
-        episode_return, episode_length = 0.0, 0
+        envs = [env, *(make_env(spec.env_id, discretize=spec.discretize) for _ in range(config.envs_per_worker - 1))]
+        observations = np.stack([env.reset(seed=spec.seed + index)[0] for index, env in enumerate(envs)]).astype(np.float32)
+        state = local.initial_state(len(envs))
+        episode_returns, episode_lengths = np.zeros(len(envs)), np.zeros(len(envs), np.int64)
         pull()
         last_push = time.perf_counter()
         while True:
             initial_state, episodes = state, []
-            for t in range(steps):
-                action, next_state = local.sample(observation[None].astype(np.float32), state)
-                action = action.numpy()[0]
-                env_action = np.clip(action, local.action_low, local.action_high) if local.continuous else int(action)
-                next_observation, reward, terminated, truncated, _ = env.step(env_action)
-                for key, value in (("observations", observation), ("actions", action), ("rewards", reward),
-                                   ("next_observations", next_observation), ("terminated", terminated),
-                                   ("truncated", truncated)):
-                    rollout[key][t] = value
-                episode_return += float(reward)
-                episode_length += 1
-                if terminated or truncated:
-                    episodes.append((episode_return, episode_length))
-                    episode_return, episode_length = 0.0, 0
-                    observation, _ = env.reset()
-                    state = local.initial_state(1)
-                else:
-                    observation, state = next_observation, next_state.numpy()
+            for t in range(config.update_every):
+                actions, next_state = local.sample(observations, state)
+                actions, state = actions.numpy(), next_state.numpy()
+                rollout["observations"][t] = observations
+                rollout["actions"][t] = actions
+                for index, env in enumerate(envs):
+                    action = np.clip(actions[index], local.action_low, local.action_high) if local.continuous else int(actions[index])
+                    next_observation, reward, terminated, truncated, _ = env.step(action)
+                    rollout["rewards"][t, index] = reward
+                    rollout["next_observations"][t, index] = next_observation
+                    rollout["terminated"][t, index], rollout["truncated"][t, index] = terminated, truncated
+                    episode_returns[index] += reward
+                    episode_lengths[index] += 1
+                    if terminated or truncated:
+                        episodes.append((float(episode_returns[index]), int(episode_lengths[index])))
+                        episode_returns[index], episode_lengths[index] = 0.0, 0
+                        next_observation, _ = env.reset()
+                        state[index] = 0.0  # a new episode starts from a fresh recurrent state
+                    observations[index] = next_observation
             gradients, losses = local.gradients(*(rollout[key] for key in (
                 "observations", "actions", "rewards", "next_observations", "terminated", "truncated")), initial_state)
             now = time.perf_counter()
             sent_rollout = {**{key: value.copy() for key, value in rollout.items()},
                             "initial_state": initial_state} if spec.send_rollouts else None
-            connection.send(("update", gradients.numpy(), steps, episodes, now - last_push, losses.numpy(), sent_rollout))
+            connection.send(("update", gradients.numpy(), rollout["rewards"].size, episodes, now - last_push,
+                             losses.numpy(), sent_rollout))
             last_push = now
             connection.recv()  # "go on": the global weights now include this update
             pull()
