@@ -241,3 +241,11 @@ def test_recurrent_policy_export_round_trip(tmp_path):
         np.testing.assert_allclose(evaluator(policy), evaluator(_GreedyActing(agent)), rtol=1e-4)
     finally:
         evaluator.close()
+
+
+@pytest.mark.slow
+def test_continuous_a3c_learns_pendulum(tmp_path):
+    result = tfrl.train("a3c", "Pendulum-v1", preset="pendulum", seed=0, total_steps=300_000, eval_every=20_000,
+                        overrides={"workers": 2}, logdir=tmp_path, export_dir=None, progress=False)
+    evaluations = read_jsonl(result.run_dir / "evaluations.jsonl")
+    assert max(row["mean"] for row in evaluations) >= -300, evaluations

@@ -66,8 +66,9 @@ class A3CConfig(AgentConfig):
     ``workers = 0`` starts one worker per CPU core. Each worker steps ``envs_per_worker`` envs (the
     classic A3C has one; more amortise each TF call over several envs and average the gradient over
     ``update_every × envs_per_worker`` transitions) and sends gradients every ``update_every`` steps.
-    ``normalize_advantage`` standardises the advantages of each rollout. Rewards are learned from as ``(r + reward_shift) · reward_scale``
-    (the tutorial's Pendulum uses (r + 8) / 8); logged returns stay in the env's units.
+    ``normalize_advantage`` standardises the advantages of each rollout. Rewards are learned from as
+    ``(r + reward_shift) · reward_scale`` (the tutorial's Pendulum uses (r + 8) / 8); logged returns
+    stay in the env's units.
     ``hidden_sizes`` are the actor's layers, ``critic_hidden_sizes`` the critic's; with ``recurrent``
     both sit on a GRU cell of ``rnn_units``. The scale fields only matter for Box action spaces.
     """
@@ -304,8 +305,8 @@ def worker_main(spec: WorkerSpec, connection, shared_weights, lock) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
         config = spec.config
-        env = make_env(spec.env_id, discretize=spec.discretize)
-        local = A3CNetworks(config, env.observation_space, env.action_space, seed=spec.seed)
+        envs = [make_env(spec.env_id, discretize=spec.discretize) for _ in range(config.envs_per_worker)]
+        local = A3CNetworks(config, envs[0].observation_space, envs[0].action_space, seed=spec.seed)
         weights = np.frombuffer(shared_weights, np.float32)
 
         def pull() -> None:
@@ -316,11 +317,10 @@ def worker_main(spec: WorkerSpec, connection, shared_weights, lock) -> None:
         shape = (config.update_every, config.envs_per_worker)
         rollout = {
             "observations": np.zeros((*shape, *local.observation_shape), np.float32),
-            "actions": np.zeros((*shape, *env.action_space.shape), np.float32 if local.continuous else np.int64),
+            "actions": np.zeros((*shape, *envs[0].action_space.shape), np.float32 if local.continuous else np.int64),
             **{key: np.zeros(shape, np.float32) for key in ("rewards", "terminated", "truncated")},
         }
         rollout["next_observations"] = np.zeros_like(rollout["observations"])
-        envs = [env, *(make_env(spec.env_id, discretize=spec.discretize) for _ in range(config.envs_per_worker - 1))]
         observations = np.stack([env.reset(seed=spec.seed + index)[0] for index, env in enumerate(envs)]).astype(np.float32)
         state = local.initial_state(len(envs))
         episode_returns, episode_lengths = np.zeros(len(envs)), np.zeros(len(envs), np.int64)
@@ -334,7 +334,8 @@ def worker_main(spec: WorkerSpec, connection, shared_weights, lock) -> None:
                 rollout["observations"][t] = observations
                 rollout["actions"][t] = actions
                 for index, env in enumerate(envs):
-                    action = np.clip(actions[index], local.action_low, local.action_high) if local.continuous else int(actions[index])
+                    action = actions[index]
+                    action = np.clip(action, local.action_low, local.action_high) if local.continuous else int(action)
                     next_observation, reward, terminated, truncated, _ = env.step(action)
                     rollout["rewards"][t, index] = reward
                     rollout["next_observations"][t, index] = next_observation
