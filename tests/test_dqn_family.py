@@ -70,7 +70,7 @@ def test_n_step_windows_flush_on_termination_and_bootstrap_after_truncation():
 
 @pytest.mark.parametrize("double", [False, True])
 def test_training_call_uses_double_targets_and_k_step_discounts(double):
-    config = DQNConfig(double=double, gamma=0.9, hidden_sizes=(8,), target_update_interval=1_000)
+    config = DQNConfig(double=double, prioritized=True, gamma=0.9, hidden_sizes=(8,), target_update_interval=1_000)
     agent = DQNAgent(config, OBSERVATIONS, ACTIONS)
     for weight in agent.target_network.weights:  # make the target net differ from the online one
         weight.assign(tf.random.stateless_normal(weight.shape, seed=[1, 2]))
@@ -93,7 +93,7 @@ def test_training_call_uses_double_targets_and_k_step_discounts(double):
 
 
 def test_importance_weights_scale_the_loss():
-    config = DQNConfig(hidden_sizes=(8,), learning_rate=1e-9, loss="mse")
+    config = DQNConfig(hidden_sizes=(8,), learning_rate=1e-9, loss="mse", prioritized=True)
     agent = DQNAgent(config, OBSERVATIONS, ACTIONS)
     rng = np.random.default_rng(1)
     batch = [rng.normal(size=(1, 8, 4)).astype(np.float32), rng.integers(0, 3, (1, 8)),

@@ -288,7 +288,8 @@ class DQNAgent:
         """Run one gradient step per leading index of the batches.
 
         Returns the last loss and mean Q, and the |TD error| of every sampled row (``[K, batch]``)
-        for the prioritized replay's priorities.
+        for the prioritized replay's priorities; without prioritized replay nothing needs them, so
+        they stay zeros and the default path does not pay for collecting them.
         """
         loss = tf.constant(0.0)
         mean_q = tf.constant(0.0)
@@ -298,7 +299,8 @@ class DQNAgent:
             loss, mean_q, step_td_errors = self._gradient_step(observations[k], actions[k], rewards[k],
                                                                next_observations[k], terminated[k], discounts[k],
                                                                weights[k])
-            td_errors = tf.tensor_scatter_nd_update(td_errors, [[k]], step_td_errors[None])
+            if self.config.prioritized:
+                td_errors = tf.tensor_scatter_nd_update(td_errors, [[k]], step_td_errors[None])
         return loss, mean_q, td_errors
 
     def _gradient_step(self, observations, actions, rewards, next_observations, terminated, discounts, weights):
