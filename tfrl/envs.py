@@ -95,7 +95,7 @@ def make_vector_env(env_id: str, num_envs: int, discretize: int | None = None, *
 
     Same-step reset puts each finished episode's last observation in ``info["final_obs"]``, which the
     training loop needs for correct targets. Seed it through ``reset(seed=...)``: sub-env ``i`` gets
-    ``seed + i``.
+    ``seed + i``. ``discretize=N`` wraps every sub-env's Box action space as ``make_env`` does.
     """
     if num_envs < 1:
         raise EnvError(f"num_envs must be at least 1, got {num_envs}")
