@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrl.agents.config import AgentConfig
-from tfrl.agents.dqn import make_optimizer
+from tfrl.agents.common import make_optimizer
 from tfrl.agents.reinforce import StochasticActing, StochasticPolicy, action_distribution, action_spec, build_actor
 from tfrl.envs import check_spaces
 from tfrl.nets import ValueCritic

@@ -33,6 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfrl.agents.common import make_optimizer, training_calls_due
 from tfrl.agents.config import AgentConfig
 from tfrl.envs import check_spaces
 from tfrl.nets import QNetwork, soft_update
@@ -132,13 +133,6 @@ def double_q_learning_targets(rewards, terminated, next_q_online, next_q_target,
     """Double Q-learning targets ``r + γ (1 − terminated) Q_target(s', argmax_a' Q_online(s', a'))``."""
     best_actions = tf.argmax(next_q_online, axis=-1)
     return rewards + gamma * (1.0 - terminated) * tf.gather(next_q_target, best_actions, batch_dims=1)
-
-
-def make_optimizer(name: str, learning_rate: float, max_grad_norm: float) -> keras.optimizers.Optimizer:
-    """Adam or RMSProp, clipping the global gradient norm unless ``max_grad_norm`` is 0."""
-    clip = {"global_clipnorm": max_grad_norm} if max_grad_norm > 0 else {}
-    optimizers = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}
-    return optimizers[name](learning_rate=learning_rate, **clip)
 
 
 class QPolicy(tf.Module):
@@ -261,8 +255,8 @@ class DQNAgent:
         config = self.config
         if after < config.learning_starts or len(self.replay) == 0:
             return None
-        calls_due = after // config.train_freq - max(before, config.learning_starts - 1) // config.train_freq
-        if calls_due <= 0:
+        calls_due = training_calls_due(before, after, config.learning_starts, config.train_freq)
+        if calls_due == 0:
             return None
         num_batches = calls_due * config.gradient_steps
         if config.prioritized:

@@ -32,7 +32,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfrl.agents.config import AgentConfig
-from tfrl.agents.dqn import make_optimizer
+from tfrl.agents.common import make_optimizer
 from tfrl.envs import check_spaces
 from tfrl.errors import EnvError
 from tfrl.nets import CategoricalActor, GaussianActor, ValueCritic
