@@ -64,10 +64,11 @@ def test_worker_gradients_equal_the_parents_and_each_push_is_one_optimizer_step(
 
             moments = [variable.numpy().copy() for variable in agent.actor_optimizer.variables[1:]]
             assert agent.global_step == update
-            pool.publish(agent.apply(gradients, pushed_steps).numpy())
+            weights, counted = agent.apply(gradients, pushed_steps)
+            pool.publish(weights.numpy())
             pool.go_on(worker_id)
             assert agent.global_step == update + 1
-            assert agent.env_steps == steps * envs * (update + 1)
+            assert agent.env_steps == int(counted) == steps * envs * (update + 1)
             assert int(agent.critic_optimizer.iterations.numpy()) == update + 1
             assert any(not np.array_equal(before, after.numpy())
                        for before, after in zip(moments, agent.actor_optimizer.variables[1:]))

@@ -397,17 +397,17 @@ class WorkerPool:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    @property
-    def pids(self) -> list[int | None]:
-        return [process.pid for process in self.processes]
-
     def publish(self, weights: np.ndarray) -> None:
         """Make ``weights`` the ones every worker copies next."""
         with self.lock:
             self.weights[:] = weights
 
     def go_on(self, worker_id: int) -> None:
-        self.connections[worker_id].send(True)
+        """Tell a worker that waits after its push to copy the new weights and play on."""
+        try:
+            self.connections[worker_id].send(True)
+        except OSError:  # it died right after pushing
+            self._raise_dead(worker_id)
 
     def updates(self, timeout: float) -> list[tuple[int, tuple]]:
         """The updates that arrive within ``timeout`` seconds, as ``(worker id, message)`` pairs."""
@@ -472,7 +472,6 @@ class A3CAgent:
         self.config = config
         self.observation_space, self.action_space = observation_space, action_space
         self.observation_shape = tuple(observation_space.shape)
-        self.seed = seed
         self.nets = A3CNetworks(config, observation_space, action_space, seed)
         self.actor_optimizer = make_optimizer(config.optimizer, config.actor_learning_rate, config.max_grad_norm)
         self.actor_optimizer.build(self.nets.actor_variables)
@@ -496,15 +495,14 @@ class A3CAgent:
 
     def _apply(self, flat_gradients, steps):
         """One pushed update of ``steps`` env steps: each optimizer steps on its networks' share;
-        returns the new flat weights."""
+        returns the new flat weights and the env-step count (no second TF call to read it)."""
         sizes = [int(np.prod(variable.shape)) for variable in self.nets.variables]
         gradients = [tf.reshape(piece, variable.shape)
                      for piece, variable in zip(tf.split(flat_gradients, sizes), self.nets.variables)]
         split = len(self.nets.actor_variables)
         self.actor_optimizer.apply_gradients(zip(gradients[:split], self.nets.actor_variables))
         self.critic_optimizer.apply_gradients(zip(gradients[split:], self.nets.critic_variables))
-        self.counted_steps.assign_add(steps)
-        return _flat(self.nets.variables)
+        return _flat(self.nets.variables), self.counted_steps.assign_add(steps)
 
     def act(self, observations: np.ndarray, explore: bool = False) -> np.ndarray:
         """Actions of the global networks for a batch: sampled (clipped to the bounds) or the mode.
@@ -544,9 +542,10 @@ class A3CAgent:
             pool.publish(self.nets.get_weights().numpy())
             while step < settings.total_steps:
                 for worker_id, (gradients, steps, episodes, seconds, losses, _) in pool.updates(timeout=1.0):
-                    pool.publish(self.apply(gradients, steps).numpy())
+                    weights, counted = self.apply(gradients, steps)
+                    pool.publish(weights.numpy())
                     pool.go_on(worker_id)
-                    step = self.env_steps
+                    step = int(counted)
                     for episode_return, length in episodes:
                         logger.episode(step, episode_return, length)
                     throughput[worker_id] = steps / max(seconds, 1e-9)
@@ -556,7 +555,7 @@ class A3CAgent:
                                           "env_steps_per_second": sum(throughput.values()),
                                           **{f"worker_{index}/env_steps_per_second": value
                                              for index, value in sorted(throughput.items())}})
-                    next_report += 2_000
+                    next_report = step + 2_000
                 if step >= next_eval or step >= settings.total_steps:
                     eval_start = time.perf_counter()
                     returns = evaluator(greedy)
