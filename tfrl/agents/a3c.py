@@ -126,8 +126,7 @@ class A3CConfig(AgentConfig):
                               "initial_scale", "min_scale", "rnn_units")
         self.require_non_negative("workers", "ent_coef", "max_grad_norm")
         self.require_unit_interval("gamma")
-        for name in ("hidden_sizes", "critic_hidden_sizes"):
-            self._require(name, all(size > 0 for size in getattr(self, name)), "positive layer sizes")
+        self.require_layer_sizes("hidden_sizes", "critic_hidden_sizes")
         self._require("initial_scale", self.initial_scale > self.min_scale, f"a number above min_scale={self.min_scale}")
         self.require_choice("optimizer", ("adam", "rmsprop"))
 

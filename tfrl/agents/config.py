@@ -111,5 +111,9 @@ class AgentConfig:
             value = getattr(self, name)
             self._require(name, 0.0 <= value <= 1.0, "a number in [0, 1]")
 
+    def require_layer_sizes(self, *names: str) -> None:
+        for name in names:
+            self._require(name, all(size > 0 for size in getattr(self, name)), "positive layer sizes")
+
     def require_choice(self, name: str, choices: tuple[str, ...]) -> None:
         self._require(name, getattr(self, name) in choices, f"one of {', '.join(choices)}")

@@ -81,7 +81,7 @@ class DDPGConfig(AgentConfig):
         self.require_non_negative("learning_starts", "exploration_noise", "target_noise", "target_noise_clip", "ou_theta")
         self.require_unit_interval("gamma", "noise_decay")
         self._require("tau", 0.0 < self.tau <= 1.0, "a number in (0, 1]")
-        self._require("hidden_sizes", all(size > 0 for size in self.hidden_sizes), "positive layer sizes")
+        self.require_layer_sizes("hidden_sizes")
         self.require_choice("noise_type", ("gaussian", "ou"))
 
 

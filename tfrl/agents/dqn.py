@@ -110,7 +110,7 @@ class DQNConfig(AgentConfig):
         self.require_non_negative("learning_starts", "max_grad_norm", "prioritized_alpha")
         self.require_unit_interval("gamma", "exploration_initial_eps", "exploration_final_eps", "prioritized_beta")
         self._require("tau", 0.0 < self.tau <= 1.0, "a number in (0, 1]")
-        self._require("hidden_sizes", all(size > 0 for size in self.hidden_sizes), "positive layer sizes")
+        self.require_layer_sizes("hidden_sizes")
         self.require_choice("optimizer", ("adam", "rmsprop"))
         self.require_choice("loss", ("huber", "mse"))
 
