@@ -111,3 +111,16 @@ def test_ctrl_c_leaves_a_checkpoint_to_resume_from(tmp_path):
     assert len(steps) == 1 and steps[0] > 0
     run_dir = next(tmp_path.iterdir())
     assert json.loads((run_dir / "run.json").read_text())["settings"]["total_steps"] == 200_000
+
+
+def test_tensorboard_gets_training_metrics_evaluations_and_episodes(cartpole_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(cartpole_run.run_dir / "tensorboard"), size_guidance={"tensors": 0})
+    events.Reload()
+    tags = events.Tags()["tensors"]
+    assert {"train/loss", "train/mean_q", "evaluation/mean_return", "episode/return"} <= set(tags)
+    loss_steps = [event.step for event in events.Tensors("train/loss")]
+    # at most one point per 1,000 env steps, and one for (nearly) every 1,000 steps trained
+    assert all(later - earlier >= 1_000 for earlier, later in zip(loss_steps, loss_steps[1:]))
+    assert len(loss_steps) >= (cartpole_run.env_steps - 1_000) // 1_300

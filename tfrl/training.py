@@ -25,6 +25,7 @@ from tfrl.export import export_policy
 from tfrl.logger import RunLogger
 
 RUN_FILE = "run.json"
+METRICS_EVERY = 1_000
 EVALUATION_SEED_OFFSET = 1_000_000  # evaluation episodes never share seeds with training envs
 
 
@@ -299,6 +300,7 @@ def _collect_loop(agent, settings: RunSettings, logger: RunLogger, checkpointer:
     step = start_step
     next_eval = (step // settings.eval_every + 1) * settings.eval_every
     next_checkpoint = (step // settings.checkpoint_every + 1) * settings.checkpoint_every
+    next_metrics = step  # training metrics go to TensorBoard at most once per METRICS_EVERY env steps
     final_return, solved, eval_seconds = None, False, 0.0
     start = time.perf_counter()
     try:
@@ -315,8 +317,9 @@ def _collect_loop(agent, settings: RunSettings, logger: RunLogger, checkpointer:
             for index in np.flatnonzero(done):
                 logger.episode(step, episode_returns[index], episode_lengths[index])
                 episode_returns[index], episode_lengths[index] = 0.0, 0
-            if metrics is not None and step % 1_000 < settings.num_envs:
+            if metrics is not None and step >= next_metrics:
                 logger.metrics(step, metrics)
+                next_metrics = step + METRICS_EVERY
             if step >= next_eval or step >= settings.total_steps:
                 eval_start = time.perf_counter()
                 returns = evaluator(lambda batch: agent.act(batch, explore=False))
