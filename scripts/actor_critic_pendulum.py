@@ -21,7 +21,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import argparse  # noqa: E402
 
 import tfrl  # noqa: E402
-from tfrl.logger import read_jsonl  # noqa: E402
+from tfrl.logger import evaluation_curve_text  # noqa: E402
 
 
 def main() -> None:
@@ -35,9 +35,7 @@ def main() -> None:
     result = tfrl.train("actor-critic", "Pendulum-v1", preset=args.preset, seed=args.seed, total_steps=args.steps,
                         num_envs=num_envs, eval_every=10_000)
 
-    print("\nevaluation curve (env step: mean return over 20 episodes with the mean action)")
-    for row in read_jsonl(result.run_dir / "evaluations.jsonl"):
-        print(f"  {row['step']:>7}: {row['mean']:8.1f}  " + "#" * max(0, int((row["mean"] + 1600) / 40)))
+    print("\n" + evaluation_curve_text(result.run_dir))
     policy = tfrl.load_policy(result.export_path)
     print(f"exported policy ({result.export_path}): endpoints {', '.join(policy.endpoints)}; "
           f"torque at the bottom, at rest: {float(policy([-1.0, 0.0, 0.0])[0]):+.2f}")

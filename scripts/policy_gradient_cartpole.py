@@ -19,7 +19,7 @@ import argparse  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tfrl  # noqa: E402
-from tfrl.logger import read_jsonl  # noqa: E402
+from tfrl.logger import evaluation_curve_text  # noqa: E402
 
 
 def main() -> None:
@@ -34,9 +34,7 @@ def main() -> None:
     result = tfrl.train("reinforce", "CartPole-v1", preset=args.preset, seed=args.seed, total_steps=args.steps,
                         num_envs=num_envs)
 
-    print("\nevaluation curve (env step: mean return over 20 greedy episodes)")
-    for row in read_jsonl(result.run_dir / "evaluations.jsonl"):
-        print(f"  {row['step']:>7}: {row['mean']:6.1f}  " + "#" * int(row["mean"] / 10))
+    print("\n" + evaluation_curve_text(result.run_dir))
     print(f"{'solved' if result.solved else 'not solved'} after {result.env_steps} env steps, {result.wall_seconds:.1f}s")
 
     # The exported policy samples too: compare its greedy and stochastic play.
