@@ -18,14 +18,14 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import json  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import json
+import tempfile
+import time
 
-from common import RESULTS, arguments, report, run_seeds  # noqa: E402
+from common import RESULTS, arguments, report, run_seeds
 
-import tfrl  # noqa: E402
-from tfrl.logger import read_jsonl  # noqa: E402
+import tfrl
+from tfrl.logger import read_jsonl
 
 
 def steady_throughput(run_dir, total_steps: int) -> float:

@@ -13,9 +13,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import tfrl  # noqa: E402
-from tfrl.cli import parse_overrides  # noqa: E402
-from tfrl.logger import read_jsonl  # noqa: E402
+import tfrl
+from tfrl.cli import parse_overrides
+from tfrl.logger import read_jsonl
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -11,6 +11,7 @@ Prints a table and writes ``benchmarks/results/mdp_value_iteration.json``.
 Run: ``python benchmarks/mdp_value_iteration.py``
 """
 
+import functools
 import json
 import os
 import platform
@@ -19,10 +20,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
-from tfrl.mdp import MarkovDecisionProcess, policy_iteration, value_iteration  # noqa: E402
+from tfrl.mdp import MarkovDecisionProcess, policy_iteration, value_iteration
 
 STATES, ACTIONS, TOL = 2000, 8, 1e-9
 RESULTS = Path(__file__).parent / "results" / "mdp_value_iteration.json"
@@ -71,10 +72,10 @@ def main() -> None:
         if (kind, gamma) not in exact:
             exact[(kind, gamma)] = policy_iteration(mdp).values
         if method == "policy iteration":
-            solution, seconds = timed(lambda: policy_iteration(mdp))
+            solution, seconds = timed(functools.partial(policy_iteration, mdp))
         else:
             extrapolate = method.endswith("MacQueen")
-            solution, seconds = timed(lambda: value_iteration(mdp, tol=TOL, extrapolate=extrapolate))
+            solution, seconds = timed(functools.partial(value_iteration, mdp, tol=TOL, extrapolate=extrapolate))
         error = float(np.max(np.abs(solution.values - exact[(kind, gamma)])))
         rows.append({
             "P": kind, "states": STATES, "actions": ACTIONS, "gamma": gamma, "method": method,

@@ -15,14 +15,14 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
 
-import tfrl  # noqa: E402
-from tfrl.logger import read_jsonl  # noqa: E402
+import tfrl
+from tfrl.logger import read_jsonl
 
 PARTS = {
     # name: (algorithm, env, preset)

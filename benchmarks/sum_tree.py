@@ -12,6 +12,7 @@ with the machine's load average beside the timings (the machine may be shared).
 """
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -57,11 +58,14 @@ def main() -> None:
             indices = rng.integers(0, size, count)
             priorities = rng.exponential(size=count)
             timings = {
-                "find": best_microseconds(lambda: tree.find(values), args.repeats),
-                "update": best_microseconds(lambda: tree.update(indices, priorities), args.repeats),
-                "memory.sample": best_microseconds(lambda: memory.sample(batch, batches, rng, 0.4), args.repeats),
-                "memory.update_priorities": best_microseconds(lambda: memory.update_priorities(indices, priorities),
-                                                              args.repeats),
+                "find": best_microseconds(functools.partial(tree.find, values), args.repeats),
+                "update": best_microseconds(functools.partial(tree.update, indices, priorities), args.repeats),
+                "memory.sample": best_microseconds(
+                    functools.partial(memory.sample, batch, batches, rng, 0.4), args.repeats
+                ),
+                "memory.update_priorities": best_microseconds(
+                    functools.partial(memory.update_priorities, indices, priorities), args.repeats
+                ),
             }
             for operation, (median, best) in timings.items():
                 rows.append({"stored": size, "rows": count, "operation": operation,

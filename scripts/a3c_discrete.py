@@ -17,12 +17,12 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import argparse  # noqa: E402
+import argparse
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import tfrl  # noqa: E402
-from tfrl.logger import evaluation_curve_text  # noqa: E402
+import tfrl
+from tfrl.logger import evaluation_curve_text
 
 
 def main() -> None:

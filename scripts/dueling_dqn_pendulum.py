@@ -18,17 +18,17 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import time
+from pathlib import Path
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from tfrl.agents import make_config  # noqa: E402
-from tfrl.agents.dqn import DQNAgent  # noqa: E402
-from tfrl.envs import make_env  # noqa: E402
+from tfrl.agents import make_config
+from tfrl.agents.dqn import DQNAgent
+from tfrl.envs import make_env
 
 RESULTS = Path(__file__).parent / "results"
 MEMORY = 3_000

@@ -15,14 +15,15 @@ Run: ``python scripts/frozenlake_exact.py [--episodes 2000] [--seed 0]``
 """
 
 import argparse
+import functools
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import gymnasium as gym  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import gymnasium as gym
+import tensorflow as tf
 
-from tfrl.mdp import (  # noqa: E402
+from tfrl.mdp import (
     MarkovDecisionProcess,
     export_tabular_policy,
     horizon_values,
@@ -74,7 +75,7 @@ def main() -> None:
     print(f"\n{'step limit':>10}  {'predicted':>9}  {'measured':>8}  95% interval ({args.episodes} episodes)")
     for steps, p in predicted.items():
         returns = run_episodes(
-            lambda: gym.make(ENV_ID, is_slippery=True, max_episode_steps=steps),
+            functools.partial(gym.make, ENV_ID, is_slippery=True, max_episode_steps=steps),
             lambda observations: policy.action(observations).numpy(),
             args.episodes,
             seed=args.seed,

@@ -12,21 +12,21 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from tfrl.mdp import (  # noqa: E402
+from tfrl.mdp import (
     alive_conditioned_occupancy,
     book_occupancy,
     book_sample,
     chain_return,
     evaluate_policy,
+    examples,
     monte_carlo_evaluation,
     occupancy_measure,
     policy_iteration,
     solve_mrp,
     value_iteration,
 )
-from tfrl.mdp import examples  # noqa: E402
 
 
 def table(names, **columns) -> str:

@@ -17,12 +17,12 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import argparse  # noqa: E402
+import argparse
 
-import gymnasium as gym  # noqa: E402
+import gymnasium as gym
 
-import tfrl  # noqa: E402
-from tfrl.logger import read_jsonl  # noqa: E402
+import tfrl
+from tfrl.logger import read_jsonl
 
 ENV_ID = "MountainCarLong-v0"
 

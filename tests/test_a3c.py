@@ -48,7 +48,7 @@ def test_config_presets_registry_and_validation():
         make_config("a3c", overrides={"update_every": 0})
 
 
-@pytest.mark.parametrize("algorithm, env_id, envs, steps", [("a3c", "CartPole-v1", 1, 8), ("a3c-rnn", "Pendulum-v1", 2, 4)])
+@pytest.mark.parametrize(("algorithm", "env_id", "envs", "steps"), [("a3c", "CartPole-v1", 1, 8), ("a3c-rnn", "Pendulum-v1", 2, 4)])
 def test_worker_gradients_equal_the_parents_and_each_push_is_one_optimizer_step(algorithm, env_id, envs, steps):
     agent = _agent(algorithm, env_id, workers=1, update_every=steps, envs_per_worker=envs)
     spec = WorkerSpec(0, agent.config, env_id, None, seed=3, send_rollouts=True)
@@ -71,7 +71,7 @@ def test_worker_gradients_equal_the_parents_and_each_push_is_one_optimizer_step(
             assert agent.env_steps == int(counted) == steps * envs * (update + 1)
             assert int(agent.critic_optimizer.iterations.numpy()) == update + 1
             assert any(not np.array_equal(before, after.numpy())
-                       for before, after in zip(moments, agent.actor_optimizer.variables[1:]))
+                       for before, after in zip(moments, agent.actor_optimizer.variables[1:], strict=True))
         if algorithm == "a3c-rnn":
             assert np.abs(rollout["initial_state"]).max() > 0  # the state carried into the second rollout
     assert not multiprocessing.active_children()
@@ -88,14 +88,18 @@ def raising_worker(spec, connection, shared_weights, lock):
     worker_main(BrokenSpec(), connection, shared_weights, lock)
 
 
+def _collect_updates_until(specs, weight_count, target, deadline):
+    with WorkerPool(specs, weight_count, target=target) as pool:
+        while time.monotonic() < deadline:
+            pool.updates(timeout=1.0)
+
+
 def test_a_worker_that_raises_stops_the_pool_with_its_id_and_traceback():
     agent = _agent("a3c", "CartPole-v1")
     specs = [WorkerSpec(index, agent.config, "CartPole-v1", None, seed=index) for index in range(2)]
     start = time.monotonic()
     with pytest.raises(WorkerError, match=r"A3C worker \d raised an exception[\s\S]*NoSuchEnv-v0"):
-        with WorkerPool(specs, agent.nets.size, target=raising_worker) as pool:
-            while time.monotonic() - start < 120:
-                pool.updates(timeout=1.0)
+        _collect_updates_until(specs, agent.nets.size, raising_worker, start + 120)
     assert time.monotonic() - start < 120
     assert not multiprocessing.active_children()
 
@@ -179,7 +183,7 @@ def test_ctrl_c_stops_every_worker_and_leaves_a_checkpoint_to_resume_from(tmp_pa
     assert "continue with: tfrl train --resume" in stdout
     assert not [pid for pid in workers if _running(pid)]
     run_dir = next(tmp_path.iterdir())
-    settings, agent = restore_run(run_dir)
+    _settings, agent = restore_run(run_dir)
     assert agent.env_steps > 0 and agent.global_step == agent.env_steps // agent.config.update_every
     assert json.loads((run_dir / "run.json").read_text())["config"]["workers"] == 2
 

@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -105,7 +106,7 @@ def test_presets_and_validation():
     assert continuous.state_dependent_scale and continuous.min_scale == 0.1 and continuous.reward_scale == 0.1
     with pytest.raises(ConfigError, match="n_steps=0"):
         ActorCriticConfig(n_steps=0)
-    with pytest.raises(ConfigError, match="reward_scale=-1.0"):
+    with pytest.raises(ConfigError, match=re.escape("reward_scale=-1.0")):
         ActorCriticConfig(reward_scale=-1.0)
 
 

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
+from tfrl.agents.dqn import DQNConfig
 from tfrl.checkpoint import Checkpointer, load_numpy_state, save_numpy_state
 from tfrl.errors import CheckpointError
 from tfrl.training import RunSettings, build_agent
-from tfrl.agents.dqn import DQNConfig
 
 
 def _agent(seed=0):
@@ -35,7 +35,7 @@ def test_restore_brings_back_networks_optimizer_replay_and_rng(tmp_path):
     fresh = _agent(seed=1)
     step = Checkpointer(tmp_path, fresh).restore()
     assert step == agent.env_steps == fresh.env_steps == 40
-    for a, b in zip(agent.q_network.weights + agent.target_network.weights, fresh.q_network.weights + fresh.target_network.weights):
+    for a, b in zip(agent.q_network.weights + agent.target_network.weights, fresh.q_network.weights + fresh.target_network.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert int(fresh.optimizer.iterations.numpy()) == int(agent.optimizer.iterations.numpy()) > 0
     np.testing.assert_array_equal(fresh.replay.rewards[:40], agent.replay.rewards[:40])

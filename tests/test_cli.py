@@ -15,7 +15,7 @@ def _error(capsys, *argv: str) -> str:
     return message
 
 
-@pytest.mark.parametrize("argv, expected", [
+@pytest.mark.parametrize(("argv", "expected"), [
     (["train", "dqn", "--env", "CartPol-v1"], "unknown environment id 'CartPol-v1': did you mean CartPole-v1"),
     (["train", "dqn", "--env", "Pendulum-v1"], "dqn needs a Discrete action space, but Pendulum-v1 has Box"),
     (["train", "dqn", "--env", "CartPole-v1", "--set", "learning_rate=-0.001"], "learning_rate=-0.001 is invalid: expected a positive number"),

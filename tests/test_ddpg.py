@@ -1,3 +1,5 @@
+import re
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -60,9 +62,9 @@ def test_actor_step_changes_only_the_actor():
     critic_before = [weight.numpy() for weight in agent.critics[0].weights]
     actor_before = [weight.numpy() for weight in agent.actor.weights]
     agent._actor_step(tf.constant(np.random.default_rng(3).normal(size=(8, 3)), tf.float32))
-    for before, weight in zip(critic_before, agent.critics[0].weights):
+    for before, weight in zip(critic_before, agent.critics[0].weights, strict=True):
         np.testing.assert_array_equal(before, weight.numpy())
-    assert any(not np.array_equal(before, weight.numpy()) for before, weight in zip(actor_before, agent.actor.weights))
+    assert any(not np.array_equal(before, weight.numpy()) for before, weight in zip(actor_before, agent.actor.weights, strict=True))
 
 
 def test_one_training_step_moves_targets_by_tau():
@@ -70,7 +72,7 @@ def test_one_training_step_moves_targets_by_tau():
     targets_before = [weight.numpy() for weight in agent.actor_target.weights + agent.critic_targets[0].weights]
     agent._train(*_batch(np.random.default_rng(4)))
     online = agent.actor.weights + agent.critics[0].weights
-    for before, target, source in zip(targets_before, agent.actor_target.weights + agent.critic_targets[0].weights, online):
+    for before, target, source in zip(targets_before, agent.actor_target.weights + agent.critic_targets[0].weights, online, strict=True):
         np.testing.assert_allclose(target.numpy(), 0.1 * source.numpy() + 0.9 * before, rtol=1e-5, atol=1e-7)
 
 
@@ -129,7 +131,7 @@ def test_checkpoint_restores_noise_and_graph_rng(tmp_path):
 
 
 def test_bad_config_and_discrete_env_are_refused():
-    with pytest.raises(ConfigError, match="critic_learning_rate=-0.1"):
+    with pytest.raises(ConfigError, match=re.escape("critic_learning_rate=-0.1")):
         DDPGConfig(critic_learning_rate=-0.1)
     with pytest.raises(ConfigError, match="noise_type='pink' is invalid: expected one of gaussian, ou"):
         DDPGConfig(noise_type="pink")

@@ -22,7 +22,7 @@ def test_targets_bootstrap_unless_terminated():
 
 def test_truncated_episodes_store_their_real_last_observation_and_bootstrap():
     envs = make_vector_env("CartPole-v1", 2, max_episode_steps=3)
-    observations, _ = envs.reset(seed=0)
+    _observations, _ = envs.reset(seed=0)
     for _ in range(3):
         next_observations, _, terminated, truncated, info = envs.step(np.zeros(2, np.int64))
     done = terminated | truncated
@@ -57,10 +57,10 @@ def test_soft_and_hard_target_updates():
     source(np.zeros((1, 4), np.float32)), target(np.zeros((1, 4), np.float32))
     before = [weight.numpy() for weight in target.weights]
     soft_update(target, source, 0.25)
-    for old, new, online in zip(before, target.weights, source.weights):
+    for old, new, online in zip(before, target.weights, source.weights, strict=True):
         np.testing.assert_allclose(new.numpy(), 0.25 * online.numpy() + 0.75 * old, rtol=1e-6)
     soft_update(target, source, 1.0)
-    for new, online in zip(target.weights, source.weights):
+    for new, online in zip(target.weights, source.weights, strict=True):
         np.testing.assert_array_equal(new.numpy(), online.numpy())
 
 
@@ -80,8 +80,8 @@ def test_training_calls_follow_train_freq_and_update_target_on_schedule():
     assert step(8) is not None  # steps 12 and 16: two calls' worth in one, 6 more gradient steps
     assert int(agent.gradient_step_count.numpy()) == 9
     # a hard copy happened at gradient step 6, and the online net moved on for 3 more steps after it
-    assert any(not np.array_equal(old, new.numpy()) for old, new in zip(target_before, agent.target_network.weights))
-    assert any(not np.array_equal(t.numpy(), o.numpy()) for t, o in zip(agent.target_network.weights, agent.q_network.weights))
+    assert any(not np.array_equal(old, new.numpy()) for old, new in zip(target_before, agent.target_network.weights, strict=True))
+    assert any(not np.array_equal(t.numpy(), o.numpy()) for t, o in zip(agent.target_network.weights, agent.q_network.weights, strict=True))
 
 
 def test_a_gradient_step_reduces_the_td_error_on_a_fixed_batch():
@@ -96,7 +96,7 @@ def test_a_gradient_step_reduces_the_td_error_on_a_fixed_batch():
     assert float(loss) < float(first_loss)
 
 
-@pytest.mark.parametrize("field, value, message", [
+@pytest.mark.parametrize(("field", "value", "message"), [
     ("learning_rate", -1e-3, "learning_rate=-0.001"),
     ("gamma", 1.5, "gamma=1.5"),
     ("batch_size", 0, "batch_size=0"),
@@ -112,11 +112,11 @@ def test_config_validation_names_the_field(field, value, message):
 def test_config_overrides_convert_text_and_reject_unknown_fields():
     config = DQNConfig.from_preset("default", {"learning_rate": "1e-4", "hidden_sizes": "32,32", "batch_size": "128"})
     assert config.learning_rate == 1e-4 and config.hidden_sizes == (32, 32) and config.batch_size == 128
-    with pytest.raises(ConfigError, match="unknown config field 'learnig_rate'.*did you mean learning_rate"):
+    with pytest.raises(ConfigError, match=r"unknown config field 'learnig_rate'.*did you mean learning_rate"):
         DQNConfig().replace(learnig_rate=1e-3)
     with pytest.raises(ConfigError, match="batch_size='many' is not a valid int"):
         DQNConfig().replace(batch_size="many")
-    with pytest.raises(ConfigError, match="unknown preset 'fast'.*default, tutorial"):
+    with pytest.raises(ConfigError, match=r"unknown preset 'fast'.*default, tutorial"):
         DQNConfig.from_preset("fast")
 
 

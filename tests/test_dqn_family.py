@@ -42,7 +42,7 @@ def test_n_step_windows_flush_on_termination_and_bootstrap_after_truncation():
 
     def step(t, rewards, terminated, truncated):
         observations = np.array([[0.0, t], [1.0, t]], np.float32)
-        return collector.add(observations, np.array([t, t]), np.array(rewards), observations + [0, 1],
+        return collector.add(observations, np.array([t, t]), np.array(rewards), [*observations, 0, 1],
                              np.array(terminated), np.array(truncated))
 
     assert step(0, [1.0, 1.0], [False, False], [False, False]) is None

@@ -24,6 +24,7 @@ from tfrl.mdp import (
     book_sample,
     chain_return,
     evaluate_policy,
+    examples,
     export_tabular_policy,
     horizon_values,
     iterative_evaluation,
@@ -39,7 +40,6 @@ from tfrl.mdp import (
     value_iteration,
     wilson_interval,
 )
-from tfrl.mdp import examples
 
 V_PI_1 = [-1.22555411, -1.67666232, 0.51890482, 6.0756193, 0.0]
 
@@ -198,7 +198,7 @@ def random_mdp(seed, S=4, A=3, gamma=0.9, terminal=False):
     return MarkovDecisionProcess(P, R, gamma, available=available)
 
 
-@pytest.mark.parametrize("seed,terminal", [(0, False), (1, True), (2, False), (3, True), (4, False)])
+@pytest.mark.parametrize(("seed", "terminal"), [(0, False), (1, True), (2, False), (3, True), (4, False)])
 def test_value_and_policy_iteration_match_brute_force(seed, terminal):
     mdp = random_mdp(seed, terminal=terminal)
     choices = [np.flatnonzero(row) if row.any() else [-1] for row in mdp.available]
@@ -244,7 +244,7 @@ def frozen_lake():
 
 
 def test_frozen_lake_is_solved_exactly(frozen_lake):
-    env, mdp, vi = frozen_lake
+    _env, mdp, vi = frozen_lake
     assert mdp.num_states == 17 and mdp.terminal[-1] and mdp.state_names[-1] == "terminal"
     assert vi.converged and vi.values[0] == pytest.approx(14 / 17, abs=1e-9)
     pi = policy_iteration(mdp)
@@ -310,7 +310,7 @@ def mdp_arrays():
 
 
 @pytest.mark.parametrize(
-    "build, message",
+    ("build", "message"),
     [
         (lambda: MarkovRewardProcess([[0.5, 0.4], [0, 1]], [0, 0], 0.5), r"row s0 of P sums to 0.9, expected 1"),
         (lambda: MarkovRewardProcess([[1.2, -0.2], [0, 1]], [0, 0], 0.5), r"negative probability -0.2"),

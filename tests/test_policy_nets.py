@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from tfrl.agents.reinforce import action_distribution, build_actor, clip_to_bounds
 from tfrl.agents.actor_critic import ActorCriticConfig
+from tfrl.agents.reinforce import action_distribution, build_actor, clip_to_bounds
 from tfrl.nets import CategoricalActor, GaussianActor, ValueCritic
 
 RNG = np.random.default_rng(0)
@@ -76,5 +76,5 @@ def test_networks_survive_a_keras_file_round_trip(network, tmp_path):
     network.save(tmp_path / "network.keras")
     clone = keras.models.load_model(tmp_path / "network.keras")
     assert clone.get_config() == network.get_config()
-    for ours, theirs in zip(keras.tree.flatten(network(OBSERVATIONS)), keras.tree.flatten(clone(OBSERVATIONS))):
+    for ours, theirs in zip(keras.tree.flatten(network(OBSERVATIONS)), keras.tree.flatten(clone(OBSERVATIONS)), strict=True):
         np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6)

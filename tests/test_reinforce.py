@@ -1,3 +1,5 @@
+import re
+
 import gymnasium as gym
 import keras
 import numpy as np
@@ -92,7 +94,7 @@ def test_updates_wait_for_enough_complete_episodes_across_vector_envs():
 def test_config_validation_names_the_field():
     with pytest.raises(ConfigError, match="episodes_per_update=0"):
         ReinforceConfig(episodes_per_update=0)
-    with pytest.raises(ConfigError, match="initial_scale=0.01 is invalid: expected a number above min_scale=0.1"):
+    with pytest.raises(ConfigError, match=re.escape("initial_scale=0.01 is invalid: expected a number above min_scale=0.1")):
         ReinforceConfig(initial_scale=0.01, min_scale=0.1)
     tutorial = ReinforceConfig.from_preset("tutorial")
     assert (tutorial.learning_rate, tutorial.gamma, tutorial.hidden_sizes, tutorial.episodes_per_update) == (0.02, 0.99, (10,), 1)
@@ -124,7 +126,7 @@ def test_a_run_resumes_from_its_checkpoint_with_the_same_networks_and_sampler(tm
     assert restored.env_steps == first.env_steps == 2_000
     assert int(restored.updates.numpy()) == int(first.agent.updates.numpy()) > 0
     for ours, theirs in zip(restored.actor.weights + restored.optimizer.variables,
-                            first.agent.actor.weights + first.agent.optimizer.variables):
+                            first.agent.actor.weights + first.agent.optimizer.variables, strict=True):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
     np.testing.assert_array_equal(restored.generator.state.numpy(), first.agent.generator.state.numpy())
     resumed = tfrl.train(resume=first.run_dir, total_steps=3_000, export_dir=None, progress=False)

@@ -23,7 +23,7 @@ def test_total_equals_sum_of_leaves_after_random_updates(capacity):
         indices = rng.integers(0, capacity, size=rng.integers(1, 40))  # repeats included: the last write wins
         priorities = rng.uniform(0, 10, size=len(indices))
         tree.update(indices, priorities)
-        for index, priority in zip(indices, priorities):
+        for index, priority in zip(indices, priorities, strict=True):
             expected[index] = priority
     np.testing.assert_array_equal(tree.priorities(), expected)
     assert tree.total == pytest.approx(expected.sum(), rel=1e-12)

@@ -1,5 +1,5 @@
+import itertools
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -48,7 +48,7 @@ def test_same_seed_gives_the_same_evaluation_returns(tmp_path):
     first, second = _short_run(tmp_path, "a"), _short_run(tmp_path, "b")
     first_evals = read_jsonl(first.run_dir / "evaluations.jsonl")
     assert [row["returns"] for row in first_evals] == [row["returns"] for row in read_jsonl(second.run_dir / "evaluations.jsonl")]
-    for a, b in zip(first.agent.q_network.weights, second.agent.q_network.weights):
+    for a, b in zip(first.agent.q_network.weights, second.agent.q_network.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
@@ -122,5 +122,5 @@ def test_tensorboard_gets_training_metrics_evaluations_and_episodes(cartpole_run
     assert {"train/loss", "train/mean_q", "evaluation/mean_return", "episode/return"} <= set(tags)
     loss_steps = [event.step for event in events.Tensors("train/loss")]
     # at most one point per 1,000 env steps, and one for (nearly) every 1,000 steps trained
-    assert all(later - earlier >= 1_000 for earlier, later in zip(loss_steps, loss_steps[1:]))
+    assert all(later - earlier >= 1_000 for earlier, later in itertools.pairwise(loss_steps))
     assert len(loss_steps) >= (cartpole_run.env_steps - 1_000) // 1_300

@@ -28,7 +28,7 @@ _PUBLIC = {
     "evaluate": "tfrl.training",
 }
 
-__all__ = sorted(_PUBLIC) + ["__version__"]
+__all__ = [*sorted(_PUBLIC), "__version__"]
 
 
 def __getattr__(name: str):

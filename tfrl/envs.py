@@ -6,7 +6,7 @@ Always the gymnasium API: ``terminated`` stops bootstrapping, ``truncated`` (a t
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
 
 import gymnasium as gym
 import numpy as np
@@ -37,7 +37,7 @@ def action_grid(space: gym.Space, bins: int) -> np.ndarray:
     if len(low) > 3:
         raise EnvError(f"discretising {len(low)} action dimensions into {bins} bins each gives {bins ** len(low)} actions; "
                        "use a continuous-action algorithm")
-    axes = [np.linspace(lo, hi, bins) for lo, hi in zip(low, high)]
+    axes = [np.linspace(lo, hi, bins) for lo, hi in zip(low, high, strict=True)]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(low))
     return grid.astype(space.dtype)
 

@@ -62,7 +62,7 @@ class RunLogger:
 
     def episode(self, step: int, episode_return: float, length: int) -> None:
         self.episode_count += 1
-        self.recent_returns = (self.recent_returns + [float(episode_return)])[-20:]
+        self.recent_returns = ([*self.recent_returns, float(episode_return)])[-20:]
         row = {"step": step, "episode": self.episode_count, "return": float(episode_return),
                "length": int(length), "time": round(time.perf_counter() - self.start_time, 3)}
         self.episodes_file.write(json.dumps(row) + "\n")

@@ -8,7 +8,7 @@ Observations of any shape are flattened first, so the same classes serve vectors
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 from keras import layers, ops
@@ -88,7 +88,7 @@ class QNetwork(keras.Model):
 
 def soft_update(target: keras.Model, source: keras.Model, tau: float) -> None:
     """Move ``target``'s weights toward ``source``'s: ``t ← τ·s + (1 − τ)·t`` (τ = 1 copies)."""
-    for target_weight, source_weight in zip(target.weights, source.weights):
+    for target_weight, source_weight in zip(target.weights, source.weights, strict=True):
         target_weight.assign(tau * source_weight + (1.0 - tau) * target_weight)
 
 
@@ -243,8 +243,8 @@ class DeterministicActor(keras.Model):
         self.activation = activation
         self.trunk = _dense_trunk(self.hidden_sizes, activation, "hidden")
         self.action_head = layers.Dense(len(self.action_low), activation="tanh", name="action")
-        self._centre = [(high + low) / 2 for low, high in zip(self.action_low, self.action_high)]
-        self._half_range = [(high - low) / 2 for low, high in zip(self.action_low, self.action_high)]
+        self._centre = [(high + low) / 2 for low, high in zip(self.action_low, self.action_high, strict=True)]
+        self._half_range = [(high - low) / 2 for low, high in zip(self.action_low, self.action_high, strict=True)]
 
     def call(self, observations):
         features = _flatten(observations)

@@ -308,7 +308,7 @@ class NStepCollector:
         if not completed:
             return None
         fields = ("observations", "actions", "rewards", "next_observations", "terminated", "bootstrap_steps")
-        return {name: np.asarray(column) for name, column in zip(fields, zip(*completed))}
+        return {name: np.asarray(column) for name, column in zip(fields, zip(*completed, strict=True), strict=True)}
 
     def _transition(self, window: list[tuple], next_observation, terminated) -> tuple:
         discounted = sum(self.gamma ** offset * reward for offset, (_, _, reward) in enumerate(window))

@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import keras
 import numpy as np
@@ -56,7 +57,7 @@ class Evaluator:
         while active.any():
             indices = np.flatnonzero(active)
             actions = policy(observations)[indices] if stateful else policy(observations[indices])
-            for index, action in zip(indices, actions):
+            for index, action in zip(indices, actions, strict=True):
                 observation, reward, terminated, truncated, _ = self.envs[index].step(action)
                 observations[index] = observation
                 returns[index] += reward

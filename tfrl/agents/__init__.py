@@ -6,9 +6,10 @@ Modules load lazily, so listing algorithms or training one does not import the o
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from importlib import import_module
 from types import MappingProxyType
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from tfrl.errors import ConfigError
 

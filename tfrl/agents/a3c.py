@@ -41,6 +41,7 @@ import signal
 import time
 import traceback
 from multiprocessing.connection import wait
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import keras
@@ -94,7 +95,7 @@ class A3CConfig(AgentConfig):
     recurrent: bool = False
     rnn_units: int = 64
 
-    PRESETS = {
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "default": {},
         # Pendulum-v1: short horizon (γ 0.9, as every tutorial uses for it), 8 envs per worker and
         # 8-step rollouts (64 transitions a push), rewards scaled into about [−1.6, 0], standardised
@@ -270,7 +271,7 @@ class A3CNetworks:
 
     def _set_weights(self, flat):
         pieces = tf.split(flat, [int(np.prod(variable.shape)) for variable in self.variables])
-        for variable, piece in zip(self.variables, pieces):
+        for variable, piece in zip(self.variables, pieces, strict=True):
             variable.assign(tf.reshape(piece, variable.shape))
         return tf.constant(True)
 
@@ -388,7 +389,7 @@ class WorkerPool:
             self._child_ends.append(child_end)
 
     def __enter__(self) -> WorkerPool:
-        for process, child_end in zip(self.processes, self._child_ends):
+        for process, child_end in zip(self.processes, self._child_ends, strict=True):
             process.start()
             child_end.close()  # the worker holds it now: its death closes the pipe
         return self
@@ -463,7 +464,7 @@ class A3CAgent:
 
     algorithm = "a3c"
     action_spaces = (gym.spaces.Discrete, gym.spaces.Box)
-    run_defaults = {"total_steps": 500_000, "num_envs": 1, "eval_every": 10_000, "checkpoint_every": 50_000}
+    run_defaults: ClassVar[dict[str, int]] = {"total_steps": 500_000, "num_envs": 1, "eval_every": 10_000, "checkpoint_every": 50_000}
 
     def __init__(self, config: A3CConfig, observation_space: gym.Space, action_space: gym.Space,
                  env_id: str = "env", seed: int = 0):
@@ -497,10 +498,10 @@ class A3CAgent:
         returns the new flat weights and the env-step count (no second TF call to read it)."""
         sizes = [int(np.prod(variable.shape)) for variable in self.nets.variables]
         gradients = [tf.reshape(piece, variable.shape)
-                     for piece, variable in zip(tf.split(flat_gradients, sizes), self.nets.variables)]
+                     for piece, variable in zip(tf.split(flat_gradients, sizes), self.nets.variables, strict=True)]
         split = len(self.nets.actor_variables)
-        self.actor_optimizer.apply_gradients(zip(gradients[:split], self.nets.actor_variables))
-        self.critic_optimizer.apply_gradients(zip(gradients[split:], self.nets.critic_variables))
+        self.actor_optimizer.apply_gradients(zip(gradients[:split], self.nets.actor_variables, strict=True))
+        self.critic_optimizer.apply_gradients(zip(gradients[split:], self.nets.critic_variables, strict=True))
         return _flat(self.nets.variables), self.counted_steps.assign_add(steps)
 
     def act(self, observations: np.ndarray, explore: bool = False) -> np.ndarray:
@@ -534,7 +535,7 @@ class A3CAgent:
         next_report = step + 2_000
         final_return, solved, eval_seconds = None, False, 0.0
         throughput: dict[int, float] = {}
-        losses = np.zeros(3)
+        last_losses = np.zeros(3)
         greedy = _GreedyActing(self)
         start = time.perf_counter()
         with WorkerPool(specs, self.nets.size) as pool:
@@ -548,8 +549,9 @@ class A3CAgent:
                     for episode_return, length in episodes:
                         logger.episode(step, episode_return, length)
                     throughput[worker_id] = steps / max(seconds, 1e-9)
+                    last_losses = losses
                 if step >= next_report:
-                    logger.metrics(step, {"actor_loss": losses[0], "critic_loss": losses[1], "entropy": losses[2],
+                    logger.metrics(step, {"actor_loss": last_losses[0], "critic_loss": last_losses[1], "entropy": last_losses[2],
                                           "global_step": self.global_step,
                                           "env_steps_per_second": sum(throughput.values()),
                                           **{f"worker_{index}/env_steps_per_second": value

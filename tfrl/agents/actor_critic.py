@@ -22,14 +22,15 @@ categorical actor, Box spaces a Gaussian one (``pendulum`` preset for Pendulum-v
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfrl.agents.config import AgentConfig
 from tfrl.agents.common import make_optimizer
+from tfrl.agents.config import AgentConfig
 from tfrl.agents.reinforce import StochasticActing, StochasticPolicy, action_distribution, action_spec, build_actor
 from tfrl.envs import check_spaces
 from tfrl.nets import ValueCritic
@@ -62,7 +63,7 @@ class ActorCriticConfig(AgentConfig):
     initial_scale: float = 1.0
     min_scale: float = 1e-3
 
-    PRESETS = {
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "default": {},
         # Continuous control on Pendulum-v1: short horizon (γ 0.9, as every tutorial uses for it),
         # rewards scaled into about [−1.6, 0], normalised advantages, a learned state-independent scale
@@ -98,7 +99,7 @@ class ActorCriticAgent(StochasticActing):
 
     algorithm = "actor-critic"
     action_spaces = (gym.spaces.Discrete, gym.spaces.Box)
-    run_defaults = {"total_steps": 300_000, "num_envs": 8, "eval_every": 5_000, "checkpoint_every": 25_000}
+    run_defaults: ClassVar[dict[str, int]] = {"total_steps": 300_000, "num_envs": 8, "eval_every": 5_000, "checkpoint_every": 25_000}
 
     def __init__(self, config: ActorCriticConfig, observation_space: gym.Space, action_space: gym.Space,
                  env_id: str = "env", seed: int = 0):
@@ -167,7 +168,7 @@ class ActorCriticAgent(StochasticActing):
             values = self.critic(flat(observations))
             critic_loss = tf.reduce_mean(tf.square(returns - values))
         variables = self.critic.trainable_variables
-        self.critic_optimizer.apply_gradients(zip(tape.gradient(critic_loss, variables), variables))
+        self.critic_optimizer.apply_gradients(zip(tape.gradient(critic_loss, variables), variables, strict=True))
 
         advantages = tf.stop_gradient(returns - values)
         if config.normalize_advantage:
@@ -177,7 +178,7 @@ class ActorCriticAgent(StochasticActing):
             entropy = tf.reduce_mean(distribution.entropy())
             actor_loss = -tf.reduce_mean(distribution.log_prob(flat(actions)) * advantages) - config.ent_coef * entropy
         variables = self.actor.trainable_variables
-        self.actor_optimizer.apply_gradients(zip(tape.gradient(actor_loss, variables), variables))
+        self.actor_optimizer.apply_gradients(zip(tape.gradient(actor_loss, variables), variables, strict=True))
         self.updates.assign_add(1)
         return {"actor_loss": actor_loss, "critic_loss": critic_loss, "entropy": entropy,
                 "mean_value": tf.reduce_mean(values)}

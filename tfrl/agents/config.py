@@ -11,7 +11,8 @@ import dataclasses
 import difflib
 import math
 import typing
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from tfrl.errors import ConfigError
 

@@ -18,6 +18,7 @@ and in the exported policy. Pendulum's episodes end by truncation, so they boots
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import keras
@@ -63,7 +64,7 @@ class DDPGConfig(AgentConfig):
     target_noise: float = 0.2
     target_noise_clip: float = 0.5
 
-    PRESETS = {
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "default": {},
         # DDPG_update.py: 30 hidden units, LR_A 0.001, LR_C 0.002, γ 0.9, τ 0.01, memory 10000,
         # batch 32, learning once the memory is full, one update per step, N(μ, 3) noise (1.5 ×
@@ -136,7 +137,7 @@ class DDPGAgent:
     """Actor, critic(s), their targets and optimizers, the replay memory and the exploration noise."""
 
     action_spaces = (gym.spaces.Box,)
-    run_defaults = {"total_steps": 20_000, "num_envs": 4, "eval_every": 2_000, "checkpoint_every": 5_000}
+    run_defaults: ClassVar[dict[str, int]] = {"total_steps": 20_000, "num_envs": 4, "eval_every": 2_000, "checkpoint_every": 5_000}
 
     def __init__(self, config: DDPGConfig, observation_space: gym.Space, action_space: gym.Space,
                  env_id: str = "env", seed: int = 0):
@@ -157,7 +158,7 @@ class DDPGAgent:
         self.actor_target = self._build(DeterministicActor(self.low, self.high, config.hidden_sizes, config.activation))
         self.critics = [self._build(QCritic(config.hidden_sizes, config.activation)) for _ in range(2 if config.td3 else 1)]
         self.critic_targets = [self._build(QCritic(config.hidden_sizes, config.activation)) for _ in self.critics]
-        for target, online in zip([self.actor_target, *self.critic_targets], [self.actor, *self.critics]):
+        for target, online in zip([self.actor_target, *self.critic_targets], [self.actor, *self.critics], strict=True):
             soft_update(target, online, tau=1.0)
         self.critic_variables = [variable for critic in self.critics for variable in critic.trainable_variables]
         self.actor_optimizer = make_optimizer("adam", config.actor_learning_rate)
@@ -226,7 +227,7 @@ class DDPGAgent:
             critic_loss, mean_q = self._critic_step(observations[k], actions[k], rewards[k], next_observations[k], terminated[k])
             if self.critic_step_count % self.policy_delay == 0:
                 actor_loss = self._actor_step(observations[k])
-                for target, online in zip([self.actor_target, *self.critic_targets], [self.actor, *self.critics]):
+                for target, online in zip([self.actor_target, *self.critic_targets], [self.actor, *self.critics], strict=True):
                     soft_update(target, online, self.config.tau)
         return critic_loss, actor_loss, mean_q
 
@@ -239,7 +240,7 @@ class DDPGAgent:
         with tf.GradientTape() as tape:
             q_values = [critic([observations, actions]) for critic in self.critics]
             loss = tf.add_n([tf.reduce_mean(tf.square(q - targets)) for q in q_values])
-        self.critic_optimizer.apply_gradients(zip(tape.gradient(loss, self.critic_variables), self.critic_variables))
+        self.critic_optimizer.apply_gradients(zip(tape.gradient(loss, self.critic_variables), self.critic_variables, strict=True))
         self.critic_step_count.assign_add(1)
         return loss, tf.reduce_mean(q_values[0])
 
@@ -258,7 +259,7 @@ class DDPGAgent:
         variables = self.actor.trainable_variables
         with tf.GradientTape() as tape:
             loss = -tf.reduce_mean(self.critics[0]([observations, self.actor(observations)]))
-        self.actor_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.actor_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         return loss
 
     # What training.py, checkpoint.py and export.py use.

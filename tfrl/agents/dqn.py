@@ -27,6 +27,7 @@ Four config switches give the improvements of the later chapters; any combinatio
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import keras
@@ -80,7 +81,7 @@ class DQNConfig(AgentConfig):
     prioritized_epsilon: float = 1e-6
     n_step: int = 1
 
-    PRESETS = {
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "default": {},
         # The original TF1 tutorial (run_CartPole.py): 10 hidden units, RMSProp 0.01, γ 0.9, memory
         # 2000, batch 32, a hard target copy every 100 learning steps, ε from 1 to 0.1 over 900
@@ -157,7 +158,7 @@ class DQNAgent:
 
     algorithm = "dqn"
     action_spaces = (gym.spaces.Discrete,)
-    run_defaults = {"total_steps": 100_000, "num_envs": 4, "eval_every": 2_000, "checkpoint_every": 10_000}
+    run_defaults: ClassVar[dict[str, int]] = {"total_steps": 100_000, "num_envs": 4, "eval_every": 2_000, "checkpoint_every": 10_000}
 
     def __init__(self, config: DQNConfig, observation_space: gym.Space, action_space: gym.Space,
                  env_id: str = "env", seed: int = 0):
@@ -309,7 +310,7 @@ class DQNAgent:
             q_taken = tf.gather(self.q_network(observations), actions, batch_dims=1)
             loss = tf.reduce_mean(weights * self._per_sample_loss(targets, q_taken))
         variables = self.q_network.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         self.gradient_step_count.assign_add(1)
         if self.gradient_step_count % self.config.target_update_interval == 0:
             soft_update(self.target_network, self.q_network, self.config.tau)

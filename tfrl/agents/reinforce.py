@@ -24,6 +24,7 @@ tensorflow-probability distribution, the exported policy module); ``actor_critic
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import keras
@@ -31,8 +32,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfrl.agents.config import AgentConfig
 from tfrl.agents.common import make_optimizer
+from tfrl.agents.config import AgentConfig
 from tfrl.envs import check_spaces
 from tfrl.errors import EnvError
 from tfrl.nets import CategoricalActor, GaussianActor, ValueCritic
@@ -185,7 +186,7 @@ class ReinforceConfig(AgentConfig):
     initial_scale: float = 1.0
     min_scale: float = 1e-3
 
-    PRESETS = {
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "default": {},
         # The original TF1 tutorial (7_Policy_gradient_softmax): 10 tanh units, Adam 0.02, γ 0.99, one
         # episode per update, returns normalised (an epsilon is added here so a one-step episode works).
@@ -210,7 +211,7 @@ class ReinforceAgent(StochasticActing):
 
     algorithm = "reinforce"
     action_spaces = (gym.spaces.Discrete, gym.spaces.Box)
-    run_defaults = {"total_steps": 300_000, "num_envs": 8, "eval_every": 5_000, "checkpoint_every": 25_000}
+    run_defaults: ClassVar[dict[str, int]] = {"total_steps": 300_000, "num_envs": 8, "eval_every": 5_000, "checkpoint_every": 25_000}
 
     def __init__(self, config: ReinforceConfig, observation_space: gym.Space, action_space: gym.Space,
                  env_id: str = "env", seed: int = 0):
@@ -277,7 +278,7 @@ class ReinforceAgent(StochasticActing):
                 values = self.critic(observations)
                 critic_loss = tf.reduce_mean(tf.square(returns - values))
             variables = self.critic.trainable_variables
-            self.critic_optimizer.apply_gradients(zip(tape.gradient(critic_loss, variables), variables))
+            self.critic_optimizer.apply_gradients(zip(tape.gradient(critic_loss, variables), variables, strict=True))
             weights = returns - values
             metrics["critic_loss"] = critic_loss
         if config.normalize_returns:
@@ -288,7 +289,7 @@ class ReinforceAgent(StochasticActing):
             entropy = tf.reduce_mean(distribution.entropy())
             loss = -tf.reduce_mean(distribution.log_prob(actions) * weights) - config.ent_coef * entropy
         variables = self.actor.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         self.updates.assign_add(1)
         return {"loss": loss, "entropy": entropy, "mean_return": tf.reduce_mean(returns), **metrics}
 

@@ -108,7 +108,7 @@ def run_episodes(
     while running.size:
         actions = np.asarray(act(observations[running]))
         still = []
-        for i, action in zip(running, actions):
+        for i, action in zip(running, actions, strict=True):
             observation, reward, terminated, truncated, _ = envs[i].step(int(action))
             observations[i] = observation
             returns[i] += reward

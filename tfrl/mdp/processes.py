@@ -214,7 +214,7 @@ class MarkovDecisionProcess:
         if offered.any():
             hint = "; mark actions a state does not offer with `available`" if self.available is None else ""
             _check_distribution_rows(
-                P.reshape(S * A, S)[offered], [l for l, o in zip(labels, offered) if o], "P", hint
+                P.reshape(S * A, S)[offered], [label for label, o in zip(labels, offered, strict=True) if o], "P", hint
             )
         stray = np.flatnonzero(~offered & ((P.reshape(S * A, S) != 0).any(axis=1) | (R.reshape(-1) != 0)))
         if stray.size:

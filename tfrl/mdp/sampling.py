@@ -190,7 +190,7 @@ def book_sample(
     rewards = np.zeros((number, T))
     for e, episode in enumerate(steps):
         if episode:
-            s, a, r, nxt = (np.array(column) for column in zip(*episode))
+            s, a, r, nxt = (np.array(column) for column in zip(*episode, strict=True))
             states[e, : s.size], actions[e, : s.size], rewards[e, : s.size], next_states[e, : s.size] = s, a, r, nxt
     return Episodes(states, actions, rewards, next_states, lengths, mdp.state_names, mdp.action_names)
 
