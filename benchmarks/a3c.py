@@ -49,34 +49,60 @@ def throughput(steps: int, repeats: int) -> dict:
                 for workers in (1, 2):
                     load_before = os.getloadavg()[0]
                     started = time.perf_counter()
-                    result = tfrl.train("a3c", "CartPole-v1", seed=repeat, total_steps=steps, eval_every=10 * steps,
-                                        eval_episodes=1, stop_at_threshold=False,
-                                        overrides={"workers": workers, **overrides},
-                                        logdir=logdir, export_dir=None, progress=False)
-                    rows.append({"setting": setting, "workers": workers, "repeat": repeat,
-                                 "env_steps_per_second": round(steady_throughput(result.run_dir, steps)),
-                                 "wall_seconds": round(time.perf_counter() - started, 1),
-                                 "load_average_before": round(load_before, 2),
-                                 "load_average_after": round(os.getloadavg()[0], 2)})
+                    result = tfrl.train(
+                        "a3c",
+                        "CartPole-v1",
+                        seed=repeat,
+                        total_steps=steps,
+                        eval_every=10 * steps,
+                        eval_episodes=1,
+                        stop_at_threshold=False,
+                        overrides={"workers": workers, **overrides},
+                        logdir=logdir,
+                        export_dir=None,
+                        progress=False,
+                    )
+                    rows.append(
+                        {
+                            "setting": setting,
+                            "workers": workers,
+                            "repeat": repeat,
+                            "env_steps_per_second": round(steady_throughput(result.run_dir, steps)),
+                            "wall_seconds": round(time.perf_counter() - started, 1),
+                            "load_average_before": round(load_before, 2),
+                            "load_average_after": round(os.getloadavg()[0], 2),
+                        }
+                    )
                     print(rows[-1], flush=True)
     summary = {"cores": os.cpu_count()}
     for setting in SETTINGS:
-        best = {workers: max(row["env_steps_per_second"] for row in rows
-                             if row["workers"] == workers and row["setting"] == setting) for workers in (1, 2)}
+        best = {
+            workers: max(
+                row["env_steps_per_second"] for row in rows if row["workers"] == workers and row["setting"] == setting
+            )
+            for workers in (1, 2)
+        }
         summary[setting] = {"best_env_steps_per_second": best, "speedup_2_over_1": round(best[2] / best[1], 2)}
-        print(f"\nthroughput, {setting} (env steps/s, steady state, CartPole-v1): 1 worker {best[1]}, 2 workers "
-              f"{best[2]}, speed-up {best[2] / best[1]:.2f}x on {os.cpu_count()} cores")
+        print(
+            f"\nthroughput, {setting} (env steps/s, steady state, CartPole-v1): 1 worker {best[1]}, 2 workers "
+            f"{best[2]}, speed-up {best[2] / best[1]:.2f}x on {os.cpu_count()} cores"
+        )
     print(f"load average now {os.getloadavg()[0]:.2f}")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "a3c_throughput.json").write_text(json.dumps({"benchmark": "a3c_throughput", "steps": steps, "runs": rows,
-                                                             "summary": summary}, indent=2))
+    (RESULTS / "a3c_throughput.json").write_text(
+        json.dumps({"benchmark": "a3c_throughput", "steps": steps, "runs": rows, "summary": summary}, indent=2)
+    )
     return summary
 
 
 def main() -> None:
     parser = arguments(__doc__, steps=300_000)
-    parser.add_argument("--parts", nargs="+", default=["throughput", "cartpole", "pendulum"],
-                        choices=["throughput", "cartpole", "pendulum"])
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        default=["throughput", "cartpole", "pendulum"],
+        choices=["throughput", "cartpole", "pendulum"],
+    )
     parser.add_argument("--throughput-steps", type=int, default=80_000)
     parser.add_argument("--repeats", type=int, default=1, help="throughput runs per worker count (the best counts)")
     parser.add_argument("--pendulum-steps", type=int, default=1_000_000)

@@ -35,20 +35,34 @@ def run_seeds(algorithm: str, env_id: str, target: float, args: argparse.Namespa
     rows = []
     with tempfile.TemporaryDirectory() as logdir:
         for seed in args.seeds:
-            result = tfrl.train(algorithm, env_id, seed=seed, total_steps=args.steps, preset=args.preset,
-                                overrides=parse_overrides(args.overrides), num_envs=args.num_envs,
-                                logdir=logdir, export_dir=None, progress=False)
+            result = tfrl.train(
+                algorithm,
+                env_id,
+                seed=seed,
+                total_steps=args.steps,
+                preset=args.preset,
+                overrides=parse_overrides(args.overrides),
+                num_envs=args.num_envs,
+                logdir=logdir,
+                export_dir=None,
+                progress=False,
+            )
             evaluations = read_jsonl(result.run_dir / "evaluations.jsonl")
             reached = next((row for row in evaluations if row["mean"] >= target), None)
-            rows.append({
-                "algorithm": algorithm, "seed": seed, "reached_target": reached is not None,
-                "steps_to_target": reached["step"] if reached else None,
-                "seconds_to_target": reached["time"] if reached else None,
-                "env_steps": result.env_steps, "wall_seconds": round(result.wall_seconds, 2),
-                "train_steps_per_second": round(result.train_steps_per_second),
-                "best_eval_return": round(max(row["mean"] for row in evaluations), 1),
-                "final_eval_return": round(result.final_return, 1),
-            })
+            rows.append(
+                {
+                    "algorithm": algorithm,
+                    "seed": seed,
+                    "reached_target": reached is not None,
+                    "steps_to_target": reached["step"] if reached else None,
+                    "seconds_to_target": reached["time"] if reached else None,
+                    "env_steps": result.env_steps,
+                    "wall_seconds": round(result.wall_seconds, 2),
+                    "train_steps_per_second": round(result.train_steps_per_second),
+                    "best_eval_return": round(max(row["mean"] for row in evaluations), 1),
+                    "final_eval_return": round(result.final_return, 1),
+                }
+            )
             print(" ".join(f"{key}={value}" for key, value in rows[-1].items()), flush=True)
     return rows
 
@@ -67,20 +81,43 @@ def summarise(rows: list[dict]) -> dict:
 
 def report(name: str, env_id: str, target: float, rows: list[dict], args: argparse.Namespace) -> None:
     """Print one Markdown table per algorithm with its summary, and write ``results/<name>.json``."""
-    columns = ["seed", "reached_target", "steps_to_target", "seconds_to_target", "env_steps", "wall_seconds",
-               "train_steps_per_second", "best_eval_return", "final_eval_return"]
+    columns = [
+        "seed",
+        "reached_target",
+        "steps_to_target",
+        "seconds_to_target",
+        "env_steps",
+        "wall_seconds",
+        "train_steps_per_second",
+        "best_eval_return",
+        "final_eval_return",
+    ]
     summaries = {}
     for algorithm in dict.fromkeys(row["algorithm"] for row in rows):
         selected = [row for row in rows if row["algorithm"] == algorithm]
         summaries[algorithm] = summarise(selected)
-        print(f"\n{algorithm} on {env_id} (target: mean evaluation return >= {target}, {args.steps} env steps at most)\n")
+        print(
+            f"\n{algorithm} on {env_id} (target: mean evaluation return >= {target}, {args.steps} env steps at most)\n"
+        )
         print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
         for row in selected:
             print("| " + " | ".join("-" if row[column] is None else str(row[column]) for column in columns) + " |")
         print("\n" + ", ".join(f"{key}: {value}" for key, value in summaries[algorithm].items()))
     RESULTS.mkdir(exist_ok=True)
     load = os.getloadavg()[0]
-    (RESULTS / f"{name}.json").write_text(json.dumps(
-        {"benchmark": name, "env_id": env_id, "target": target, "max_steps": args.steps, "preset": args.preset,
-         "overrides": args.overrides, "load_average_at_end": round(load, 2), "runs": rows, "summary": summaries},
-        indent=2))
+    (RESULTS / f"{name}.json").write_text(
+        json.dumps(
+            {
+                "benchmark": name,
+                "env_id": env_id,
+                "target": target,
+                "max_steps": args.steps,
+                "preset": args.preset,
+                "overrides": args.overrides,
+                "load_average_at_end": round(load, 2),
+                "runs": rows,
+                "summary": summaries,
+            },
+            indent=2,
+        )
+    )

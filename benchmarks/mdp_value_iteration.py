@@ -77,24 +77,42 @@ def main() -> None:
             extrapolate = method.endswith("MacQueen")
             solution, seconds = timed(functools.partial(value_iteration, mdp, tol=TOL, extrapolate=extrapolate))
         error = float(np.max(np.abs(solution.values - exact[(kind, gamma)])))
-        rows.append({
-            "P": kind, "states": STATES, "actions": ACTIONS, "gamma": gamma, "method": method,
-            "sweeps": solution.sweeps, "seconds": round(seconds, 4), "residual": solution.residual,
-            "error_vs_policy_iteration": error, "converged": bool(solution.converged),
-        })
+        rows.append(
+            {
+                "P": kind,
+                "states": STATES,
+                "actions": ACTIONS,
+                "gamma": gamma,
+                "method": method,
+                "sweeps": solution.sweeps,
+                "seconds": round(seconds, 4),
+                "residual": solution.residual,
+                "error_vs_policy_iteration": error,
+                "converged": bool(solution.converged),
+            }
+        )
         print(
             f"{kind:<7}{gamma:>6}  {method:<28}{solution.sweeps:>7}{seconds:>9.3f}"
             f"{solution.residual:>11.1e}{error:>11.1e}"
         )
         del mdp
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "benchmark": "mdp_value_iteration",
-        "tolerance": TOL,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "numpy": np.__version__, "tensorflow": tf.__version__},
-        "rows": rows,
-    }, indent=2))
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "mdp_value_iteration",
+                "tolerance": TOL,
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "numpy": np.__version__,
+                    "tensorflow": tf.__version__,
+                },
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {RESULTS}")
 
 

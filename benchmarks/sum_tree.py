@@ -48,7 +48,9 @@ def main() -> None:
         chunk = 100_000
         for first in range(0, size, chunk):
             count = min(chunk, size - first)
-            memory.add(np.zeros((count, 4)), np.zeros(count, np.int64), np.zeros(count), np.zeros((count, 4)), np.zeros(count))
+            memory.add(
+                np.zeros((count, 4)), np.zeros(count, np.int64), np.zeros(count), np.zeros((count, 4)), np.zeros(count)
+            )
         memory.update_priorities(np.arange(size), rng.exponential(size=size))
         fill_seconds = time.perf_counter() - start
         tree = memory.tree
@@ -68,10 +70,24 @@ def main() -> None:
                 ),
             }
             for operation, (median, best) in timings.items():
-                rows.append({"stored": size, "rows": count, "operation": operation,
-                             "median_us": round(median, 1), "best_us": round(best, 1)})
-        rows.append({"stored": size, "rows": size, "operation": "fill (add + first priorities)",
-                     "median_us": round(fill_seconds * 1e6, 1), "best_us": round(fill_seconds * 1e6, 1)})
+                rows.append(
+                    {
+                        "stored": size,
+                        "rows": count,
+                        "operation": operation,
+                        "median_us": round(median, 1),
+                        "best_us": round(best, 1),
+                    }
+                )
+        rows.append(
+            {
+                "stored": size,
+                "rows": size,
+                "operation": "fill (add + first priorities)",
+                "median_us": round(fill_seconds * 1e6, 1),
+                "best_us": round(fill_seconds * 1e6, 1),
+            }
+        )
     load_after = os.getloadavg()
 
     print(f"load average before {load_before[0]:.2f} / after {load_after[0]:.2f} (1 min), {os.cpu_count()} cores")
@@ -80,11 +96,22 @@ def main() -> None:
         print(f"| {row['stored']:,} | {row['rows']:,} | {row['operation']} | {row['median_us']} | {row['best_us']} |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "machine": {"python": platform.python_version(), "numpy": np.__version__, "cpus": os.cpu_count(),
-                    "load_average_before": load_before, "load_average_after": load_after},
-        "repeats": args.repeats, "rows": rows,
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": {
+                    "python": platform.python_version(),
+                    "numpy": np.__version__,
+                    "cpus": os.cpu_count(),
+                    "load_average_before": load_before,
+                    "load_average_after": load_after,
+                },
+                "repeats": args.repeats,
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
     print(f"\nwritten to {out}")
 
 

@@ -29,8 +29,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    result = tfrl.train("a3c", "Pendulum-v1", preset=args.preset, overrides={"workers": args.workers},
-                        seed=args.seed, total_steps=args.steps, eval_every=20_000)
+    result = tfrl.train(
+        "a3c",
+        "Pendulum-v1",
+        preset=args.preset,
+        overrides={"workers": args.workers},
+        seed=args.seed,
+        total_steps=args.steps,
+        eval_every=20_000,
+    )
     print("\n" + evaluation_curve_text(result.run_dir))
     print(f"final evaluation {result.final_return:.1f} after {result.env_steps} env steps, {result.wall_seconds:.1f}s")
     print(f"policy: {result.export_path}")

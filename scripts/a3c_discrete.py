@@ -33,11 +33,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    result = tfrl.train("a3c", "CartPole-v1", preset=args.preset, overrides={"workers": args.workers},
-                        seed=args.seed, total_steps=args.steps)
+    result = tfrl.train(
+        "a3c",
+        "CartPole-v1",
+        preset=args.preset,
+        overrides={"workers": args.workers},
+        seed=args.seed,
+        total_steps=args.steps,
+    )
     print("\n" + evaluation_curve_text(result.run_dir))
-    print(f"{'solved' if result.solved else 'not solved'} after {result.env_steps} env steps, "
-          f"{result.wall_seconds:.1f}s ({result.train_steps_per_second:.0f} env steps/s, all workers)")
+    print(
+        f"{'solved' if result.solved else 'not solved'} after {result.env_steps} env steps, "
+        f"{result.wall_seconds:.1f}s ({result.train_steps_per_second:.0f} env steps/s, all workers)"
+    )
     policy = tfrl.load_policy(result.export_path)
     returns = tfrl.evaluate(policy, "CartPole-v1", episodes=10, seed=2024)
     print(f"exported policy ({result.export_path}): greedy return over 10 episodes {np.mean(returns):.0f}")

@@ -32,8 +32,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    result = tfrl.train("a3c-rnn", "Pendulum-v1", preset=args.preset, overrides={"workers": args.workers},
-                        seed=args.seed, total_steps=args.steps, eval_every=20_000)
+    result = tfrl.train(
+        "a3c-rnn",
+        "Pendulum-v1",
+        preset=args.preset,
+        overrides={"workers": args.workers},
+        seed=args.seed,
+        total_steps=args.steps,
+        eval_every=20_000,
+    )
     print("\n" + evaluation_curve_text(result.run_dir))
     print(f"final evaluation {result.final_return:.1f} after {result.env_steps} env steps, {result.wall_seconds:.1f}s")
 
@@ -46,8 +53,10 @@ def main() -> None:
         observation, reward, terminated, truncated, _ = env.step(policy(observation))
         total += reward
         done = terminated or truncated
-    print(f"exported policy ({result.export_path}, state shape {policy.state_shape}): one episode returns {total:.1f}; "
-          f"greedy mean over 10 episodes {np.mean(tfrl.evaluate(policy, 'Pendulum-v1', episodes=10, seed=2024)):.1f}")
+    print(
+        f"exported policy ({result.export_path}, state shape {policy.state_shape}): one episode returns {total:.1f}; "
+        f"greedy mean over 10 episodes {np.mean(tfrl.evaluate(policy, 'Pendulum-v1', episodes=10, seed=2024)):.1f}"
+    )
 
 
 if __name__ == "__main__":  # the guard matters: worker processes are spawned and import this file

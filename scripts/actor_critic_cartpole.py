@@ -32,17 +32,22 @@ def main() -> None:
     args = parser.parse_args()
 
     num_envs = 1 if args.preset == "tutorial" else None  # the tutorial: one env, one update per step
-    result = tfrl.train("actor-critic", "CartPole-v1", preset=args.preset, seed=args.seed, total_steps=args.steps,
-                        num_envs=num_envs)
+    result = tfrl.train(
+        "actor-critic", "CartPole-v1", preset=args.preset, seed=args.seed, total_steps=args.steps, num_envs=num_envs
+    )
 
     print("\n" + evaluation_curve_text(result.run_dir))
-    print(f"{'solved' if result.solved else 'not solved'} after {result.env_steps} env steps, {result.wall_seconds:.1f}s")
+    print(
+        f"{'solved' if result.solved else 'not solved'} after {result.env_steps} env steps, {result.wall_seconds:.1f}s"
+    )
 
     policy = tfrl.load_policy(result.export_path)
     observation, _ = tfrl.make_env("CartPole-v1").reset(seed=2024)
-    print(f"exported policy ({result.export_path}): action {policy(observation)}, "
-          f"critic's value of the start state {float(policy.value(observation)):.1f}, "
-          f"greedy return over 10 episodes {np.mean(tfrl.evaluate(policy, 'CartPole-v1', episodes=10, seed=2024)):.0f}")
+    print(
+        f"exported policy ({result.export_path}): action {policy(observation)}, "
+        f"critic's value of the start state {float(policy.value(observation)):.1f}, "
+        f"greedy return over 10 episodes {np.mean(tfrl.evaluate(policy, 'CartPole-v1', episodes=10, seed=2024)):.0f}"
+    )
 
 
 if __name__ == "__main__":

@@ -32,13 +32,22 @@ def main() -> None:
     args = parser.parse_args()
 
     num_envs = 1 if args.preset == "tutorial-continuous" else None
-    result = tfrl.train("actor-critic", "Pendulum-v1", preset=args.preset, seed=args.seed, total_steps=args.steps,
-                        num_envs=num_envs, eval_every=10_000)
+    result = tfrl.train(
+        "actor-critic",
+        "Pendulum-v1",
+        preset=args.preset,
+        seed=args.seed,
+        total_steps=args.steps,
+        num_envs=num_envs,
+        eval_every=10_000,
+    )
 
     print("\n" + evaluation_curve_text(result.run_dir))
     policy = tfrl.load_policy(result.export_path)
-    print(f"exported policy ({result.export_path}): endpoints {', '.join(policy.endpoints)}; "
-          f"torque at the bottom, at rest: {float(policy([-1.0, 0.0, 0.0])[0]):+.2f}")
+    print(
+        f"exported policy ({result.export_path}): endpoints {', '.join(policy.endpoints)}; "
+        f"torque at the bottom, at rest: {float(policy([-1.0, 0.0, 0.0])[0]):+.2f}"
+    )
 
 
 if __name__ == "__main__":

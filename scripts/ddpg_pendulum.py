@@ -31,7 +31,9 @@ def main() -> None:
 
     result = tfrl.train(args.algorithm, "Pendulum-v1", preset=args.preset, seed=args.seed, total_steps=args.steps)
     print("\n" + evaluation_curve_text(result.run_dir))
-    print(f"{result.env_steps} env steps in {result.wall_seconds:.1f}s ({result.train_steps_per_second:.0f} training steps/s)")
+    print(
+        f"{result.env_steps} env steps in {result.wall_seconds:.1f}s ({result.train_steps_per_second:.0f} training steps/s)"
+    )
 
     policy = tfrl.load_policy(result.export_path)
     returns = tfrl.evaluate(policy, "Pendulum-v1", episodes=10, seed=2024)

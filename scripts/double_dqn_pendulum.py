@@ -79,8 +79,12 @@ def run(algorithm: str, seed: int, steps: int) -> dict:
     env.close()
     if episode_rewards:  # a last, unfinished episode: its G_t are cut off like a truncated one's
         discounted.extend(returns_to_go(episode_rewards, config.gamma))
-    return {"max_q": np.array(max_q), "discounted_return": np.array(discounted),
-            "episode_returns": episode_returns, "seconds": time.perf_counter() - start}
+    return {
+        "max_q": np.array(max_q),
+        "discounted_return": np.array(discounted),
+        "episode_returns": episode_returns,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def summarise(result: dict, learning_starts: int) -> dict:
@@ -96,7 +100,9 @@ def summarise(result: dict, learning_starts: int) -> dict:
         "mean_smoothed_discounted_return": round(float(g.mean()), 2),
         "mean_overestimate_q_minus_return": round(float(np.mean(q - g)), 2),
         "mean_return_last_10_episodes": round(float(np.mean(returns[-10:])), 1),
-        "mean_returns_per_20_episodes": [round(float(np.mean(returns[i:i + 20])), 1) for i in range(0, len(returns), 20)],
+        "mean_returns_per_20_episodes": [
+            round(float(np.mean(returns[i : i + 20])), 1) for i in range(0, len(returns), 20)
+        ],
         "wall_seconds": round(result["seconds"], 1),
     }
 
@@ -113,16 +119,24 @@ def plot(results: dict, path: Path) -> None:
         for seed, result in runs.items():
             label = f"{algorithm} (seed {seed})"
             q_axis.plot(smoothed(result["max_q"]), color=colours[algorithm], label=f"{label}: smoothed max Q")
-            q_axis.plot(smoothed(result["discounted_return"]), color=colours[algorithm], linestyle=":",
-                        label=f"{label}: smoothed discounted return")
+            q_axis.plot(
+                smoothed(result["discounted_return"]),
+                color=colours[algorithm],
+                linestyle=":",
+                label=f"{label}: smoothed discounted return",
+            )
             returns = np.array(result["episode_returns"])
             average = np.convolve(returns, np.ones(9) / 9, mode="valid") if len(returns) >= 9 else returns
-            return_axis.plot(np.arange(len(average)) + len(returns) - len(average), average,
-                             color=colours[algorithm], label=label)
+            return_axis.plot(
+                np.arange(len(average)) + len(returns) - len(average), average, color=colours[algorithm], label=label
+            )
     for level in (0, 10):
         q_axis.axhline(level, color="grey", linewidth=0.8, linestyle="--")
-    q_axis.set(xlabel="env step", ylabel="Q / discounted return",
-               title="Pendulum-v1, 11 torques: DQN overestimates Q, Double DQN much less")
+    q_axis.set(
+        xlabel="env step",
+        ylabel="Q / discounted return",
+        title="Pendulum-v1, 11 torques: DQN overestimates Q, Double DQN much less",
+    )
     q_axis.legend(fontsize=7)
     return_axis.set(xlabel="episode", ylabel="return (moving average of 9)")
     return_axis.legend(fontsize=7)
@@ -134,7 +148,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=40_000, help="env steps per agent (200 per episode)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--out", default=str(RESULTS / "double_dqn_pendulum"), help="path of the .png and .json, no suffix")
+    parser.add_argument(
+        "--out", default=str(RESULTS / "double_dqn_pendulum"), help="path of the .png and .json, no suffix"
+    )
     args = parser.parse_args()
 
     results = {algorithm: {} for algorithm in ("dqn", "double-dqn")}
@@ -149,7 +165,9 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(results, out.with_suffix(".png"))
-    out.with_suffix(".json").write_text(json.dumps({"steps": args.steps, "seeds": args.seeds, "summary": summary}, indent=2))
+    out.with_suffix(".json").write_text(
+        json.dumps({"steps": args.steps, "seeds": args.seeds, "summary": summary}, indent=2)
+    )
     print(f"\nwrote {out.with_suffix('.png')} and {out.with_suffix('.json')}")
 
 

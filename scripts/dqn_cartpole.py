@@ -32,8 +32,10 @@ def main() -> None:
     result = tfrl.train("dqn", "CartPole-v1", preset=args.preset, seed=args.seed, total_steps=args.steps)
 
     print("\n" + evaluation_curve_text(result.run_dir))
-    print(f"{'solved' if result.solved else 'not solved'} after {result.env_steps} env steps, "
-          f"{result.wall_seconds:.1f}s, {result.train_steps_per_second:.0f} training steps/s")
+    print(
+        f"{'solved' if result.solved else 'not solved'} after {result.env_steps} env steps, "
+        f"{result.wall_seconds:.1f}s, {result.train_steps_per_second:.0f} training steps/s"
+    )
 
     # The export needs nothing from tfrl: plain TensorFlow loads and runs it.
     policy = tf.saved_model.load(str(result.export_path))

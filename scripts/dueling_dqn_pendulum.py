@@ -33,9 +33,22 @@ from tfrl.envs import make_env
 RESULTS = Path(__file__).parent / "results"
 MEMORY = 3_000
 TUTORIAL = dict(
-    learning_rate=1e-3, gamma=0.9, batch_size=32, buffer_size=MEMORY, learning_starts=MEMORY, train_freq=1,
-    gradient_steps=1, target_update_interval=200, tau=1.0, exploration_initial_eps=1.0, exploration_final_eps=0.1,
-    exploration_steps=MEMORY + 900, hidden_sizes=(20,), optimizer="rmsprop", loss="mse", max_grad_norm=0.0,
+    learning_rate=1e-3,
+    gamma=0.9,
+    batch_size=32,
+    buffer_size=MEMORY,
+    learning_starts=MEMORY,
+    train_freq=1,
+    gradient_steps=1,
+    target_update_interval=200,
+    tau=1.0,
+    exploration_initial_eps=1.0,
+    exploration_final_eps=0.1,
+    exploration_steps=MEMORY + 900,
+    hidden_sizes=(20,),
+    optimizer="rmsprop",
+    loss="mse",
+    max_grad_norm=0.0,
 )
 
 
@@ -51,7 +64,9 @@ def run(algorithm: str, seed: int, steps: int) -> dict:
     for _ in range(steps):
         action = agent.act(observation[None], explore=True)
         next_observation, reward, terminated, truncated, _ = env.step(int(action[0]))
-        metrics = agent.observe(observation[None], action, [reward / 10.0], next_observation[None], [terminated], [truncated])
+        metrics = agent.observe(
+            observation[None], action, [reward / 10.0], next_observation[None], [terminated], [truncated]
+        )
         if metrics is not None:
             losses.append(metrics["loss"])
         rewards.append(reward)
@@ -86,11 +101,21 @@ def plot(results: dict, path: Path) -> None:
             label = f"{algorithm} (seed {seed})"
             losses = result["losses"]
             window = min(200, len(losses))
-            loss_axis.plot(np.convolve(losses, np.ones(window) / window, mode="valid"), color=colours[algorithm],
-                           alpha=1.0 - 0.25 * index, label=label)
-            reward_axis.plot(np.cumsum(result["rewards"]), color=colours[algorithm], alpha=1.0 - 0.25 * index, label=label)
-    loss_axis.set(xlabel="update", ylabel="loss (moving average of 200)", yscale="log",
-                  title="Pendulum-v1, 25 torques: natural DQN vs Dueling DQN")
+            loss_axis.plot(
+                np.convolve(losses, np.ones(window) / window, mode="valid"),
+                color=colours[algorithm],
+                alpha=1.0 - 0.25 * index,
+                label=label,
+            )
+            reward_axis.plot(
+                np.cumsum(result["rewards"]), color=colours[algorithm], alpha=1.0 - 0.25 * index, label=label
+            )
+    loss_axis.set(
+        xlabel="update",
+        ylabel="loss (moving average of 200)",
+        yscale="log",
+        title="Pendulum-v1, 25 torques: natural DQN vs Dueling DQN",
+    )
     reward_axis.set(xlabel="env step", ylabel="accumulated reward")
     for axis in (loss_axis, reward_axis):
         axis.legend(fontsize=7)
@@ -102,7 +127,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=18_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--out", default=str(RESULTS / "dueling_dqn_pendulum"), help="path of the .png and .json, no suffix")
+    parser.add_argument(
+        "--out", default=str(RESULTS / "dueling_dqn_pendulum"), help="path of the .png and .json, no suffix"
+    )
     args = parser.parse_args()
 
     results = {algorithm: {} for algorithm in ("dqn", "dueling-dqn")}
@@ -121,7 +148,9 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(results, out.with_suffix(".png"))
-    out.with_suffix(".json").write_text(json.dumps({"steps": args.steps, "seeds": args.seeds, "summary": summary}, indent=2))
+    out.with_suffix(".json").write_text(
+        json.dumps({"steps": args.steps, "seeds": args.seeds, "summary": summary}, indent=2)
+    )
     print(f"\nwrote {out.with_suffix('.png')} and {out.with_suffix('.json')}")
 
 

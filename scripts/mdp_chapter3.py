@@ -33,8 +33,7 @@ def table(names, **columns) -> str:
     """Rows of named states with one float column per keyword."""
     header = "  state " + "".join(f"{name:>14}" for name in columns)
     rows = [
-        f"  {state:<6}" + "".join(f"{values[i]:>14.8f}" for values in columns.values())
-        for i, state in enumerate(names)
+        f"  {state:<6}" + "".join(f"{values[i]:>14.8f}" for values in columns.values()) for i, state in enumerate(names)
     ]
     return "\n".join([header, *rows])
 

@@ -31,11 +31,14 @@ def main() -> None:
 
     # The tutorial updates after every episode of a single env.
     num_envs = 1 if args.preset == "tutorial" else None
-    result = tfrl.train("reinforce", "CartPole-v1", preset=args.preset, seed=args.seed, total_steps=args.steps,
-                        num_envs=num_envs)
+    result = tfrl.train(
+        "reinforce", "CartPole-v1", preset=args.preset, seed=args.seed, total_steps=args.steps, num_envs=num_envs
+    )
 
     print("\n" + evaluation_curve_text(result.run_dir))
-    print(f"{'solved' if result.solved else 'not solved'} after {result.env_steps} env steps, {result.wall_seconds:.1f}s")
+    print(
+        f"{'solved' if result.solved else 'not solved'} after {result.env_steps} env steps, {result.wall_seconds:.1f}s"
+    )
 
     # The exported policy samples too: compare its greedy and stochastic play.
     policy = tfrl.load_policy(result.export_path)

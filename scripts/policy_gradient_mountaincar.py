@@ -34,12 +34,24 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
-    gym.register(ENV_ID, entry_point="gymnasium.envs.classic_control.mountain_car:MountainCarEnv",
-                 max_episode_steps=10_000, reward_threshold=-110.0)
+    gym.register(
+        ENV_ID,
+        entry_point="gymnasium.envs.classic_control.mountain_car:MountainCarEnv",
+        max_episode_steps=10_000,
+        reward_threshold=-110.0,
+    )
     overrides = {"gamma": 0.995} if args.preset == "tutorial" else {}
-    result = tfrl.train("reinforce", ENV_ID, preset=args.preset, overrides=overrides, seed=args.seed,
-                        total_steps=args.steps, num_envs=1 if args.preset == "tutorial" else None,
-                        eval_every=50_000, eval_episodes=5)
+    result = tfrl.train(
+        "reinforce",
+        ENV_ID,
+        preset=args.preset,
+        overrides=overrides,
+        seed=args.seed,
+        total_steps=args.steps,
+        num_envs=1 if args.preset == "tutorial" else None,
+        eval_every=50_000,
+        eval_episodes=5,
+    )
 
     print("\ntraining episodes (every 10th: env step, return)")
     for row in read_jsonl(result.run_dir / "episodes.jsonl")[::10]:

@@ -35,10 +35,26 @@ from tfrl.envs import make_env
 RESULTS = Path(__file__).parent / "results"
 MEMORY = 10_000
 TUTORIAL = dict(
-    learning_rate=5e-3, gamma=0.9, batch_size=32, buffer_size=MEMORY, learning_starts=MEMORY, train_freq=1,
-    gradient_steps=1, target_update_interval=500, tau=1.0, exploration_initial_eps=1.0, exploration_final_eps=0.1,
-    exploration_steps=MEMORY + 18_000, hidden_sizes=(20,), optimizer="rmsprop", loss="mse", max_grad_norm=0.0,
-    prioritized_alpha=0.6, prioritized_beta=0.4, prioritized_beta_steps=MEMORY + 600, prioritized_epsilon=0.01,
+    learning_rate=5e-3,
+    gamma=0.9,
+    batch_size=32,
+    buffer_size=MEMORY,
+    learning_starts=MEMORY,
+    train_freq=1,
+    gradient_steps=1,
+    target_update_interval=500,
+    tau=1.0,
+    exploration_initial_eps=1.0,
+    exploration_final_eps=0.1,
+    exploration_steps=MEMORY + 18_000,
+    hidden_sizes=(20,),
+    optimizer="rmsprop",
+    loss="mse",
+    max_grad_norm=0.0,
+    prioritized_alpha=0.6,
+    prioritized_beta=0.4,
+    prioritized_beta_steps=MEMORY + 600,
+    prioritized_epsilon=0.01,
 )
 GOAL_REWARD = 10.0
 
@@ -63,8 +79,11 @@ def run(prioritized: bool, seed: int, episodes: int, max_episode_steps: int) -> 
                 break
         lengths.append(length)
         reached.append(bool(terminated))
-        print(f"  {'prioritized' if prioritized else 'uniform':>11} seed {seed} episode {episode:2d}: "
-              f"{length:5d} steps{'' if terminated else ' (cut off)'}", flush=True)
+        print(
+            f"  {'prioritized' if prioritized else 'uniform':>11} seed {seed} episode {episode:2d}: "
+            f"{length:5d} steps{'' if terminated else ' (cut off)'}",
+            flush=True,
+        )
     env.close()
     return {"lengths": lengths, "reached": reached, "seconds": time.perf_counter() - start}
 
@@ -79,8 +98,13 @@ def plot(results: dict, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(9, 5))
     for name, runs in results.items():
         for index, (seed, result) in enumerate(runs.items()):
-            axis.plot(np.cumsum(result["lengths"]), np.arange(1, len(result["lengths"]) + 1), color=colours[name],
-                      alpha=1.0 - 0.25 * index, label=f"DQN, {name} replay (seed {seed})")
+            axis.plot(
+                np.cumsum(result["lengths"]),
+                np.arange(1, len(result["lengths"]) + 1),
+                color=colours[name],
+                alpha=1.0 - 0.25 * index,
+                label=f"DQN, {name} replay (seed {seed})",
+            )
     axis.set(xlabel="total env steps", ylabel="episode", title="MountainCar-v0: prioritized vs uniform replay")
     axis.legend()
     axis.grid(alpha=0.3)
@@ -92,10 +116,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--seeds", type=int, nargs="+", default=[21])
-    parser.add_argument("--max-episode-steps", type=int, default=10_000,
-                        help="cap on one episode (the tutorial's unwrapped env has none)")
-    parser.add_argument("--out", default=str(RESULTS / "prioritized_replay_mountaincar"),
-                        help="path of the .png and .json, no suffix")
+    parser.add_argument(
+        "--max-episode-steps",
+        type=int,
+        default=10_000,
+        help="cap on one episode (the tutorial's unwrapped env has none)",
+    )
+    parser.add_argument(
+        "--out", default=str(RESULTS / "prioritized_replay_mountaincar"), help="path of the .png and .json, no suffix"
+    )
     args = parser.parse_args()
 
     results = {"uniform": {}, "prioritized": {}}
@@ -116,9 +145,17 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(results, out.with_suffix(".png"))
-    out.with_suffix(".json").write_text(json.dumps({"episodes": args.episodes, "seeds": args.seeds,
-                                                    "max_episode_steps": args.max_episode_steps, "summary": summary},
-                                                   indent=2))
+    out.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "episodes": args.episodes,
+                "seeds": args.seeds,
+                "max_episode_steps": args.max_episode_steps,
+                "summary": summary,
+            },
+            indent=2,
+        )
+    )
     print(f"\nwrote {out.with_suffix('.png')} and {out.with_suffix('.json')}")
 
 

@@ -28,12 +28,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    result = tfrl.train("td3", "MountainCarContinuous-v0", seed=args.seed, total_steps=args.steps,
-                        overrides={"noise_type": args.noise, "exploration_noise": 0.5},
-                        eval_every=5_000, eval_episodes=10)
+    result = tfrl.train(
+        "td3",
+        "MountainCarContinuous-v0",
+        seed=args.seed,
+        total_steps=args.steps,
+        overrides={"noise_type": args.noise, "exploration_noise": 0.5},
+        eval_every=5_000,
+        eval_episodes=10,
+    )
     print("\n" + evaluation_curve_text(result.run_dir))
-    print(f"{'solved' if result.solved else 'not solved'} after {result.env_steps} env steps in {result.wall_seconds:.1f}s; "
-          f"policy exported to {result.export_path}")
+    print(
+        f"{'solved' if result.solved else 'not solved'} after {result.env_steps} env steps in {result.wall_seconds:.1f}s; "
+        f"policy exported to {result.export_path}"
+    )
 
 
 if __name__ == "__main__":

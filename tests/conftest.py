@@ -19,5 +19,12 @@ def cartpole_run(tmp_path_factory):
     import tfrl
 
     root = tmp_path_factory.mktemp("cartpole")
-    return tfrl.train("dqn", "CartPole-v1", seed=0, total_steps=40_000,
-                      logdir=root / "runs", export_dir=root / "saved_models", progress=False)
+    return tfrl.train(
+        "dqn",
+        "CartPole-v1",
+        seed=0,
+        total_steps=40_000,
+        logdir=root / "runs",
+        export_dir=root / "saved_models",
+        progress=False,
+    )

@@ -42,13 +42,20 @@ def test_config_presets_registry_and_validation():
     assert make_config("a3c-rnn").recurrent and not make_config("a3c").recurrent
     assert make_config("a3c").worker_count == os.cpu_count()
     tutorial = make_config("a3c", "tutorial")
-    assert (tutorial.update_every, tutorial.gamma, tutorial.optimizer, tutorial.hidden_sizes) == (10, 0.9, "rmsprop", (200,))
+    assert (tutorial.update_every, tutorial.gamma, tutorial.optimizer, tutorial.hidden_sizes) == (
+        10,
+        0.9,
+        "rmsprop",
+        (200,),
+    )
     assert make_config("a3c", "tutorial-rnn").update_every == 5
     with pytest.raises(ConfigError, match="update_every"):
         make_config("a3c", overrides={"update_every": 0})
 
 
-@pytest.mark.parametrize(("algorithm", "env_id", "envs", "steps"), [("a3c", "CartPole-v1", 1, 8), ("a3c-rnn", "Pendulum-v1", 2, 4)])
+@pytest.mark.parametrize(
+    ("algorithm", "env_id", "envs", "steps"), [("a3c", "CartPole-v1", 1, 8), ("a3c-rnn", "Pendulum-v1", 2, 4)]
+)
 def test_worker_gradients_equal_the_parents_and_each_push_is_one_optimizer_step(algorithm, env_id, envs, steps):
     agent = _agent(algorithm, env_id, workers=1, update_every=steps, envs_per_worker=envs)
     spec = WorkerSpec(0, agent.config, env_id, None, seed=3, send_rollouts=True)
@@ -70,8 +77,10 @@ def test_worker_gradients_equal_the_parents_and_each_push_is_one_optimizer_step(
             assert agent.global_step == update + 1
             assert agent.env_steps == int(counted) == steps * envs * (update + 1)
             assert int(agent.critic_optimizer.iterations.numpy()) == update + 1
-            assert any(not np.array_equal(before, after.numpy())
-                       for before, after in zip(moments, agent.actor_optimizer.variables[1:], strict=True))
+            assert any(
+                not np.array_equal(before, after.numpy())
+                for before, after in zip(moments, agent.actor_optimizer.variables[1:], strict=True)
+            )
         if algorithm == "a3c-rnn":
             assert np.abs(rollout["initial_state"]).max() > 0  # the state carried into the second rollout
     assert not multiprocessing.active_children()
@@ -105,9 +114,29 @@ def test_a_worker_that_raises_stops_the_pool_with_its_id_and_traceback():
 
 
 def _start_cli(tmp_path: Path, *extra: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "tfrl.cli", "train", "a3c", "--env", "CartPole-v1", "--steps", "10000000",
-               "--no-early-stop", "--no-progress", "--no-export", "--eval-every", "1000000",
-               "--checkpoint-every", "1000000", "--logdir", str(tmp_path), "--set", "workers=2", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "tfrl.cli",
+        "train",
+        "a3c",
+        "--env",
+        "CartPole-v1",
+        "--steps",
+        "10000000",
+        "--no-early-stop",
+        "--no-progress",
+        "--no-export",
+        "--eval-every",
+        "1000000",
+        "--checkpoint-every",
+        "1000000",
+        "--logdir",
+        str(tmp_path),
+        "--set",
+        "workers=2",
+        *extra,
+    ]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -131,8 +160,7 @@ def _running(pid: int) -> bool:
 
 
 def _workers(process: subprocess.Popen) -> list[int]:
-    return [pid for pid in _children(process.pid)
-            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    return [pid for pid in _children(process.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
 def _wait_until_training(tmp_path: Path, process: subprocess.Popen, timeout: float = 180.0) -> list[int]:
@@ -191,8 +219,17 @@ def test_ctrl_c_stops_every_worker_and_leaves_a_checkpoint_to_resume_from(tmp_pa
 def test_discrete_a3c_clearly_learns_cartpole(tmp_path):
     # Solves in 20k-80k steps (benchmarks/a3c.py); workers run asynchronously, so no run repeats
     # exactly: by 50k steps every run seen had a greedy mean of 150 or more (a random policy: ~20).
-    result = tfrl.train("a3c", "CartPole-v1", seed=0, total_steps=50_000, eval_every=10_000, overrides={"workers": 2},
-                        logdir=tmp_path / "runs", export_dir=tmp_path / "saved_models", progress=False)
+    result = tfrl.train(
+        "a3c",
+        "CartPole-v1",
+        seed=0,
+        total_steps=50_000,
+        eval_every=10_000,
+        overrides={"workers": 2},
+        logdir=tmp_path / "runs",
+        export_dir=tmp_path / "saved_models",
+        progress=False,
+    )
     evaluations = read_jsonl(result.run_dir / "evaluations.jsonl")
     assert max(row["mean"] for row in evaluations) >= 150, evaluations
     episodes = read_jsonl(result.run_dir / "episodes.jsonl")
@@ -201,7 +238,9 @@ def test_discrete_a3c_clearly_learns_cartpole(tmp_path):
     assert not multiprocessing.active_children()
     policy = tfrl.load_policy(result.export_path)
     returns = tfrl.evaluate(policy, "CartPole-v1", episodes=5, seed=123)
-    np.testing.assert_array_equal(returns, tfrl.evaluate(_GreedyActing(result.agent), "CartPole-v1", episodes=5, seed=123))
+    np.testing.assert_array_equal(
+        returns, tfrl.evaluate(_GreedyActing(result.agent), "CartPole-v1", episodes=5, seed=123)
+    )
 
 
 def test_recurrent_state_restarts_at_episode_boundaries():
@@ -211,8 +250,12 @@ def test_recurrent_state_restarts_at_episode_boundaries():
     dones = np.array([[0], [0], [1], [0], [0], [0]], np.float32)  # an episode ends at step 2; the next starts at 3
     carried = np.random.default_rng(1).normal(size=(1, nets.state_size)).astype(np.float32)
     distribution, values, _ = nets.unroll(observations, observations, dones, carried)
-    fresh, fresh_values, _ = nets.unroll(np.concatenate([observations[3:], observations[:3]]), observations,
-                                         np.zeros((6, 1), np.float32), np.zeros((1, nets.state_size), np.float32))
+    fresh, fresh_values, _ = nets.unroll(
+        np.concatenate([observations[3:], observations[:3]]),
+        observations,
+        np.zeros((6, 1), np.float32),
+        np.zeros((1, nets.state_size), np.float32),
+    )
     np.testing.assert_allclose(distribution.logits_parameter()[3:], fresh.logits_parameter()[:3], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(values[3:], fresh_values[:3], rtol=1e-5, atol=1e-6)
     # Without the reset the carried state would still shape step 3.
@@ -233,7 +276,9 @@ def test_recurrent_policy_export_round_trip(tmp_path):
     agent.reset_state(3)
     for observation in observations:
         outputs = loaded.signatures["action"](observation=tf.constant(observation), state=tf.constant(state))
-        np.testing.assert_allclose(outputs["action"].numpy(), agent.act(observation, explore=False), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            outputs["action"].numpy(), agent.act(observation, explore=False), rtol=1e-5, atol=1e-6
+        )
         assert np.all(np.abs(outputs["action"].numpy()) <= 2.0)
         state = outputs["state"].numpy()
     np.testing.assert_allclose(state, agent.acting_state, rtol=1e-5, atol=1e-6)
@@ -252,7 +297,17 @@ def test_recurrent_policy_export_round_trip(tmp_path):
 
 @pytest.mark.slow
 def test_continuous_a3c_learns_pendulum(tmp_path):
-    result = tfrl.train("a3c", "Pendulum-v1", preset="pendulum", seed=0, total_steps=300_000, eval_every=20_000,
-                        overrides={"workers": 2}, logdir=tmp_path, export_dir=None, progress=False)
+    result = tfrl.train(
+        "a3c",
+        "Pendulum-v1",
+        preset="pendulum",
+        seed=0,
+        total_steps=300_000,
+        eval_every=20_000,
+        overrides={"workers": 2},
+        logdir=tmp_path,
+        export_dir=None,
+        progress=False,
+    )
     evaluations = read_jsonl(result.run_dir / "evaluations.jsonl")
     assert max(row["mean"] for row in evaluations) >= -300, evaluations

@@ -30,29 +30,46 @@ def test_n_step_returns_bootstrap_on_truncation_and_not_on_termination():
     # env 1: terminated at t=1        env 2: nothing ends
     terminated = np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0]], np.float32)
     truncated = np.array([[1, 0, 0], [0, 0, 0], [0, 0, 0]], np.float32)
-    expected = np.array([
-        [1 + 0.5 * 10, 1 + 0.5 * 1, 1 + 0.5 * (1 + 0.5 * (1 + 0.5 * 30))],
-        [1 + 0.5 * (1 + 0.5 * 30), 1, 1 + 0.5 * (1 + 0.5 * 30)],
-        [1 + 0.5 * 30, 1 + 0.5 * 30, 1 + 0.5 * 30],
-    ])
+    expected = np.array(
+        [
+            [1 + 0.5 * 10, 1 + 0.5 * 1, 1 + 0.5 * (1 + 0.5 * (1 + 0.5 * 30))],
+            [1 + 0.5 * (1 + 0.5 * 30), 1, 1 + 0.5 * (1 + 0.5 * 30)],
+            [1 + 0.5 * 30, 1 + 0.5 * 30, 1 + 0.5 * 30],
+        ]
+    )
     np.testing.assert_allclose(n_step_returns(rewards, next_values, terminated, truncated, gamma).numpy(), expected)
     # one step: the TD target r + γ(1 − terminated)V(s'), truncated or not
-    np.testing.assert_allclose(n_step_returns([[1.0, 1.0]], [[4.0, 4.0]], [[1.0, 0.0]], [[0.0, 1.0]], 0.5).numpy(), [[1.0, 3.0]])
+    np.testing.assert_allclose(
+        n_step_returns([[1.0, 1.0]], [[4.0, 4.0]], [[1.0, 0.0]], [[0.0, 1.0]], 0.5).numpy(), [[1.0, 3.0]]
+    )
 
 
 def _rollout(rng, steps, envs, continuous):
     actions = rng.uniform(-2, 2, (steps, envs, 1)) if continuous else rng.integers(0, 2, (steps, envs))
-    return [rng.normal(size=(steps, envs, 3)).astype(np.float32), actions.astype(np.float32 if continuous else np.int64),
-            rng.normal(size=(steps, envs)).astype(np.float32), rng.normal(size=(steps, envs, 3)).astype(np.float32),
-            (rng.random((steps, envs)) < 0.2).astype(np.float32), np.zeros((steps, envs), np.float32)]
+    return [
+        rng.normal(size=(steps, envs, 3)).astype(np.float32),
+        actions.astype(np.float32 if continuous else np.int64),
+        rng.normal(size=(steps, envs)).astype(np.float32),
+        rng.normal(size=(steps, envs, 3)).astype(np.float32),
+        (rng.random((steps, envs)) < 0.2).astype(np.float32),
+        np.zeros((steps, envs), np.float32),
+    ]
 
 
 def test_critic_loss_and_advantages_match_hand_values():
     """With a learning rate of ~0 the update leaves weights alone, so its losses can be checked by hand."""
-    config = ActorCriticConfig(actor_learning_rate=1e-12, critic_learning_rate=1e-12, ent_coef=0.0, gamma=0.9,
-                               reward_scale=0.5, hidden_sizes=(8,))
+    config = ActorCriticConfig(
+        actor_learning_rate=1e-12,
+        critic_learning_rate=1e-12,
+        ent_coef=0.0,
+        gamma=0.9,
+        reward_scale=0.5,
+        hidden_sizes=(8,),
+    )
     agent = ActorCriticAgent(config, PENDULUM_OBSERVATIONS, gym.spaces.Discrete(2))
-    observations, actions, rewards, next_observations, terminated, truncated = _rollout(np.random.default_rng(0), 4, 3, False)
+    observations, actions, rewards, next_observations, terminated, truncated = _rollout(
+        np.random.default_rng(0), 4, 3, False
+    )
     metrics = agent._update(observations, actions, rewards, next_observations, terminated, truncated)
 
     values = agent.critic(observations.reshape(-1, 3)).numpy().reshape(4, 3)
@@ -66,13 +83,17 @@ def test_critic_loss_and_advantages_match_hand_values():
     logits = agent.actor(observations.reshape(-1, 3)).numpy()
     log_p = (logits - np.log(np.exp(logits).sum(axis=1, keepdims=True)))[np.arange(12), actions.reshape(-1)]
     np.testing.assert_allclose(float(metrics["critic_loss"]), np.mean(advantages**2), rtol=1e-4)
-    np.testing.assert_allclose(float(metrics["actor_loss"]), -np.mean(log_p * advantages.reshape(-1)), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        float(metrics["actor_loss"]), -np.mean(log_p * advantages.reshape(-1)), rtol=1e-4, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("continuous", [False, True], ids=["discrete", "continuous"])
 def test_updates_improve_the_critic_on_a_fixed_rollout(continuous):
     action_space = PENDULUM_ACTIONS if continuous else gym.spaces.Discrete(2)
-    agent = ActorCriticAgent(ActorCriticConfig(critic_learning_rate=1e-2, hidden_sizes=(16,)), PENDULUM_OBSERVATIONS, action_space)
+    agent = ActorCriticAgent(
+        ActorCriticConfig(critic_learning_rate=1e-2, hidden_sizes=(16,)), PENDULUM_OBSERVATIONS, action_space
+    )
     rollout = _rollout(np.random.default_rng(1), 8, 4, continuous)
     rollout[2] = rollout[0].sum(axis=-1)  # all-terminal steps: the critic regresses onto these rewards
     rollout[4] = np.ones_like(rollout[4])
@@ -90,7 +111,9 @@ def test_observe_updates_every_n_steps_and_learns_from_unclipped_samples():
     for _ in range(7):
         actions = agent.act(observations, explore=True)
         assert actions.shape == (5, 1) and (np.abs(actions) <= 2.0).all()
-        results.append(agent.observe(observations, actions, np.ones(5), observations, np.zeros(5, bool), np.zeros(5, bool)))
+        results.append(
+            agent.observe(observations, actions, np.ones(5), observations, np.zeros(5, bool), np.zeros(5, bool))
+        )
     assert [result is not None for result in results] == [False, False, True, False, False, True, False]
     assert agent.env_steps == 35 and int(agent.updates.numpy()) == 2
     # the rollout keeps the raw Gaussian sample (log-prob of what was drawn), the env got it clipped
@@ -101,7 +124,12 @@ def test_observe_updates_every_n_steps_and_learns_from_unclipped_samples():
 
 def test_presets_and_validation():
     tutorial = ActorCriticConfig.from_preset("tutorial")
-    assert (tutorial.actor_learning_rate, tutorial.critic_learning_rate, tutorial.gamma, tutorial.n_steps) == (1e-3, 1e-2, 0.9, 1)
+    assert (tutorial.actor_learning_rate, tutorial.critic_learning_rate, tutorial.gamma, tutorial.n_steps) == (
+        1e-3,
+        1e-2,
+        0.9,
+        1,
+    )
     continuous = ActorCriticConfig.from_preset("tutorial-continuous")
     assert continuous.state_dependent_scale and continuous.min_scale == 0.1 and continuous.reward_scale == 0.1
     with pytest.raises(ConfigError, match="n_steps=0"):
@@ -113,8 +141,16 @@ def test_presets_and_validation():
 @pytest.fixture(scope="module")
 def cartpole_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("actor_critic")
-    return tfrl.train("actor-critic", "CartPole-v1", seed=0, total_steps=20_000, eval_every=5_000,
-                      logdir=root / "runs", export_dir=root / "saved_models", progress=False)
+    return tfrl.train(
+        "actor-critic",
+        "CartPole-v1",
+        seed=0,
+        total_steps=20_000,
+        eval_every=5_000,
+        logdir=root / "runs",
+        export_dir=root / "saved_models",
+        progress=False,
+    )
 
 
 def test_actor_critic_learns_cartpole_in_a_short_run(cartpole_run):
@@ -142,12 +178,15 @@ def test_discrete_export_round_trip_without_tfrl(cartpole_run, tmp_path):
     agent = cartpole_run.agent
     np.testing.assert_array_equal(np.load(tmp_path / "action.npy"), agent.act(observations, explore=False))
     assert set(np.unique(np.load(tmp_path / "sample.npy"))) <= {0, 1}
-    np.testing.assert_allclose(np.load(tmp_path / "value.npy"), agent.critic(observations).numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "value.npy"), agent.critic(observations).numpy(), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_continuous_export_round_trip(tmp_path):
-    agent = ActorCriticAgent(ActorCriticConfig(hidden_sizes=(8,), initial_scale=3.0), PENDULUM_OBSERVATIONS, PENDULUM_ACTIONS,
-                             "Pendulum-v1")
+    agent = ActorCriticAgent(
+        ActorCriticConfig(hidden_sizes=(8,), initial_scale=3.0), PENDULUM_OBSERVATIONS, PENDULUM_ACTIONS, "Pendulum-v1"
+    )
     settings = RunSettings(algorithm="actor-critic", env_id="Pendulum-v1")
     path = export_run(agent, settings, tmp_path / "run", tmp_path / "export", final_return=None)
     policy = tfrl.load_policy(path)

@@ -8,18 +8,30 @@ from tfrl.training import RunSettings, build_agent
 
 
 def _agent(seed=0):
-    return build_agent(RunSettings("dqn", "CartPole-v1", seed=seed), DQNConfig(learning_starts=10, train_freq=5, batch_size=8))
+    return build_agent(
+        RunSettings("dqn", "CartPole-v1", seed=seed), DQNConfig(learning_starts=10, train_freq=5, batch_size=8)
+    )
 
 
 def _fill(agent, steps):
     rng = np.random.default_rng(3)
     for _ in range(steps):
-        agent.observe(rng.normal(size=(2, 4)), rng.integers(0, 2, 2), rng.normal(size=2), rng.normal(size=(2, 4)), np.zeros(2), np.zeros(2, bool))
+        agent.observe(
+            rng.normal(size=(2, 4)),
+            rng.integers(0, 2, 2),
+            rng.normal(size=2),
+            rng.normal(size=(2, 4)),
+            np.zeros(2),
+            np.zeros(2, bool),
+        )
 
 
 def test_numpy_state_round_trip_with_nested_arrays_and_json(tmp_path):
-    state = {"env_steps": 7, "replay": {"rewards": np.arange(3.0), "position": np.asarray(3)},
-             "rng": np.random.default_rng(5).bit_generator.state}
+    state = {
+        "env_steps": 7,
+        "replay": {"rewards": np.arange(3.0), "position": np.asarray(3)},
+        "rng": np.random.default_rng(5).bit_generator.state,
+    }
     save_numpy_state(tmp_path / "state.npz", state)
     loaded = load_numpy_state(tmp_path / "state.npz")
     assert loaded["env_steps"] == 7 and loaded["rng"] == state["rng"]
@@ -35,7 +47,11 @@ def test_restore_brings_back_networks_optimizer_replay_and_rng(tmp_path):
     fresh = _agent(seed=1)
     step = Checkpointer(tmp_path, fresh).restore()
     assert step == agent.env_steps == fresh.env_steps == 40
-    for a, b in zip(agent.q_network.weights + agent.target_network.weights, fresh.q_network.weights + fresh.target_network.weights, strict=True):
+    for a, b in zip(
+        agent.q_network.weights + agent.target_network.weights,
+        fresh.q_network.weights + fresh.target_network.weights,
+        strict=True,
+    ):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert int(fresh.optimizer.iterations.numpy()) == int(agent.optimizer.iterations.numpy()) > 0
     np.testing.assert_array_equal(fresh.replay.rewards[:40], agent.replay.rewards[:40])

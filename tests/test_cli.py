@@ -15,20 +15,32 @@ def _error(capsys, *argv: str) -> str:
     return message
 
 
-@pytest.mark.parametrize(("argv", "expected"), [
-    (["train", "dqn", "--env", "CartPol-v1"], "unknown environment id 'CartPol-v1': did you mean CartPole-v1"),
-    (["train", "dqn", "--env", "Pendulum-v1"], "dqn needs a Discrete action space, but Pendulum-v1 has Box"),
-    (["train", "dqn", "--env", "CartPole-v1", "--set", "learning_rate=-0.001"], "learning_rate=-0.001 is invalid: expected a positive number"),
-    (["train", "dqn", "--env", "CartPole-v1", "--set", "gamma=2"], "gamma=2.0 is invalid: expected a number in [0, 1]"),
-    (["train", "dqn", "--env", "CartPole-v1", "--set", "learning_rate"], "--set expects KEY=VALUE"),
-    (["train", "dqn", "--env", "CartPole-v1", "--set", "lr=0.1"], "unknown config field 'lr'"),
-    (["train", "dqn", "--env", "CartPole-v1", "--preset", "fastest"], "unknown preset 'fastest' for DQNConfig; choose one of: default, tutorial"),
-    (["train", "dqm", "--env", "CartPole-v1"], "unknown algorithm 'dqm'; did you mean dqn?"),
-    (["train", "dqn"], "train needs an algorithm and --env"),
-    (["train", "dqn", "--env", "CartPole-v1", "--num-envs", "0"], "num_envs must be a positive integer, got 0"),
-    (["train", "dqn", "--env", "CartPole-v1", "--config", "missing.toml"], "config file not found: missing.toml"),
-    (["evaluate", "no/such/policy"], "no such policy directory: no/such/policy"),
-])
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["train", "dqn", "--env", "CartPol-v1"], "unknown environment id 'CartPol-v1': did you mean CartPole-v1"),
+        (["train", "dqn", "--env", "Pendulum-v1"], "dqn needs a Discrete action space, but Pendulum-v1 has Box"),
+        (
+            ["train", "dqn", "--env", "CartPole-v1", "--set", "learning_rate=-0.001"],
+            "learning_rate=-0.001 is invalid: expected a positive number",
+        ),
+        (
+            ["train", "dqn", "--env", "CartPole-v1", "--set", "gamma=2"],
+            "gamma=2.0 is invalid: expected a number in [0, 1]",
+        ),
+        (["train", "dqn", "--env", "CartPole-v1", "--set", "learning_rate"], "--set expects KEY=VALUE"),
+        (["train", "dqn", "--env", "CartPole-v1", "--set", "lr=0.1"], "unknown config field 'lr'"),
+        (
+            ["train", "dqn", "--env", "CartPole-v1", "--preset", "fastest"],
+            "unknown preset 'fastest' for DQNConfig; choose one of: default, tutorial",
+        ),
+        (["train", "dqm", "--env", "CartPole-v1"], "unknown algorithm 'dqm'; did you mean dqn?"),
+        (["train", "dqn"], "train needs an algorithm and --env"),
+        (["train", "dqn", "--env", "CartPole-v1", "--num-envs", "0"], "num_envs must be a positive integer, got 0"),
+        (["train", "dqn", "--env", "CartPole-v1", "--config", "missing.toml"], "config file not found: missing.toml"),
+        (["evaluate", "no/such/policy"], "no such policy directory: no/such/policy"),
+    ],
+)
 def test_bad_input_is_one_clear_line_and_exit_code_2(capsys, tmp_path, monkeypatch, argv, expected):
     monkeypatch.chdir(tmp_path)
     assert expected in _error(capsys, *argv)
@@ -47,15 +59,34 @@ def test_invalid_toml_and_foreign_resume_dir(capsys, tmp_path):
 def test_config_file_and_overrides_reach_the_run(capsys, tmp_path):
     config_file = tmp_path / "dqn.toml"
     config_file.write_text("[config]\nbatch_size = 32\nhidden_sizes = [16, 16]\nlearning_rate = 1e-3\n")
-    argv = ["train", "dqn", "--env", "CartPole-v1", "--config", str(config_file), "--set", "learning_rate=5e-4",
-            "--steps", "300", "--eval-every", "300", "--eval-episodes", "2", "--no-progress", "--no-export",
-            "--logdir", str(tmp_path / "runs")]
+    argv = [
+        "train",
+        "dqn",
+        "--env",
+        "CartPole-v1",
+        "--config",
+        str(config_file),
+        "--set",
+        "learning_rate=5e-4",
+        "--steps",
+        "300",
+        "--eval-every",
+        "300",
+        "--eval-episodes",
+        "2",
+        "--no-progress",
+        "--no-export",
+        "--logdir",
+        str(tmp_path / "runs"),
+    ]
     assert main(argv) == 0
     run_dir = next((tmp_path / "runs").iterdir())
     config = json.loads((run_dir / "run.json").read_text())["config"]
     assert config["batch_size"] == 32 and config["hidden_sizes"] == [16, 16] and config["learning_rate"] == 5e-4
     assert "finished after 300 env steps" in capsys.readouterr().out
-    assert "--resume continues a run with its saved config" in _error(capsys, "train", "--resume", str(run_dir), "--set", "gamma=0.5")
+    assert "--resume continues a run with its saved config" in _error(
+        capsys, "train", "--resume", str(run_dir), "--set", "gamma=0.5"
+    )
     assert "its algorithm is 'dqn', not 'dqn2'" in _error(capsys, "train", "dqn2", "--resume", str(run_dir))
 
 
@@ -82,8 +113,12 @@ def test_list_shows_algorithms_presets_and_defaults(capsys):
 
 
 def test_console_script_reports_errors_without_a_traceback(tmp_path):
-    completed = subprocess.run([sys.executable, "-m", "tfrl.cli", "train", "dqn", "--env", "Pendulum-v1"],
-                               capture_output=True, text=True, cwd=tmp_path)
+    completed = subprocess.run(
+        [sys.executable, "-m", "tfrl.cli", "train", "dqn", "--env", "Pendulum-v1"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert completed.returncode == 2
     # one line, no traceback and no TensorFlow start-up noise
     lines = completed.stderr.strip().splitlines()

@@ -21,17 +21,28 @@ def _agent(**overrides):
 
 
 def _batch(rng, k=1, b=8):
-    return [rng.normal(size=(k, b, 3)).astype(np.float32), rng.uniform(-1, 1, (k, b, 2)).astype(np.float32),
-            rng.normal(size=(k, b)).astype(np.float32), rng.normal(size=(k, b, 3)).astype(np.float32),
-            (rng.random((k, b)) < 0.5).astype(np.float32)]
+    return [
+        rng.normal(size=(k, b, 3)).astype(np.float32),
+        rng.uniform(-1, 1, (k, b, 2)).astype(np.float32),
+        rng.normal(size=(k, b)).astype(np.float32),
+        rng.normal(size=(k, b, 3)).astype(np.float32),
+        (rng.random((k, b)) < 0.5).astype(np.float32),
+    ]
 
 
 def test_critic_target_by_hand():
     agent = _agent(gamma=0.9)
     rng = np.random.default_rng(0)
     _, _, rewards, next_observations, terminated = [array[0] for array in _batch(rng)]
-    expected = rewards + 0.9 * (1 - terminated) * agent.critic_targets[0]([next_observations, agent.actor_target(next_observations)]).numpy()
-    np.testing.assert_allclose(agent._critic_targets(rewards, next_observations, terminated).numpy(), expected, rtol=1e-5, atol=1e-6)
+    expected = (
+        rewards
+        + 0.9
+        * (1 - terminated)
+        * agent.critic_targets[0]([next_observations, agent.actor_target(next_observations)]).numpy()
+    )
+    np.testing.assert_allclose(
+        agent._critic_targets(rewards, next_observations, terminated).numpy(), expected, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_td3_target_takes_the_smaller_twin():
@@ -42,7 +53,9 @@ def test_td3_target_takes_the_smaller_twin():
     twins = np.stack([critic([next_observations, next_actions]).numpy() for critic in agent.critic_targets])
     assert not np.allclose(twins[0], twins[1])
     expected = rewards + 0.5 * (1 - terminated) * twins.min(axis=0)
-    np.testing.assert_allclose(agent._critic_targets(rewards, next_observations, terminated).numpy(), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        agent._critic_targets(rewards, next_observations, terminated).numpy(), expected, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_td3_target_smoothing_noise_is_clipped():
@@ -53,7 +66,9 @@ def test_td3_target_smoothing_noise_is_clipped():
     agent.critic_targets[0].call = lambda inputs: smoothed.append(inputs[1].numpy()) or original(inputs)
     agent._critic_targets(tf.zeros(64), observations, tf.zeros(64))
     agent.critic_targets[0].call = original
-    offset = (smoothed[0] - np.clip(agent.actor_target(observations).numpy(), ACTIONS.low, ACTIONS.high)) / agent.half_range
+    offset = (
+        smoothed[0] - np.clip(agent.actor_target(observations).numpy(), ACTIONS.low, ACTIONS.high)
+    ) / agent.half_range
     assert np.abs(offset).max() <= 0.1 + 1e-6 and np.abs(offset).max() > 0.05
 
 
@@ -64,7 +79,10 @@ def test_actor_step_changes_only_the_actor():
     agent._actor_step(tf.constant(np.random.default_rng(3).normal(size=(8, 3)), tf.float32))
     for before, weight in zip(critic_before, agent.critics[0].weights, strict=True):
         np.testing.assert_array_equal(before, weight.numpy())
-    assert any(not np.array_equal(before, weight.numpy()) for before, weight in zip(actor_before, agent.actor.weights, strict=True))
+    assert any(
+        not np.array_equal(before, weight.numpy())
+        for before, weight in zip(actor_before, agent.actor.weights, strict=True)
+    )
 
 
 def test_one_training_step_moves_targets_by_tau():
@@ -72,7 +90,9 @@ def test_one_training_step_moves_targets_by_tau():
     targets_before = [weight.numpy() for weight in agent.actor_target.weights + agent.critic_targets[0].weights]
     agent._train(*_batch(np.random.default_rng(4)))
     online = agent.actor.weights + agent.critics[0].weights
-    for before, target, source in zip(targets_before, agent.actor_target.weights + agent.critic_targets[0].weights, online, strict=True):
+    for before, target, source in zip(
+        targets_before, agent.actor_target.weights + agent.critic_targets[0].weights, online, strict=True
+    ):
         np.testing.assert_allclose(target.numpy(), 0.1 * source.numpy() + 0.9 * before, rtol=1e-5, atol=1e-7)
 
 
@@ -98,7 +118,9 @@ def test_actions_stay_within_bounds_for_any_observation(explore):
 def test_actor_maps_tanh_onto_asymmetric_bounds():
     agent = _agent()
     squashed = agent.actor.action_head(agent.actor.trunk[1](agent.actor.trunk[0](np.ones((1, 3), np.float32)))).numpy()
-    np.testing.assert_allclose(agent.actor(np.ones((1, 3), np.float32)).numpy(), [[0.5, 1.0]] + squashed * [[0.5, 2.0]], rtol=1e-5)
+    np.testing.assert_allclose(
+        agent.actor(np.ones((1, 3), np.float32)).numpy(), [[0.5, 1.0]] + squashed * [[0.5, 2.0]], rtol=1e-5
+    )
 
 
 def test_ou_noise_is_correlated_decays_and_resets_at_episode_ends():
@@ -119,8 +141,14 @@ def test_checkpoint_restores_noise_and_graph_rng(tmp_path):
     rng = np.random.default_rng(9)
     for _ in range(5):
         agent.act(rng.normal(size=(2, 3)), explore=True)
-        agent.observe(rng.normal(size=(2, 3)), rng.uniform(-1, 1, (2, 2)), rng.normal(size=2), rng.normal(size=(2, 3)),
-                      np.zeros(2), np.zeros(2, bool))
+        agent.observe(
+            rng.normal(size=(2, 3)),
+            rng.uniform(-1, 1, (2, 2)),
+            rng.normal(size=2),
+            rng.normal(size=(2, 3)),
+            np.zeros(2),
+            np.zeros(2, bool),
+        )
     Checkpointer(tmp_path, agent).save(agent.env_steps)
     expected = agent.graph_rng.normal([3]).numpy()
     restored = _agent(td3=True, noise_type="ou", noise_decay=0.9)
@@ -145,14 +173,23 @@ def test_bad_config_and_discrete_env_are_refused():
 def pendulum_run(request, tmp_path_factory):
     """A short run of each algorithm on Pendulum-v1 (~10 s each on 2 cores)."""
     root = tmp_path_factory.mktemp(request.param)
-    return tfrl.train(request.param, "Pendulum-v1", seed=0, total_steps=6_000, eval_every=3_000,
-                      logdir=root / "runs", export_dir=root / "saved_models", progress=False)
+    return tfrl.train(
+        request.param,
+        "Pendulum-v1",
+        seed=0,
+        total_steps=6_000,
+        eval_every=3_000,
+        logdir=root / "runs",
+        export_dir=root / "saved_models",
+        progress=False,
+    )
 
 
 def test_each_agent_clearly_improves_pendulum(pendulum_run):
     assert pendulum_run.agent.config.td3 == (pendulum_run.agent.algorithm == "td3")
     assert pendulum_run.final_return > RANDOM_PENDULUM_RETURN / 3, (
-        f"{pendulum_run.agent.algorithm}: mean evaluation return {pendulum_run.final_return:.0f} after 6k steps")
+        f"{pendulum_run.agent.algorithm}: mean evaluation return {pendulum_run.final_return:.0f} after 6k steps"
+    )
 
 
 def test_export_round_trip(pendulum_run):

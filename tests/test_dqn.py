@@ -45,10 +45,13 @@ def test_linear_epsilon_schedule():
 
 
 def test_agent_epsilon_follows_env_steps():
-    agent = DQNAgent(DQNConfig(exploration_steps=100, exploration_final_eps=0.1, learning_starts=10_000),
-                     OBSERVATIONS, ACTIONS)
+    agent = DQNAgent(
+        DQNConfig(exploration_steps=100, exploration_final_eps=0.1, learning_starts=10_000), OBSERVATIONS, ACTIONS
+    )
     assert agent.epsilon == 1.0
-    agent.observe(np.zeros((50, 4)), np.zeros(50, np.int64), np.zeros(50), np.zeros((50, 4)), np.zeros(50), np.zeros(50, bool))
+    agent.observe(
+        np.zeros((50, 4)), np.zeros(50, np.int64), np.zeros(50), np.zeros((50, 4)), np.zeros(50), np.zeros(50, bool)
+    )
     assert agent.epsilon == pytest.approx(0.55)
 
 
@@ -65,13 +68,21 @@ def test_soft_and_hard_target_updates():
 
 
 def test_training_calls_follow_train_freq_and_update_target_on_schedule():
-    config = DQNConfig(learning_starts=8, train_freq=4, gradient_steps=3, target_update_interval=6, tau=1.0, batch_size=4)
+    config = DQNConfig(
+        learning_starts=8, train_freq=4, gradient_steps=3, target_update_interval=6, tau=1.0, batch_size=4
+    )
     agent = DQNAgent(config, OBSERVATIONS, ACTIONS)
     rng = np.random.default_rng(0)
 
     def step(count):
-        return agent.observe(rng.normal(size=(count, 4)), rng.integers(0, 2, count), rng.normal(size=count),
-                             rng.normal(size=(count, 4)), np.zeros(count), np.zeros(count, bool))
+        return agent.observe(
+            rng.normal(size=(count, 4)),
+            rng.integers(0, 2, count),
+            rng.normal(size=count),
+            rng.normal(size=(count, 4)),
+            np.zeros(count),
+            np.zeros(count, bool),
+        )
 
     assert step(4) is None and step(3) is None  # 7 steps: before learning_starts
     assert step(1) is not None  # step 8: first call, 3 gradient steps
@@ -80,30 +91,47 @@ def test_training_calls_follow_train_freq_and_update_target_on_schedule():
     assert step(8) is not None  # steps 12 and 16: two calls' worth in one, 6 more gradient steps
     assert int(agent.gradient_step_count.numpy()) == 9
     # a hard copy happened at gradient step 6, and the online net moved on for 3 more steps after it
-    assert any(not np.array_equal(old, new.numpy()) for old, new in zip(target_before, agent.target_network.weights, strict=True))
-    assert any(not np.array_equal(t.numpy(), o.numpy()) for t, o in zip(agent.target_network.weights, agent.q_network.weights, strict=True))
+    assert any(
+        not np.array_equal(old, new.numpy())
+        for old, new in zip(target_before, agent.target_network.weights, strict=True)
+    )
+    assert any(
+        not np.array_equal(t.numpy(), o.numpy())
+        for t, o in zip(agent.target_network.weights, agent.q_network.weights, strict=True)
+    )
 
 
 def test_a_gradient_step_reduces_the_td_error_on_a_fixed_batch():
-    agent = DQNAgent(DQNConfig(learning_rate=1e-2, target_update_interval=10_000, max_grad_norm=0.0), OBSERVATIONS, ACTIONS)
+    agent = DQNAgent(
+        DQNConfig(learning_rate=1e-2, target_update_interval=10_000, max_grad_norm=0.0), OBSERVATIONS, ACTIONS
+    )
     rng = np.random.default_rng(1)
-    batch = [rng.normal(size=(1, 32, 4)).astype(np.float32), rng.integers(0, 2, (1, 32)),
-             rng.normal(size=(1, 32)).astype(np.float32), rng.normal(size=(1, 32, 4)).astype(np.float32),
-             np.zeros((1, 32), np.float32), np.ones((1, 32), np.int32), np.ones((1, 32), np.float32)]
+    batch = [
+        rng.normal(size=(1, 32, 4)).astype(np.float32),
+        rng.integers(0, 2, (1, 32)),
+        rng.normal(size=(1, 32)).astype(np.float32),
+        rng.normal(size=(1, 32, 4)).astype(np.float32),
+        np.zeros((1, 32), np.float32),
+        np.ones((1, 32), np.int32),
+        np.ones((1, 32), np.float32),
+    ]
     first_loss, _, _ = agent._train(*batch)
     for _ in range(20):
         loss, _, _ = agent._train(*batch)
     assert float(loss) < float(first_loss)
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("learning_rate", -1e-3, "learning_rate=-0.001"),
-    ("gamma", 1.5, "gamma=1.5"),
-    ("batch_size", 0, "batch_size=0"),
-    ("tau", 0.0, r"tau=0.0 is invalid: expected a number in \(0, 1\]"),
-    ("optimizer", "sgd", "optimizer='sgd' is invalid: expected one of adam, rmsprop"),
-    ("hidden_sizes", (64, 0), "hidden_sizes"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("learning_rate", -1e-3, "learning_rate=-0.001"),
+        ("gamma", 1.5, "gamma=1.5"),
+        ("batch_size", 0, "batch_size=0"),
+        ("tau", 0.0, r"tau=0.0 is invalid: expected a number in \(0, 1\]"),
+        ("optimizer", "sgd", "optimizer='sgd' is invalid: expected one of adam, rmsprop"),
+        ("hidden_sizes", (64, 0), "hidden_sizes"),
+    ],
+)
 def test_config_validation_names_the_field(field, value, message):
     with pytest.raises(ConfigError, match=message):
         DQNConfig(**{field: value})

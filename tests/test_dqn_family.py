@@ -29,12 +29,15 @@ def test_double_q_targets_evaluate_the_online_argmax_with_the_target_net():
     target = tf.constant([[4.0, 0.5, 9.0], [2.0, 7.0, -1.0]])
     rewards, terminated = tf.constant([1.0, 2.0]), tf.constant([0.0, 1.0])
     # online picks a' = 1 and a' = 0; the target net says 0.5 and 2.0 for them (plain DQN would take 9 and 7)
-    np.testing.assert_allclose(double_q_learning_targets(rewards, terminated, online, target, 0.9).numpy(),
-                               [1.0 + 0.9 * 0.5, 2.0])
+    np.testing.assert_allclose(
+        double_q_learning_targets(rewards, terminated, online, target, 0.9).numpy(), [1.0 + 0.9 * 0.5, 2.0]
+    )
     np.testing.assert_allclose(q_learning_targets(rewards, terminated, target, 0.9).numpy(), [1.0 + 0.9 * 9.0, 2.0])
     # per-row discounts γ^k for k-step returns
-    np.testing.assert_allclose(q_learning_targets(rewards, tf.zeros(2), target, tf.constant([0.5, 0.125])).numpy(),
-                               [1.0 + 0.5 * 9.0, 2.0 + 0.125 * 7.0])
+    np.testing.assert_allclose(
+        q_learning_targets(rewards, tf.zeros(2), target, tf.constant([0.5, 0.125])).numpy(),
+        [1.0 + 0.5 * 9.0, 2.0 + 0.125 * 7.0],
+    )
 
 
 def test_n_step_windows_flush_on_termination_and_bootstrap_after_truncation():
@@ -42,8 +45,14 @@ def test_n_step_windows_flush_on_termination_and_bootstrap_after_truncation():
 
     def step(t, rewards, terminated, truncated):
         observations = np.array([[0.0, t], [1.0, t]], np.float32)
-        return collector.add(observations, np.array([t, t]), np.array(rewards), [*observations, 0, 1],
-                             np.array(terminated), np.array(truncated))
+        return collector.add(
+            observations,
+            np.array([t, t]),
+            np.array(rewards),
+            [*observations, 0, 1],
+            np.array(terminated),
+            np.array(truncated),
+        )
 
     assert step(0, [1.0, 1.0], [False, False], [False, False]) is None
     # env 1 is truncated after two steps: both its windows flush, bootstrapping from its last observation
@@ -87,8 +96,9 @@ def test_training_call_uses_double_targets_and_k_step_discounts(double):
     expected_targets = rewards[0] + 0.9 ** steps[0] * (1 - terminated[0]) * target_next[np.arange(16), chosen]
     q_taken = agent.q_network(observations[0]).numpy()[np.arange(16), actions[0]]
 
-    _, _, td_errors = agent._train(observations, actions, rewards, next_observations, terminated, steps,
-                                   np.ones((1, 16), np.float32))
+    _, _, td_errors = agent._train(
+        observations, actions, rewards, next_observations, terminated, steps, np.ones((1, 16), np.float32)
+    )
     np.testing.assert_allclose(td_errors.numpy()[0], np.abs(expected_targets - q_taken), rtol=1e-4, atol=1e-5)
 
 
@@ -96,9 +106,14 @@ def test_importance_weights_scale_the_loss():
     config = DQNConfig(hidden_sizes=(8,), learning_rate=1e-9, loss="mse", prioritized=True)
     agent = DQNAgent(config, OBSERVATIONS, ACTIONS)
     rng = np.random.default_rng(1)
-    batch = [rng.normal(size=(1, 8, 4)).astype(np.float32), rng.integers(0, 3, (1, 8)),
-             rng.normal(size=(1, 8)).astype(np.float32), rng.normal(size=(1, 8, 4)).astype(np.float32),
-             np.zeros((1, 8), np.float32), np.ones((1, 8), np.int32)]
+    batch = [
+        rng.normal(size=(1, 8, 4)).astype(np.float32),
+        rng.integers(0, 3, (1, 8)),
+        rng.normal(size=(1, 8)).astype(np.float32),
+        rng.normal(size=(1, 8, 4)).astype(np.float32),
+        np.zeros((1, 8), np.float32),
+        np.ones((1, 8), np.int32),
+    ]
     weights = np.linspace(0.1, 1.0, 8, dtype=np.float32)[None]
     loss, _, td_errors = agent._train(*batch, weights)
     assert float(loss) == pytest.approx(float(np.mean(weights * td_errors.numpy() ** 2)), rel=1e-4)
@@ -115,7 +130,9 @@ def test_dueling_aggregation():
     features = network.trunk[0](observations)
     values = network.value_head(features).numpy()
     advantages = network.advantage_head(features).numpy()
-    np.testing.assert_allclose(q_values, values + advantages - advantages.mean(axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        q_values, values + advantages - advantages.mean(axis=1, keepdims=True), rtol=1e-5, atol=1e-6
+    )
     np.testing.assert_allclose(q_values.mean(axis=1), values[:, 0], rtol=1e-5, atol=1e-6)  # mean Q is V
     clone = QNetwork.from_config(network.get_config())
     assert clone.dueling and clone.num_actions == 5
@@ -134,7 +151,9 @@ def test_registry_presets_are_dqn_with_one_switch_on():
 
 
 def test_action_grid_and_discretize_wrapper():
-    np.testing.assert_allclose(action_grid(gym.spaces.Box(-2.0, 2.0, (1,)), 11)[:, 0], np.linspace(-2, 2, 11), atol=1e-6)
+    np.testing.assert_allclose(
+        action_grid(gym.spaces.Box(-2.0, 2.0, (1,)), 11)[:, 0], np.linspace(-2, 2, 11), atol=1e-6
+    )
     grid = action_grid(gym.spaces.Box(np.array([0.0, -1.0], np.float32), np.array([1.0, 1.0], np.float32)), 3)
     assert grid.shape == (9, 2) and grid[0].tolist() == [0.0, -1.0] and grid[-1].tolist() == [1.0, 1.0]
     env = make_env("Pendulum-v1", discretize=11)
@@ -152,13 +171,20 @@ def test_action_grid_and_discretize_wrapper():
 
 
 def test_prioritized_n_step_agent_checkpoints_its_priorities(tmp_path):
-    config = DQNConfig(prioritized=True, n_step=2, learning_starts=8, train_freq=8, gradient_steps=2,
-                       batch_size=4, hidden_sizes=(8,))
+    config = DQNConfig(
+        prioritized=True, n_step=2, learning_starts=8, train_freq=8, gradient_steps=2, batch_size=4, hidden_sizes=(8,)
+    )
     agent = DQNAgent(config, OBSERVATIONS, ACTIONS)
     rng = np.random.default_rng(0)
     for _ in range(6):
-        agent.observe(rng.normal(size=(4, 4)), rng.integers(0, 3, 4), rng.normal(size=4), rng.normal(size=(4, 4)),
-                      np.zeros(4), np.zeros(4, bool))
+        agent.observe(
+            rng.normal(size=(4, 4)),
+            rng.integers(0, 3, 4),
+            rng.normal(size=4),
+            rng.normal(size=(4, 4)),
+            np.zeros(4),
+            np.zeros(4, bool),
+        )
     assert isinstance(agent.replay, PrioritizedReplayBuffer) and len(agent.replay) == 20  # 24 steps, 4 windows open
     assert not np.allclose(agent.replay.tree.priorities()[:20], 1.0)  # training set priorities from TD errors
     assert set(agent.replay.bootstrap_steps[:20]) == {2}
@@ -169,9 +195,25 @@ def test_prioritized_n_step_agent_checkpoints_its_priorities(tmp_path):
 
 
 def test_discretised_pendulum_through_the_cli_exports_real_torques(tmp_path, capsys):
-    argv = ["train", "dqn", "--env", "Pendulum-v1", "--discretize", "5", "--steps", "600", "--eval-episodes", "2",
-            "--set", "learning_starts=200", "--logdir", str(tmp_path / "runs"), "--export-dir", str(tmp_path / "models"),
-            "--no-progress"]
+    argv = [
+        "train",
+        "dqn",
+        "--env",
+        "Pendulum-v1",
+        "--discretize",
+        "5",
+        "--steps",
+        "600",
+        "--eval-episodes",
+        "2",
+        "--set",
+        "learning_starts=200",
+        "--logdir",
+        str(tmp_path / "runs"),
+        "--export-dir",
+        str(tmp_path / "models"),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     run_dir = next((tmp_path / "runs").iterdir())
     settings, _ = load_run(run_dir)
@@ -201,10 +243,22 @@ def option_runs(tmp_path_factory):
     """One short CartPole-v1 run per option of the DQN family (dueling through its registry name)."""
     root = tmp_path_factory.mktemp("family")
     runs = {}
-    for name, algorithm, overrides in [("double", "double-dqn", {}), ("dueling", "dueling-dqn", {}),
-                                       ("prioritized", "dqn", {"prioritized": True}), ("n_step", "dqn", {"n_step": 3})]:
-        runs[name] = tfrl.train(algorithm, "CartPole-v1", overrides=overrides, seed=0, total_steps=20_000,
-                                logdir=root / "runs", export_dir=root / "saved_models", progress=False)
+    for name, algorithm, overrides in [
+        ("double", "double-dqn", {}),
+        ("dueling", "dueling-dqn", {}),
+        ("prioritized", "dqn", {"prioritized": True}),
+        ("n_step", "dqn", {"n_step": 3}),
+    ]:
+        runs[name] = tfrl.train(
+            algorithm,
+            "CartPole-v1",
+            overrides=overrides,
+            seed=0,
+            total_steps=20_000,
+            logdir=root / "runs",
+            export_dir=root / "saved_models",
+            progress=False,
+        )
     return runs
 
 

@@ -20,7 +20,11 @@ def test_export_layout_and_metadata(cartpole_run):
     assert (path / "saved_model.pb").exists() and (path / "q_network.keras").exists()
     metadata = json.loads((path / "assets" / "tfrl.json").read_text())
     assert metadata["algorithm"] == "dqn" and metadata["env_id"] == "CartPole-v1"
-    assert metadata["observation_space"]["shape"] == [4] and metadata["action_space"] == {"type": "Discrete", "n": 2, "start": 0}
+    assert metadata["observation_space"]["shape"] == [4] and metadata["action_space"] == {
+        "type": "Discrete",
+        "n": 2,
+        "start": 0,
+    }
     assert metadata["env_steps"] == cartpole_run.env_steps
     assert metadata["evaluation"] == {"mean_return": cartpole_run.final_return, "episodes": 20}
     assert set(metadata["endpoints"]) == {"action", "q_values"}
@@ -60,7 +64,9 @@ def test_keras_file_reloads_for_fine_tuning(cartpole_run, observations):
     import keras
 
     network = keras.models.load_model(cartpole_run.export_path / "q_network.keras")
-    np.testing.assert_allclose(network(observations).numpy(), cartpole_run.agent.q_network(observations).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        network(observations).numpy(), cartpole_run.agent.q_network(observations).numpy(), rtol=1e-6
+    )
     assert network.hidden_sizes == cartpole_run.agent.q_network.hidden_sizes and network.trainable_weights
 
 

@@ -104,11 +104,15 @@ def test_book_sampler_reproduces_the_printed_episodes_mc_and_occupancy(mdp, poli
     rng = np.random.RandomState(0)
     first = book_sample(mdp, policies[0], 20, 5, rng)
     assert first.transitions(0) == [
-        ("s1", "前往s2", 0.0, "s2"), ("s2", "前往s3", -2.0, "s3"), ("s3", "前往s5", 0.0, "s5")
+        ("s1", "前往s2", 0.0, "s2"),
+        ("s2", "前往s3", -2.0, "s3"),
+        ("s3", "前往s5", 0.0, "s5"),
     ]
     assert first.transitions(1) == [("s4", "概率前往", 1.0, "s4"), ("s4", "前往s5", 10.0, "s5")]
     assert first.transitions(4) == [
-        ("s2", "前往s3", -2.0, "s3"), ("s3", "前往s4", -2.0, "s4"), ("s4", "前往s5", 10.0, "s5")
+        ("s2", "前往s3", -2.0, "s3"),
+        ("s3", "前往s4", -2.0, "s4"),
+        ("s4", "前往s5", 10.0, "s5"),
     ]
     mc = monte_carlo_evaluation(book_sample(mdp, policies[0], 20, 1000, rng), mdp)
     printed = [-1.228923788722258, -1.6955696284402704, 0.4823809701532294, 5.967514743019431, 0]
@@ -257,8 +261,12 @@ def test_frozen_lake_exported_policy_succeeds_as_predicted(frozen_lake, tmp_path
     limit = env.spec.max_episode_steps
     predicted = horizon_values(mdp.to_mrp(mdp.deterministic_policy(vi.policy)), limit)[0]
     assert 0.7 < predicted < vi.values[0]
-    path = export_tabular_policy(vi.policy[:16], tmp_path / "policy", {"algorithm": "value-iteration",
-                                 "predicted_success": predicted}, q_values=vi.q_values[:16])
+    path = export_tabular_policy(
+        vi.policy[:16],
+        tmp_path / "policy",
+        {"algorithm": "value-iteration", "predicted_success": predicted},
+        q_values=vi.q_values[:16],
+    )
     loaded = tf.saved_model.load(str(path))
     states = tf.range(16, dtype=tf.float32)
     assert loaded.action(states).dtype == tf.int64
@@ -268,8 +276,9 @@ def test_frozen_lake_exported_policy_succeeds_as_predicted(frozen_lake, tmp_path
     metadata = json.loads((path / "assets" / "tfrl.json").read_text())
     assert metadata["algorithm"] == "value-iteration"
     episodes = 1000
-    returns = run_episodes(lambda: gym.make("FrozenLake-v1", is_slippery=True), lambda o: loaded.action(o).numpy(),
-                           episodes, seed=0)
+    returns = run_episodes(
+        lambda: gym.make("FrozenLake-v1", is_slippery=True), lambda o: loaded.action(o).numpy(), episodes, seed=0
+    )
     rate = returns.mean()
     sigma = np.sqrt(predicted * (1 - predicted) / episodes)
     assert abs(rate - predicted) < 4.5 * sigma
@@ -323,13 +332,19 @@ def mdp_arrays():
         (lambda: MarkovRewardProcess([[1, 0], [0, 1]], [0, 0], 0.5, ["a", "a"]), r"distinct"),
         (lambda: MarkovDecisionProcess(np.ones((2, 2, 3)) / 3, np.zeros((2, 2)), 0.5), r"shape \(S, A, S\)"),
         (lambda: MarkovDecisionProcess(mdp_arrays()[0], np.zeros((2, 3)), 0.5), r"R has shape \(2, 3\)"),
-        (lambda: MarkovDecisionProcess(mdp_arrays()[0] * 0.5, mdp_arrays()[1], 0.5),
-         r"row \(s0, a0\) of P sums to 0.5, expected 1 .*available"),
+        (
+            lambda: MarkovDecisionProcess(mdp_arrays()[0] * 0.5, mdp_arrays()[1], 0.5),
+            r"row \(s0, a0\) of P sums to 0.5, expected 1 .*available",
+        ),
         (lambda: MarkovDecisionProcess(*mdp_arrays(), 0.5, available=np.ones((3, 2))), r"available has shape"),
-        (lambda: MarkovDecisionProcess(*mdp_arrays(), 0.5, available=[[True, False], [True, True]]),
-         r"action \(s0, a1\) is not available but has nonzero"),
-        (lambda: MarkovDecisionProcess(np.eye(2)[[[1, 1], [0, 0]]], np.zeros((2, 2)), 1.0),
-         r"gamma=1 needs terminal structure, but from state s0"),
+        (
+            lambda: MarkovDecisionProcess(*mdp_arrays(), 0.5, available=[[True, False], [True, True]]),
+            r"action \(s0, a1\) is not available but has nonzero",
+        ),
+        (
+            lambda: MarkovDecisionProcess(np.eye(2)[[[1, 1], [0, 0]]], np.zeros((2, 2)), 1.0),
+            r"gamma=1 needs terminal structure, but from state s0",
+        ),
         (lambda: loop_or_stop(1.0), r"no policy can collect positive reward .* action \(s0, a0\) pays 1"),
         (lambda: examples.book_mdp(gamma=1.0), r"action \(s4, 概率前往\) pays 1"),
     ],

@@ -35,8 +35,9 @@ def test_gaussian_log_probs_and_entropy_match_the_normal_density(state_dependent
     # log N(x; μ, σ) summed over the action dimensions, and the entropy Σ ½ log(2πe σ²)
     expected_log_p = (-0.5 * ((actions - mean) / scale) ** 2 - np.log(scale) - 0.5 * math.log(2 * math.pi)).sum(axis=1)
     np.testing.assert_allclose(distribution.log_prob(actions.astype(np.float32)).numpy(), expected_log_p, rtol=1e-5)
-    np.testing.assert_allclose(distribution.entropy().numpy(), (0.5 * math.log(2 * math.pi * math.e) + np.log(scale)).sum(axis=1),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        distribution.entropy().numpy(), (0.5 * math.log(2 * math.pi * math.e) + np.log(scale)).sum(axis=1), rtol=1e-5
+    )
     np.testing.assert_allclose(distribution.mode().numpy(), mean, rtol=1e-6)
 
 
@@ -65,16 +66,22 @@ def test_build_actor_picks_the_network_for_the_space():
     assert isinstance(gaussian, GaussianActor) and gaussian.action_low == [-2.0] and gaussian.action_high == [2.0]
 
 
-@pytest.mark.parametrize("network", [
-    CategoricalActor(3, (16, 8), "relu"),
-    GaussianActor([-2.0], [2.0], (16,), "relu", state_dependent_scale=True, initial_scale=1.5, min_scale=0.1),
-    GaussianActor([-2.0, -1.0], [2.0, 1.0], (16,)),
-    ValueCritic((16, 8), "relu"),
-], ids=["categorical", "gaussian-state-dependent", "gaussian-parameter", "critic"])
+@pytest.mark.parametrize(
+    "network",
+    [
+        CategoricalActor(3, (16, 8), "relu"),
+        GaussianActor([-2.0], [2.0], (16,), "relu", state_dependent_scale=True, initial_scale=1.5, min_scale=0.1),
+        GaussianActor([-2.0, -1.0], [2.0, 1.0], (16,)),
+        ValueCritic((16, 8), "relu"),
+    ],
+    ids=["categorical", "gaussian-state-dependent", "gaussian-parameter", "critic"],
+)
 def test_networks_survive_a_keras_file_round_trip(network, tmp_path):
     network(OBSERVATIONS)
     network.save(tmp_path / "network.keras")
     clone = keras.models.load_model(tmp_path / "network.keras")
     assert clone.get_config() == network.get_config()
-    for ours, theirs in zip(keras.tree.flatten(network(OBSERVATIONS)), keras.tree.flatten(clone(OBSERVATIONS)), strict=True):
+    for ours, theirs in zip(
+        keras.tree.flatten(network(OBSERVATIONS)), keras.tree.flatten(clone(OBSERVATIONS)), strict=True
+    ):
         np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6)

@@ -24,8 +24,9 @@ def test_discounted_returns_restart_at_each_episode_end():
     expected = [1 + 0.5 * 2 + 0.25 * 3, 2 + 0.5 * 3, 3, 10 + 0.5 * 20, 20]
     np.testing.assert_allclose(discounted_returns(rewards, ends, 0.5).numpy(), expected)
     # per vector env (time-major [T, N]) works the same way
-    np.testing.assert_allclose(discounted_returns(np.ones((3, 2)), np.zeros((3, 2)), 0.5).numpy(),
-                               [[1.75, 1.75], [1.5, 1.5], [1.0, 1.0]])
+    np.testing.assert_allclose(
+        discounted_returns(np.ones((3, 2)), np.zeros((3, 2)), 0.5).numpy(), [[1.75, 1.75], [1.5, 1.5], [1.0, 1.0]]
+    )
 
 
 def _episode(agent, observations, actions, rewards, truncate=False):
@@ -33,16 +34,23 @@ def _episode(agent, observations, actions, rewards, truncate=False):
     metrics = None
     for t in range(len(rewards)):
         last = t == len(rewards) - 1
-        metrics = agent.observe(observations[t:t + 1], actions[t:t + 1], np.array([rewards[t]], np.float32),
-                                observations[t:t + 1], np.array([last and not truncate]), np.array([last and truncate]))
+        metrics = agent.observe(
+            observations[t : t + 1],
+            actions[t : t + 1],
+            np.array([rewards[t]], np.float32),
+            observations[t : t + 1],
+            np.array([last and not truncate]),
+            np.array([last and truncate]),
+        )
     return metrics
 
 
 def test_update_matches_a_hand_computed_reinforce_gradient():
     """A linear softmax policy and plain SGD(1): the weight change is minus the hand-derived gradient."""
     gamma, epsilon = 0.9, 1e-8
-    agent = ReinforceAgent(ReinforceConfig(hidden_sizes=(), gamma=gamma, episodes_per_update=1, epsilon=epsilon),
-                           OBSERVATIONS, ACTIONS)
+    agent = ReinforceAgent(
+        ReinforceConfig(hidden_sizes=(), gamma=gamma, episodes_per_update=1, epsilon=epsilon), OBSERVATIONS, ACTIONS
+    )
     agent.optimizer = keras.optimizers.SGD(learning_rate=1.0)
     agent.optimizer.build(agent.actor.trainable_variables)
     agent._update = tf.function(agent._update_step)  # the same update, stepping with SGD
@@ -94,10 +102,17 @@ def test_updates_wait_for_enough_complete_episodes_across_vector_envs():
 def test_config_validation_names_the_field():
     with pytest.raises(ConfigError, match="episodes_per_update=0"):
         ReinforceConfig(episodes_per_update=0)
-    with pytest.raises(ConfigError, match=re.escape("initial_scale=0.01 is invalid: expected a number above min_scale=0.1")):
+    with pytest.raises(
+        ConfigError, match=re.escape("initial_scale=0.01 is invalid: expected a number above min_scale=0.1")
+    ):
         ReinforceConfig(initial_scale=0.01, min_scale=0.1)
     tutorial = ReinforceConfig.from_preset("tutorial")
-    assert (tutorial.learning_rate, tutorial.gamma, tutorial.hidden_sizes, tutorial.episodes_per_update) == (0.02, 0.99, (10,), 1)
+    assert (tutorial.learning_rate, tutorial.gamma, tutorial.hidden_sizes, tutorial.episodes_per_update) == (
+        0.02,
+        0.99,
+        (10,),
+        1,
+    )
 
 
 def test_unfit_spaces_are_refused():
@@ -108,8 +123,16 @@ def test_unfit_spaces_are_refused():
 
 
 def test_reinforce_learns_cartpole_in_a_short_run(tmp_path):
-    result = tfrl.train("reinforce", "CartPole-v1", seed=0, total_steps=20_000, eval_every=5_000,
-                        logdir=tmp_path / "runs", export_dir=tmp_path / "saved_models", progress=False)
+    result = tfrl.train(
+        "reinforce",
+        "CartPole-v1",
+        seed=0,
+        total_steps=20_000,
+        eval_every=5_000,
+        logdir=tmp_path / "runs",
+        export_dir=tmp_path / "saved_models",
+        progress=False,
+    )
     evaluations = [row["mean"] for row in read_jsonl(result.run_dir / "evaluations.jsonl")]
     assert max(evaluations) >= 150 and result.final_return >= 5 * RANDOM_CARTPOLE_RETURN, evaluations
     # a policy without a critic exports action and sample_action, and no value endpoint
@@ -120,13 +143,27 @@ def test_reinforce_learns_cartpole_in_a_short_run(tmp_path):
 
 
 def test_a_run_resumes_from_its_checkpoint_with_the_same_networks_and_sampler(tmp_path):
-    first = tfrl.train("reinforce", "CartPole-v1", seed=3, total_steps=2_000, eval_every=1_000, eval_episodes=2,
-                       checkpoint_every=1_000, stop_at_threshold=False, logdir=tmp_path, export_dir=None, progress=False)
+    first = tfrl.train(
+        "reinforce",
+        "CartPole-v1",
+        seed=3,
+        total_steps=2_000,
+        eval_every=1_000,
+        eval_episodes=2,
+        checkpoint_every=1_000,
+        stop_at_threshold=False,
+        logdir=tmp_path,
+        export_dir=None,
+        progress=False,
+    )
     _, restored = restore_run(first.run_dir)
     assert restored.env_steps == first.env_steps == 2_000
     assert int(restored.updates.numpy()) == int(first.agent.updates.numpy()) > 0
-    for ours, theirs in zip(restored.actor.weights + restored.optimizer.variables,
-                            first.agent.actor.weights + first.agent.optimizer.variables, strict=True):
+    for ours, theirs in zip(
+        restored.actor.weights + restored.optimizer.variables,
+        first.agent.actor.weights + first.agent.optimizer.variables,
+        strict=True,
+    ):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
     np.testing.assert_array_equal(restored.generator.state.numpy(), first.agent.generator.state.numpy())
     resumed = tfrl.train(resume=first.run_dir, total_steps=3_000, export_dir=None, progress=False)

@@ -6,8 +6,13 @@ from tfrl.replay import ReplayBuffer
 
 def _rows(start, count):
     values = np.arange(start, start + count, dtype=np.float32)
-    return (np.stack([values, -values], axis=1), values.astype(np.int64), values, np.stack([values + 1, -values], axis=1),
-            (values % 2).astype(np.float32))
+    return (
+        np.stack([values, -values], axis=1),
+        values.astype(np.int64),
+        values,
+        np.stack([values + 1, -values], axis=1),
+        (values % 2).astype(np.float32),
+    )
 
 
 def test_add_fills_in_order_until_full():

@@ -6,13 +6,21 @@ from tfrl.replay import PrioritizedReplayBuffer, SumTree
 
 def _rows(count, start=0):
     values = np.arange(start, start + count, dtype=np.float32)
-    return np.stack([values, -values], axis=1), values.astype(np.int64), values, np.stack([values + 1, -values], axis=1), np.zeros(count)
+    return (
+        np.stack([values, -values], axis=1),
+        values.astype(np.int64),
+        values,
+        np.stack([values + 1, -values], axis=1),
+        np.zeros(count),
+    )
 
 
 def _assert_consistent(tree: SumTree):
     """Every internal node holds the sum of its two children."""
     internal = np.arange(1, tree.leaf_count)
-    np.testing.assert_allclose(tree.nodes[internal], tree.nodes[2 * internal] + tree.nodes[2 * internal + 1], rtol=1e-12)
+    np.testing.assert_allclose(
+        tree.nodes[internal], tree.nodes[2 * internal] + tree.nodes[2 * internal + 1], rtol=1e-12
+    )
 
 
 @pytest.mark.parametrize("capacity", [1, 5, 64, 1000])
@@ -69,8 +77,11 @@ def test_importance_weights_are_normalised_by_their_batch_maximum():
     assert batch["weights"].max() == pytest.approx(1.0) and batch["weights"].dtype == np.float32
     # β = 1 undoes the sampling bias exactly: weight ∝ 1 / probability
     full = memory.sample(batch_size=8, num_batches=1, rng=np.random.default_rng(1), beta=1.0)
-    np.testing.assert_allclose(full["weights"] * probabilities[full["indices"]],
-                               (full["weights"] * probabilities[full["indices"]])[0, 0], rtol=1e-5)
+    np.testing.assert_allclose(
+        full["weights"] * probabilities[full["indices"]],
+        (full["weights"] * probabilities[full["indices"]])[0, 0],
+        rtol=1e-5,
+    )
 
 
 def test_new_transitions_get_the_largest_priority_seen():

@@ -21,7 +21,8 @@ def test_dqn_learns_cartpole_within_a_small_budget(cartpole_run):
     evaluations = read_jsonl(cartpole_run.run_dir / "evaluations.jsonl")
     assert len(evaluations) >= 3
     assert cartpole_run.final_return >= 10 * RANDOM_CARTPOLE_RETURN, (
-        f"evaluation return {cartpole_run.final_return:.1f} after {cartpole_run.env_steps} steps")
+        f"evaluation return {cartpole_run.final_return:.1f} after {cartpole_run.env_steps} steps"
+    )
     # the exported greedy policy plays as well on fresh seeds as the last evaluation said
     policy = tfrl.load_policy(cartpole_run.export_path)
     returns = evaluate(policy, "CartPole-v1", episodes=10, seed=123)
@@ -39,22 +40,48 @@ def test_run_directory_records_every_episode_and_evaluation(cartpole_run):
 
 
 def _short_run(tmp_path, name):
-    return tfrl.train("dqn", "CartPole-v1", seed=7, total_steps=3_000, eval_every=1_500, eval_episodes=5,
-                      overrides={"learning_starts": 500, "train_freq": 64, "gradient_steps": 16},
-                      logdir=tmp_path / name, export_dir=None, progress=False)
+    return tfrl.train(
+        "dqn",
+        "CartPole-v1",
+        seed=7,
+        total_steps=3_000,
+        eval_every=1_500,
+        eval_episodes=5,
+        overrides={"learning_starts": 500, "train_freq": 64, "gradient_steps": 16},
+        logdir=tmp_path / name,
+        export_dir=None,
+        progress=False,
+    )
 
 
 def test_same_seed_gives_the_same_evaluation_returns(tmp_path):
     first, second = _short_run(tmp_path, "a"), _short_run(tmp_path, "b")
     first_evals = read_jsonl(first.run_dir / "evaluations.jsonl")
-    assert [row["returns"] for row in first_evals] == [row["returns"] for row in read_jsonl(second.run_dir / "evaluations.jsonl")]
+    assert [row["returns"] for row in first_evals] == [
+        row["returns"] for row in read_jsonl(second.run_dir / "evaluations.jsonl")
+    ]
     for a, b in zip(first.agent.q_network.weights, second.agent.q_network.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def _start_training(tmp_path: Path, *extra: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "tfrl.cli", "train", "dqn", "--env", "CartPole-v1", "--steps", "200000",
-               "--no-early-stop", "--no-progress", "--no-export", "--logdir", str(tmp_path), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "tfrl.cli",
+        "train",
+        "dqn",
+        "--env",
+        "CartPole-v1",
+        "--steps",
+        "200000",
+        "--no-early-stop",
+        "--no-progress",
+        "--no-export",
+        "--logdir",
+        str(tmp_path),
+        *extra,
+    ]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -98,7 +98,9 @@ class Checkpointer:
         try:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
         except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError) as error:
-            raise CheckpointError(f"checkpoint {latest} is corrupt or from a different configuration: {error}") from None
+            raise CheckpointError(
+                f"checkpoint {latest} is corrupt or from a different configuration: {error}"
+            ) from None
         state_path = self._state_path(step)
         try:
             self.agent.load_numpy_state(load_numpy_state(state_path))

@@ -76,7 +76,9 @@ def read_config_file(path: str) -> dict[str, Any]:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tfrl", description="Train, evaluate and export RL policies (TensorFlow 2 / Keras 3).")
+    parser = argparse.ArgumentParser(
+        prog="tfrl", description="Train, evaluate and export RL policies (TensorFlow 2 / Keras 3)."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train an agent, checkpoint it and export its policy")
@@ -84,19 +86,33 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--env", dest="env_id", help="gymnasium env id, e.g. CartPole-v1")
     train.add_argument("--preset", default="default", help="named hyperparameter preset (see tfrl list)")
     train.add_argument("--config", help="TOML file of config fields, applied over the preset")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override one config field (repeatable), e.g. --set learning_rate=1e-3")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config field (repeatable), e.g. --set learning_rate=1e-3",
+    )
     train.add_argument("--steps", type=int, help="total env steps (default: the algorithm's)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--num-envs", type=int, help="vector envs acting in parallel")
     train.add_argument("--eval-every", type=int, help="env steps between evaluations")
     train.add_argument("--eval-episodes", type=int, default=20)
     train.add_argument("--checkpoint-every", type=int, help="env steps between checkpoints")
-    train.add_argument("--no-early-stop", action="store_true", help="keep training after reaching the env's reward threshold")
-    train.add_argument("--discretize", type=int, metavar="N",
-                       help="cut a Box action space into N evenly spaced actions per dimension (e.g. Pendulum for DQN)")
+    train.add_argument(
+        "--no-early-stop", action="store_true", help="keep training after reaching the env's reward threshold"
+    )
+    train.add_argument(
+        "--discretize",
+        type=int,
+        metavar="N",
+        help="cut a Box action space into N evenly spaced actions per dimension (e.g. Pendulum for DQN)",
+    )
     train.add_argument("--logdir", default="runs", help="where run directories are created (default: runs)")
-    train.add_argument("--export-dir", default="saved_models", help="where the policy is exported (default: saved_models)")
+    train.add_argument(
+        "--export-dir", default="saved_models", help="where the policy is exported (default: saved_models)"
+    )
     train.add_argument("--no-export", action="store_true", help="do not export the policy at the end")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -126,22 +142,38 @@ def _train(args: argparse.Namespace) -> int:
     overrides = read_config_file(args.config) if args.config else {}
     overrides.update(parse_overrides(args.overrides))
     if args.resume is None and (args.algorithm is None or args.env_id is None):
-        raise ConfigError("train needs an algorithm and --env (e.g. tfrl train dqn --env CartPole-v1), or --resume RUN_DIR")
+        raise ConfigError(
+            "train needs an algorithm and --env (e.g. tfrl train dqn --env CartPole-v1), or --resume RUN_DIR"
+        )
     if args.resume is not None and (overrides or args.preset != "default" or args.discretize is not None):
-        raise ConfigError("--resume continues a run with its saved config; --set, --config, --preset and --discretize "
-                          "cannot change it")
+        raise ConfigError(
+            "--resume continues a run with its saved config; --set, --config, --preset and --discretize "
+            "cannot change it"
+        )
     result = train(
-        args.algorithm, args.env_id, preset=args.preset, overrides=overrides, seed=args.seed,
-        total_steps=args.steps, num_envs=args.num_envs, eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
-        stop_at_threshold=not args.no_early_stop, discretize=args.discretize, logdir=args.logdir,
-        export_dir=None if args.no_export else args.export_dir, resume=args.resume,
+        args.algorithm,
+        args.env_id,
+        preset=args.preset,
+        overrides=overrides,
+        seed=args.seed,
+        total_steps=args.steps,
+        num_envs=args.num_envs,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
+        checkpoint_every=args.checkpoint_every,
+        stop_at_threshold=not args.no_early_stop,
+        discretize=args.discretize,
+        logdir=args.logdir,
+        export_dir=None if args.no_export else args.export_dir,
+        resume=args.resume,
         progress=not args.no_progress,
     )
     status = "solved" if result.solved else "finished"
     score = "n/a" if result.final_return is None else f"{result.final_return:.1f}"
-    print(f"{status} after {result.env_steps} env steps in {result.wall_seconds:.1f}s "
-          f"({result.train_steps_per_second:.0f} training steps/s); evaluation return {score}")
+    print(
+        f"{status} after {result.env_steps} env steps in {result.wall_seconds:.1f}s "
+        f"({result.train_steps_per_second:.0f} training steps/s); evaluation return {score}"
+    )
     print(f"run: {result.run_dir}")
     if result.export_path is not None:
         print(f"policy: {result.export_path}")
@@ -157,8 +189,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     policy = load_policy(args.path)
     env_id = args.env_id or policy.metadata["env_id"]
     returns = evaluate(policy, env_id, args.episodes, args.seed)
-    print(f"{policy}: mean return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {len(returns)} episodes "
-          f"on {env_id} (min {np.min(returns):.1f}, max {np.max(returns):.1f})")
+    print(
+        f"{policy}: mean return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {len(returns)} episodes "
+        f"on {env_id} (min {np.min(returns):.1f}, max {np.max(returns):.1f})"
+    )
     return 0
 
 

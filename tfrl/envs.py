@@ -35,8 +35,10 @@ def action_grid(space: gym.Space, bins: int) -> np.ndarray:
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
         raise EnvError(f"cannot discretise an action space with infinite bounds: {space}")
     if len(low) > 3:
-        raise EnvError(f"discretising {len(low)} action dimensions into {bins} bins each gives {bins ** len(low)} actions; "
-                       "use a continuous-action algorithm")
+        raise EnvError(
+            f"discretising {len(low)} action dimensions into {bins} bins each gives {bins ** len(low)} actions; "
+            "use a continuous-action algorithm"
+        )
     axes = [np.linspace(lo, hi, bins) for lo, hi in zip(low, high, strict=True)]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(low))
     return grid.astype(space.dtype)
@@ -99,7 +101,9 @@ def make_vector_env(env_id: str, num_envs: int, discretize: int | None = None, *
     """
     if num_envs < 1:
         raise EnvError(f"num_envs must be at least 1, got {num_envs}")
-    make_env(env_id, discretize=discretize, **kwargs).close()  # fail early with a clear message, not inside the vector env
+    make_env(
+        env_id, discretize=discretize, **kwargs
+    ).close()  # fail early with a clear message, not inside the vector env
     return gym.vector.SyncVectorEnv(
         [lambda: _make(env_id, discretize, **kwargs) for _ in range(num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,

@@ -64,11 +64,15 @@ class GridActionPolicy(tf.Module):
                 setattr(self, name, getattr(policy, name))
 
     def _on_grid(self, choose_index):
-        return tf.function(lambda observation: tf.gather(self.action_grid, choose_index(observation)),
-                           input_signature=choose_index.input_signature)
+        return tf.function(
+            lambda observation: tf.gather(self.action_grid, choose_index(observation)),
+            input_signature=choose_index.input_signature,
+        )
 
 
-def export_policy(agent, path: str | os.PathLike, metadata: dict[str, Any], action_grid: np.ndarray | None = None) -> Path:
+def export_policy(
+    agent, path: str | os.PathLike, metadata: dict[str, Any], action_grid: np.ndarray | None = None
+) -> Path:
     """Write ``agent.policy()`` and its networks to ``path``, replacing what was there only on success.
 
     With ``action_grid`` (rows = the real actions of a discretised env) the policy is wrapped in a
@@ -113,7 +117,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     try:
         metadata = json.loads((path / METADATA_FILE).read_text())
     except (OSError, json.JSONDecodeError):
-        raise ExportError(f"{path} is a SavedModel but not a tfrl export: {METADATA_FILE} is missing or unreadable") from None
+        raise ExportError(
+            f"{path} is a SavedModel but not a tfrl export: {METADATA_FILE} is missing or unreadable"
+        ) from None
     if metadata.get("format") != FORMAT:
         raise ExportError(f"{path / METADATA_FILE} is not tfrl policy metadata (format {metadata.get('format')!r})")
     return metadata
@@ -154,7 +160,9 @@ class Policy:
     def __getattr__(self, name: str):
         if name in ENDPOINTS:
             if name not in self.__dict__.get("endpoints", ()):
-                raise AttributeError(f"this {self.metadata['algorithm']} policy has no {name!r} endpoint; it has {self.endpoints}")
+                raise AttributeError(
+                    f"this {self.metadata['algorithm']} policy has no {name!r} endpoint; it has {self.endpoints}"
+                )
             return lambda observation: self._run(name, observation)
         raise AttributeError(name)
 

@@ -51,20 +51,30 @@ class RunLogger:
         self.start_time = time.perf_counter()
         self.start_step = start_step
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("return {task.fields[recent]:>7}"), TextColumn("eval {task.fields[evaluation]:>7}"),
-            TextColumn("{task.fields[speed]:>6} steps/s"), TimeElapsedColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("return {task.fields[recent]:>7}"),
+            TextColumn("eval {task.fields[evaluation]:>7}"),
+            TextColumn("{task.fields[speed]:>6} steps/s"),
+            TimeElapsedColumn(),
             disable=not progress,
         )
         self._task = self._progress.add_task(
-            self.run_dir.name, total=total_steps, completed=start_step, recent="-", evaluation="-", speed="-")
+            self.run_dir.name, total=total_steps, completed=start_step, recent="-", evaluation="-", speed="-"
+        )
         self._progress.start()
 
     def episode(self, step: int, episode_return: float, length: int) -> None:
         self.episode_count += 1
         self.recent_returns = ([*self.recent_returns, float(episode_return)])[-20:]
-        row = {"step": step, "episode": self.episode_count, "return": float(episode_return),
-               "length": int(length), "time": round(time.perf_counter() - self.start_time, 3)}
+        row = {
+            "step": step,
+            "episode": self.episode_count,
+            "return": float(episode_return),
+            "length": int(length),
+            "time": round(time.perf_counter() - self.start_time, 3),
+        }
         self.episodes_file.write(json.dumps(row) + "\n")
         with self.writer.as_default(step=step):
             tf.summary.scalar("episode/return", row["return"])
@@ -72,10 +82,15 @@ class RunLogger:
 
     def evaluation(self, step: int, returns: np.ndarray) -> None:
         self.last_evaluation = float(np.mean(returns))
-        row = {"step": step, "mean": self.last_evaluation, "std": float(np.std(returns)),
-               "min": float(np.min(returns)), "max": float(np.max(returns)),
-               "returns": [float(value) for value in returns],
-               "time": round(time.perf_counter() - self.start_time, 3)}
+        row = {
+            "step": step,
+            "mean": self.last_evaluation,
+            "std": float(np.std(returns)),
+            "min": float(np.min(returns)),
+            "max": float(np.max(returns)),
+            "returns": [float(value) for value in returns],
+            "time": round(time.perf_counter() - self.start_time, 3),
+        }
         self.evaluations_file.write(json.dumps(row) + "\n")
         self.evaluations_file.flush()
         with self.writer.as_default(step=step):
@@ -147,7 +162,7 @@ def plot_run(run_dir: str | Path, path: str | Path | None = None) -> Path:
         axes.plot(steps, returns, color="tab:blue", alpha=0.25, linewidth=0.8, label="training episode")
         window = max(1, min(20, len(returns) // 5))
         smoothed = np.convolve(returns, np.ones(window) / window, mode="valid")
-        axes.plot(steps[window - 1:], smoothed, color="tab:blue", label=f"moving average ({window})")
+        axes.plot(steps[window - 1 :], smoothed, color="tab:blue", label=f"moving average ({window})")
     if evaluations:
         steps = np.array([row["step"] for row in evaluations])
         means = np.array([row["mean"] for row in evaluations])

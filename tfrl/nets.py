@@ -17,8 +17,7 @@ from keras import layers, ops
 def _dense_trunk(hidden_sizes: Sequence[int], activation: str, prefix: str) -> list[layers.Dense]:
     """The hidden layers every MLP here shares: one Dense layer per entry of ``hidden_sizes``."""
     return [
-        layers.Dense(size, activation=activation, name=f"{prefix}_{index}")
-        for index, size in enumerate(hidden_sizes)
+        layers.Dense(size, activation=activation, name=f"{prefix}_{index}") for index, size in enumerate(hidden_sizes)
     ]
 
 
@@ -174,26 +173,37 @@ class GaussianActor(keras.Model):
         self.trunk = _dense_trunk(self.hidden_sizes, activation, "hidden")
         self.mean_head = layers.Dense(action_size, name="mean")
         if self.state_dependent_scale:
-            self.scale_head = layers.Dense(action_size, bias_initializer=keras.initializers.Constant(raw_initial),
-                                           name="scale")
+            self.scale_head = layers.Dense(
+                action_size, bias_initializer=keras.initializers.Constant(raw_initial), name="scale"
+            )
         else:
-            self.raw_scale = self.add_weight(shape=(action_size,), initializer=keras.initializers.Constant(raw_initial),
-                                             name="raw_scale")
+            self.raw_scale = self.add_weight(
+                shape=(action_size,), initializer=keras.initializers.Constant(raw_initial), name="raw_scale"
+            )
 
     def call(self, observations):
         features = _flatten(observations)
         for layer in self.trunk:
             features = layer(features)
         mean = self._centre + self._half_range * ops.tanh(self.mean_head(features))
-        raw_scale = self.scale_head(features) if self.state_dependent_scale else ops.broadcast_to(
-            self.raw_scale, ops.shape(mean))
+        raw_scale = (
+            self.scale_head(features)
+            if self.state_dependent_scale
+            else ops.broadcast_to(self.raw_scale, ops.shape(mean))
+        )
         return mean, ops.softplus(raw_scale) + self.min_scale
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(action_low=self.action_low, action_high=self.action_high, hidden_sizes=list(self.hidden_sizes),
-                      activation=self.activation, state_dependent_scale=self.state_dependent_scale,
-                      initial_scale=self.initial_scale, min_scale=self.min_scale)
+        config.update(
+            action_low=self.action_low,
+            action_high=self.action_high,
+            hidden_sizes=list(self.hidden_sizes),
+            activation=self.activation,
+            state_dependent_scale=self.state_dependent_scale,
+            initial_scale=self.initial_scale,
+            min_scale=self.min_scale,
+        )
         return config
 
 
@@ -234,8 +244,14 @@ class DeterministicActor(keras.Model):
         hidden_sizes, activation: the MLP trunk.
     """
 
-    def __init__(self, action_low: Sequence[float], action_high: Sequence[float],
-                 hidden_sizes: Sequence[int] = (256, 256), activation: str = "relu", **kwargs):
+    def __init__(
+        self,
+        action_low: Sequence[float],
+        action_high: Sequence[float],
+        hidden_sizes: Sequence[int] = (256, 256),
+        activation: str = "relu",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.action_low = [float(value) for value in action_low]
         self.action_high = [float(value) for value in action_high]
@@ -250,12 +266,18 @@ class DeterministicActor(keras.Model):
         features = _flatten(observations)
         for layer in self.trunk:
             features = layer(features)
-        return ops.convert_to_tensor(self._centre) + ops.convert_to_tensor(self._half_range) * self.action_head(features)
+        return ops.convert_to_tensor(self._centre) + ops.convert_to_tensor(self._half_range) * self.action_head(
+            features
+        )
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(action_low=self.action_low, action_high=self.action_high,
-                      hidden_sizes=list(self.hidden_sizes), activation=self.activation)
+        config.update(
+            action_low=self.action_low,
+            action_high=self.action_high,
+            hidden_sizes=list(self.hidden_sizes),
+            activation=self.activation,
+        )
         return config
 
 
@@ -306,10 +328,19 @@ class RecurrentActorCritic(keras.Model):
         initial_scale, min_scale: the Gaussian scale before training, and its floor.
     """
 
-    def __init__(self, units: int = 64, num_actions: int | None = None, action_low: Sequence[float] | None = None,
-                 action_high: Sequence[float] | None = None, actor_hidden_sizes: Sequence[int] = (80,),
-                 critic_hidden_sizes: Sequence[int] = (50,), activation: str = "relu6", initial_scale: float = 1.0,
-                 min_scale: float = 1e-3, **kwargs):
+    def __init__(
+        self,
+        units: int = 64,
+        num_actions: int | None = None,
+        action_low: Sequence[float] | None = None,
+        action_high: Sequence[float] | None = None,
+        actor_hidden_sizes: Sequence[int] = (80,),
+        critic_hidden_sizes: Sequence[int] = (50,),
+        activation: str = "relu6",
+        initial_scale: float = 1.0,
+        min_scale: float = 1e-3,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if (num_actions is None) == (action_low is None):
             raise ValueError("give num_actions for a discrete space or action_low/action_high for a Box, not both")
@@ -332,8 +363,9 @@ class RecurrentActorCritic(keras.Model):
             self._centre, self._half_range = (high + low) / 2.0, (high - low) / 2.0
             raw_initial = math.log(math.expm1(self.initial_scale - self.min_scale))
             self.mean_head = layers.Dense(len(self.action_low), name="mean")
-            self.scale_head = layers.Dense(len(self.action_low), bias_initializer=keras.initializers.Constant(raw_initial),
-                                           name="scale")
+            self.scale_head = layers.Dense(
+                len(self.action_low), bias_initializer=keras.initializers.Constant(raw_initial), name="scale"
+            )
 
     def call(self, inputs):
         observations, state = inputs
@@ -362,8 +394,15 @@ class RecurrentActorCritic(keras.Model):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(units=self.units, num_actions=self.num_actions, action_low=self.action_low,
-                      action_high=self.action_high, actor_hidden_sizes=list(self.actor_hidden_sizes),
-                      critic_hidden_sizes=list(self.critic_hidden_sizes), activation=self.activation,
-                      initial_scale=self.initial_scale, min_scale=self.min_scale)
+        config.update(
+            units=self.units,
+            num_actions=self.num_actions,
+            action_low=self.action_low,
+            action_high=self.action_high,
+            actor_hidden_sizes=list(self.actor_hidden_sizes),
+            critic_hidden_sizes=list(self.critic_hidden_sizes),
+            activation=self.activation,
+            initial_scale=self.initial_scale,
+            min_scale=self.min_scale,
+        )
         return config

@@ -109,8 +109,12 @@ def discounted_returns(rewards, episode_ends, gamma: float) -> tf.Tensor:
     """
     rewards = tf.convert_to_tensor(rewards, tf.float32)
     continues = 1.0 - tf.cast(episode_ends, tf.float32)
-    return tf.scan(lambda later, step: step[0] + gamma * step[1] * later, (rewards, continues),
-                   initializer=tf.zeros_like(rewards[0]), reverse=True)
+    return tf.scan(
+        lambda later, step: step[0] + gamma * step[1] * later,
+        (rewards, continues),
+        initializer=tf.zeros_like(rewards[0]),
+        reverse=True,
+    )
 
 
 def n_step_returns(rewards, next_values, terminated, truncated, gamma: float) -> tf.Tensor:
@@ -169,7 +173,7 @@ class SumTree:
 
     def priorities(self, indices=None) -> np.ndarray:
         """The leaves at ``indices`` (all ``capacity`` of them by default)."""
-        leaves = self.nodes[self.leaf_count: self.leaf_count + self.capacity]
+        leaves = self.nodes[self.leaf_count : self.leaf_count + self.capacity]
         return leaves if indices is None else leaves[indices]
 
     def update(self, indices, priorities) -> None:
@@ -184,7 +188,7 @@ class SumTree:
         """Replace every leaf (missing ones become 0) and recompute the whole tree bottom up."""
         priorities = np.asarray(priorities, np.float64)
         self.nodes[:] = 0.0
-        self.nodes[self.leaf_count: self.leaf_count + len(priorities)] = priorities
+        self.nodes[self.leaf_count : self.leaf_count + len(priorities)] = priorities
         for level in range(self.depth - 1, -1, -1):
             first = 1 << level
             parents = np.arange(first, 2 * first)
@@ -230,7 +234,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     ):
         super().__init__(capacity, observation_shape, action_shape, action_dtype)
         if alpha < 0 or epsilon <= 0:
-            raise ValueError(f"prioritized replay needs alpha >= 0 and epsilon > 0, got alpha={alpha}, epsilon={epsilon}")
+            raise ValueError(
+                f"prioritized replay needs alpha >= 0 and epsilon > 0, got alpha={alpha}, epsilon={epsilon}"
+            )
         self.alpha, self.epsilon = float(alpha), float(epsilon)
         self.tree = SumTree(capacity)
         self.max_priority = 1.0
@@ -240,7 +246,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.tree.update(rows, np.full(len(rows), self.max_priority))
         return rows
 
-    def sample(self, batch_size: int, num_batches: int, rng: np.random.Generator, beta: float = 1.0) -> dict[str, np.ndarray]:
+    def sample(
+        self, batch_size: int, num_batches: int, rng: np.random.Generator, beta: float = 1.0
+    ) -> dict[str, np.ndarray]:
         """``num_batches`` stratified batches, plus ``indices`` (rows, for the priority update) and ``weights``."""
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer")
@@ -294,7 +302,9 @@ class NStepCollector:
         self.n, self.gamma = int(n), float(gamma)
         self.windows: list[list[tuple]] = []
 
-    def add(self, observations, actions, rewards, next_observations, terminated, truncated) -> dict[str, np.ndarray] | None:
+    def add(
+        self, observations, actions, rewards, next_observations, terminated, truncated
+    ) -> dict[str, np.ndarray] | None:
         """Take one vector-env step; returns the n-step transitions completed by it (or None)."""
         if not self.windows:
             self.windows = [[] for _ in range(len(rewards))]
@@ -311,6 +321,6 @@ class NStepCollector:
         return {name: np.asarray(column) for name, column in zip(fields, zip(*completed, strict=True), strict=True)}
 
     def _transition(self, window: list[tuple], next_observation, terminated) -> tuple:
-        discounted = sum(self.gamma ** offset * reward for offset, (_, _, reward) in enumerate(window))
+        discounted = sum(self.gamma**offset * reward for offset, (_, _, reward) in enumerate(window))
         observation, action, _ = window[0]
         return observation, action, np.float32(discounted), next_observation, np.float32(terminated), len(window)

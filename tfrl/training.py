@@ -69,8 +69,13 @@ class Evaluator:
             env.close()
 
 
-def evaluate(policy: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int = 20, seed: int = 0,
-             discretize: int | None = None) -> np.ndarray:
+def evaluate(
+    policy: Callable[[np.ndarray], np.ndarray],
+    env_id: str,
+    episodes: int = 20,
+    seed: int = 0,
+    discretize: int | None = None,
+) -> np.ndarray:
     """Returns of ``episodes`` deterministic, seeded episodes of ``policy`` on ``env_id``."""
     evaluator = Evaluator(env_id, episodes, seed, discretize)
     try:
@@ -131,7 +136,9 @@ def load_run(run_dir: str | Path) -> tuple[RunSettings, dict[str, Any]]:
     """The settings and config dict saved in a run directory."""
     path = Path(run_dir) / RUN_FILE
     if not path.exists():
-        raise CheckpointError(f"{run_dir} is not a tfrl run directory (no {RUN_FILE}); runs live under runs/ by default")
+        raise CheckpointError(
+            f"{run_dir} is not a tfrl run directory (no {RUN_FILE}); runs live under runs/ by default"
+        )
     try:
         saved = json.loads(path.read_text())
         return RunSettings(**saved["settings"]), saved["config"]
@@ -144,7 +151,9 @@ def _resumed_settings(run_dir: Path, algorithm: str | None, env_id: str | None, 
     settings, config_dict = load_run(run_dir)
     for given, saved, what in ((algorithm, settings.algorithm, "algorithm"), (env_id, settings.env_id, "env")):
         if given is not None and given != saved:
-            raise ConfigError(f"{run_dir} is a {settings.algorithm} run on {settings.env_id}; its {what} is {saved!r}, not {given!r}")
+            raise ConfigError(
+                f"{run_dir} is a {settings.algorithm} run on {settings.env_id}; its {what} is {saved!r}, not {given!r}"
+            )
     if total_steps is not None:
         settings.total_steps = total_steps
     _, config_class = get_agent(settings.algorithm)
@@ -183,14 +192,25 @@ def export_run(agent, settings: RunSettings, run_dir: str | Path, path: str | Pa
         probe.close()
         grid = action_grid(action_space, settings.discretize)
         discrete = {"discretize": settings.discretize, "action_grid": grid.tolist()}
-    return export_policy(agent, path, {
-        "algorithm": settings.algorithm, "env_id": settings.env_id,
-        "observation_space": describe_space(agent.observation_space),
-        "action_space": describe_space(action_space), **discrete,
-        "config": agent.config.to_dict(), "seed": settings.seed, "env_steps": agent.env_steps,
-        "evaluation": None if final_return is None else {"mean_return": final_return, "episodes": settings.eval_episodes},
-        "run_dir": str(run_dir),
-    }, action_grid=grid)
+    return export_policy(
+        agent,
+        path,
+        {
+            "algorithm": settings.algorithm,
+            "env_id": settings.env_id,
+            "observation_space": describe_space(agent.observation_space),
+            "action_space": describe_space(action_space),
+            **discrete,
+            "config": agent.config.to_dict(),
+            "seed": settings.seed,
+            "env_steps": agent.env_steps,
+            "evaluation": None
+            if final_return is None
+            else {"mean_return": final_return, "episodes": settings.eval_episodes},
+            "run_dir": str(run_dir),
+        },
+        action_grid=grid,
+    )
 
 
 def _reward_threshold(env_id: str) -> float | None:
@@ -239,18 +259,30 @@ def train(
             raise ConfigError("train needs an algorithm and an env id (or resume=<run dir>)")
         agent_class, _ = get_agent(algorithm)
         config = config or make_config(algorithm, preset, overrides)
-        given = {"total_steps": total_steps, "num_envs": num_envs, "eval_every": eval_every,
-                 "checkpoint_every": checkpoint_every}
+        given = {
+            "total_steps": total_steps,
+            "num_envs": num_envs,
+            "eval_every": eval_every,
+            "checkpoint_every": checkpoint_every,
+        }
         settings = RunSettings(
-            algorithm=algorithm, env_id=env_id, seed=seed, eval_episodes=eval_episodes,
-            stop_at_threshold=stop_at_threshold, discretize=discretize,
+            algorithm=algorithm,
+            env_id=env_id,
+            seed=seed,
+            eval_episodes=eval_episodes,
+            stop_at_threshold=stop_at_threshold,
+            discretize=discretize,
             **{name: agent_class.run_defaults[name] if value is None else value for name, value in given.items()},
         )
         settings.validate()
         agent = build_agent(settings, config)  # refuses an unknown env or unfit spaces before any file is written
         run_dir = _new_run_dir(logdir, settings)
-        (run_dir / RUN_FILE).write_text(json.dumps(
-            {"settings": dataclasses.asdict(settings), "config": config.to_dict(), "tfrl_version": __version__}, indent=2))
+        (run_dir / RUN_FILE).write_text(
+            json.dumps(
+                {"settings": dataclasses.asdict(settings), "config": config.to_dict(), "tfrl_version": __version__},
+                indent=2,
+            )
+        )
 
     checkpointer = Checkpointer(run_dir / "checkpoints", agent)
     start_step = checkpointer.restore() if resume is not None else 0
@@ -267,8 +299,13 @@ def train(
 
     export_path = None
     if export_dir is not None:
-        export_path = export_run(agent, settings, run_dir, Path(export_dir) / f"{settings.algorithm}-{settings.env_id}",
-                                 outcome["final_return"])
+        export_path = export_run(
+            agent,
+            settings,
+            run_dir,
+            Path(export_dir) / f"{settings.algorithm}-{settings.env_id}",
+            outcome["final_return"],
+        )
     return TrainResult(run_dir=run_dir, export_path=export_path, agent=agent, **outcome)
 
 
@@ -276,8 +313,9 @@ def _agent_runner(agent, settings: RunSettings, logger: RunLogger, checkpointer:
     """For an agent that brings its own runner (A3C's worker processes): the same evaluator, threshold,
     logger and checkpointer as ``_collect_loop``, and the same outcome keys back."""
     threshold = _reward_threshold(settings.env_id) if settings.stop_at_threshold else None
-    evaluator = Evaluator(settings.env_id, settings.eval_episodes, settings.seed + EVALUATION_SEED_OFFSET,
-                          settings.discretize)
+    evaluator = Evaluator(
+        settings.env_id, settings.eval_episodes, settings.seed + EVALUATION_SEED_OFFSET, settings.discretize
+    )
     try:
         return agent.run(settings, logger, checkpointer, evaluator, start_step, threshold)
     finally:
@@ -292,8 +330,9 @@ def _collect_loop(agent, settings: RunSettings, logger: RunLogger, checkpointer:
     """
     threshold = _reward_threshold(settings.env_id) if settings.stop_at_threshold else None
     envs = make_vector_env(settings.env_id, settings.num_envs, discretize=settings.discretize)
-    evaluator = Evaluator(settings.env_id, settings.eval_episodes, settings.seed + EVALUATION_SEED_OFFSET,
-                          settings.discretize)
+    evaluator = Evaluator(
+        settings.env_id, settings.eval_episodes, settings.seed + EVALUATION_SEED_OFFSET, settings.discretize
+    )
     # A resumed run starts fresh episodes: env states are not checkpointed, so use new seeds.
     observations, _ = envs.reset(seed=settings.seed + start_step)
     episode_returns = np.zeros(settings.num_envs)
@@ -309,8 +348,9 @@ def _collect_loop(agent, settings: RunSettings, logger: RunLogger, checkpointer:
             actions = agent.act(observations, explore=True)
             next_observations, rewards, terminated, truncated, info = envs.step(actions)
             done = terminated | truncated
-            metrics = agent.observe(observations, actions, rewards,
-                                    final_observations(next_observations, done, info), terminated, truncated)
+            metrics = agent.observe(
+                observations, actions, rewards, final_observations(next_observations, done, info), terminated, truncated
+            )
             observations = next_observations
             step = agent.env_steps
             episode_returns += rewards
@@ -343,5 +383,10 @@ def _collect_loop(agent, settings: RunSettings, logger: RunLogger, checkpointer:
     checkpointer.save(step)
     logger.progress(step)
     wall = time.perf_counter() - start
-    return {"env_steps": step, "solved": solved, "final_return": final_return, "wall_seconds": wall,
-            "train_steps_per_second": (step - start_step) / max(wall - eval_seconds, 1e-9)}
+    return {
+        "env_steps": step,
+        "solved": solved,
+        "final_return": final_return,
+        "wall_seconds": wall,
+        "train_steps_per_second": (step - start_step) / max(wall - eval_seconds, 1e-9),
+    }

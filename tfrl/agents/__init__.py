@@ -28,23 +28,55 @@ class AlgorithmEntry(NamedTuple):
 
 ALGORITHMS: dict[str, AlgorithmEntry] = {
     "dqn": AlgorithmEntry("tfrl.agents.dqn", "DQNAgent", "DQNConfig", "Deep Q-Network, discrete actions"),
-    "double-dqn": AlgorithmEntry("tfrl.agents.dqn", "DQNAgent", "DQNConfig",
-                                 "Double DQN: the online net picks a', the target net evaluates it",
-                                 MappingProxyType({"double": True})),
-    "dueling-dqn": AlgorithmEntry("tfrl.agents.dqn", "DQNAgent", "DQNConfig",
-                                  "Dueling DQN: Q = V + A - mean A", MappingProxyType({"dueling": True})),
-    "reinforce": AlgorithmEntry("tfrl.agents.reinforce", "ReinforceAgent", "ReinforceConfig",
-                                "REINFORCE policy gradient, discrete or continuous actions"),
-    "actor-critic": AlgorithmEntry("tfrl.agents.actor_critic", "ActorCriticAgent", "ActorCriticConfig",
-                                   "advantage actor-critic (n-step, vector envs), discrete or continuous actions"),
-    "ddpg": AlgorithmEntry("tfrl.agents.ddpg", "DDPGAgent", "DDPGConfig", "Deep Deterministic Policy Gradient, continuous actions"),
-    "td3": AlgorithmEntry("tfrl.agents.ddpg", "DDPGAgent", "DDPGConfig",
-                          "Twin Delayed DDPG: twin critics, target smoothing, delayed actor", MappingProxyType({"td3": True})),
-    "a3c": AlgorithmEntry("tfrl.agents.a3c", "A3CAgent", "A3CConfig",
-                          "asynchronous advantage actor-critic, one worker process per core, discrete or continuous"),
-    "a3c-rnn": AlgorithmEntry("tfrl.agents.a3c", "A3CAgent", "A3CConfig",
-                              "A3C with a GRU state carried between steps (reset at episode ends)",
-                              MappingProxyType({"recurrent": True})),
+    "double-dqn": AlgorithmEntry(
+        "tfrl.agents.dqn",
+        "DQNAgent",
+        "DQNConfig",
+        "Double DQN: the online net picks a', the target net evaluates it",
+        MappingProxyType({"double": True}),
+    ),
+    "dueling-dqn": AlgorithmEntry(
+        "tfrl.agents.dqn",
+        "DQNAgent",
+        "DQNConfig",
+        "Dueling DQN: Q = V + A - mean A",
+        MappingProxyType({"dueling": True}),
+    ),
+    "reinforce": AlgorithmEntry(
+        "tfrl.agents.reinforce",
+        "ReinforceAgent",
+        "ReinforceConfig",
+        "REINFORCE policy gradient, discrete or continuous actions",
+    ),
+    "actor-critic": AlgorithmEntry(
+        "tfrl.agents.actor_critic",
+        "ActorCriticAgent",
+        "ActorCriticConfig",
+        "advantage actor-critic (n-step, vector envs), discrete or continuous actions",
+    ),
+    "ddpg": AlgorithmEntry(
+        "tfrl.agents.ddpg", "DDPGAgent", "DDPGConfig", "Deep Deterministic Policy Gradient, continuous actions"
+    ),
+    "td3": AlgorithmEntry(
+        "tfrl.agents.ddpg",
+        "DDPGAgent",
+        "DDPGConfig",
+        "Twin Delayed DDPG: twin critics, target smoothing, delayed actor",
+        MappingProxyType({"td3": True}),
+    ),
+    "a3c": AlgorithmEntry(
+        "tfrl.agents.a3c",
+        "A3CAgent",
+        "A3CConfig",
+        "asynchronous advantage actor-critic, one worker process per core, discrete or continuous",
+    ),
+    "a3c-rnn": AlgorithmEntry(
+        "tfrl.agents.a3c",
+        "A3CAgent",
+        "A3CConfig",
+        "A3C with a GRU state carried between steps (reset at episode ends)",
+        MappingProxyType({"recurrent": True}),
+    ),
 }
 
 

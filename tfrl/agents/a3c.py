@@ -100,35 +100,89 @@ class A3CConfig(AgentConfig):
         # Pendulum-v1: short horizon (γ 0.9, as every tutorial uses for it), 8 envs per worker and
         # 8-step rollouts (64 transitions a push), rewards scaled into about [−1.6, 0], standardised
         # advantages, a learned state-independent scale: the setting of actor-critic's `pendulum` preset.
-        "pendulum": dict(envs_per_worker=8, update_every=8, gamma=0.9, ent_coef=0.0, normalize_advantage=True,
-                         actor_learning_rate=1e-3, critic_learning_rate=2e-3, reward_scale=0.1, max_grad_norm=0.5),
+        "pendulum": dict(
+            envs_per_worker=8,
+            update_every=8,
+            gamma=0.9,
+            ent_coef=0.0,
+            normalize_advantage=True,
+            actor_learning_rate=1e-3,
+            critic_learning_rate=2e-3,
+            reward_scale=0.1,
+            max_grad_norm=0.5,
+        ),
         # A3C_discrete_action.py (CartPole): actor 200, critic 100 relu6 units, RMSProp 1e-3 for both,
         # push every 10 steps, γ 0.9, β 0.001. Its r = −5 on failure is not copied: `terminated` stops
         # the bootstrap there.
-        "tutorial": dict(update_every=10, gamma=0.9, ent_coef=0.001, actor_learning_rate=1e-3,
-                         critic_learning_rate=1e-3, optimizer="rmsprop", max_grad_norm=0.0,
-                         hidden_sizes=(200,), critic_hidden_sizes=(100,), activation="relu6"),
+        "tutorial": dict(
+            update_every=10,
+            gamma=0.9,
+            ent_coef=0.001,
+            actor_learning_rate=1e-3,
+            critic_learning_rate=1e-3,
+            optimizer="rmsprop",
+            max_grad_norm=0.0,
+            hidden_sizes=(200,),
+            critic_hidden_sizes=(100,),
+            activation="relu6",
+        ),
         # A3C_continuous_action.py (Pendulum): RMSProp 1e-4 actor, 1e-3 critic, β 0.01, (r + 8) / 8,
         # σ = softplus(·) + 1e-4 from its own head (starting at softplus(0)).
-        "tutorial-continuous": dict(update_every=10, gamma=0.9, ent_coef=0.01, actor_learning_rate=1e-4,
-                                    critic_learning_rate=1e-3, optimizer="rmsprop", max_grad_norm=0.0,
-                                    reward_shift=8.0, reward_scale=0.125, hidden_sizes=(200,),
-                                    critic_hidden_sizes=(100,), activation="relu6", state_dependent_scale=True,
-                                    initial_scale=0.6932472, min_scale=1e-4),
+        "tutorial-continuous": dict(
+            update_every=10,
+            gamma=0.9,
+            ent_coef=0.01,
+            actor_learning_rate=1e-4,
+            critic_learning_rate=1e-3,
+            optimizer="rmsprop",
+            max_grad_norm=0.0,
+            reward_shift=8.0,
+            reward_scale=0.125,
+            hidden_sizes=(200,),
+            critic_hidden_sizes=(100,),
+            activation="relu6",
+            state_dependent_scale=True,
+            initial_scale=0.6932472,
+            min_scale=1e-4,
+        ),
         # A3C_RNN.py (Pendulum): a 64-unit cell, actor 80 and critic 50 relu6 units on it, push every 5 steps.
-        "tutorial-rnn": dict(update_every=5, gamma=0.9, ent_coef=0.01, actor_learning_rate=1e-4,
-                             critic_learning_rate=1e-3, optimizer="rmsprop", max_grad_norm=0.0, reward_shift=8.0,
-                             reward_scale=0.125, hidden_sizes=(80,), critic_hidden_sizes=(50,), activation="relu6",
-                             state_dependent_scale=True, initial_scale=0.6932472, min_scale=1e-4, rnn_units=64),
+        "tutorial-rnn": dict(
+            update_every=5,
+            gamma=0.9,
+            ent_coef=0.01,
+            actor_learning_rate=1e-4,
+            critic_learning_rate=1e-3,
+            optimizer="rmsprop",
+            max_grad_norm=0.0,
+            reward_shift=8.0,
+            reward_scale=0.125,
+            hidden_sizes=(80,),
+            critic_hidden_sizes=(50,),
+            activation="relu6",
+            state_dependent_scale=True,
+            initial_scale=0.6932472,
+            min_scale=1e-4,
+            rnn_units=64,
+        ),
     }
 
     def validate(self) -> None:
-        self.require_positive("envs_per_worker", "update_every", "actor_learning_rate", "critic_learning_rate", "reward_scale",
-                              "initial_scale", "min_scale", "rnn_units")
+        self.require_positive(
+            "envs_per_worker",
+            "update_every",
+            "actor_learning_rate",
+            "critic_learning_rate",
+            "reward_scale",
+            "initial_scale",
+            "min_scale",
+            "rnn_units",
+        )
         self.require_non_negative("workers", "ent_coef", "max_grad_norm")
         self.require_unit_interval("gamma")
         self.require_layer_sizes("hidden_sizes", "critic_hidden_sizes")
-        self._require("initial_scale", self.initial_scale > self.min_scale, f"a number above min_scale={self.min_scale}")
+        self._require(
+            "initial_scale", self.initial_scale > self.min_scale, f"a number above min_scale={self.min_scale}"
+        )
         self.require_choice("optimizer", ("adam", "rmsprop"))
 
     @property
@@ -169,12 +223,20 @@ class A3CNetworks:
         self.observation_shape = tuple(observation_space.shape)
         observation = np.zeros((1, *self.observation_shape), np.float32)
         if config.recurrent:
-            space = (dict(action_low=np.ravel(action_space.low), action_high=np.ravel(action_space.high))
-                     if self.continuous else dict(num_actions=int(action_space.n)))
-            self.model = RecurrentActorCritic(config.rnn_units, actor_hidden_sizes=config.hidden_sizes,
-                                              critic_hidden_sizes=config.critic_hidden_sizes,
-                                              activation=config.activation, initial_scale=config.initial_scale,
-                                              min_scale=config.min_scale, **space)
+            space = (
+                dict(action_low=np.ravel(action_space.low), action_high=np.ravel(action_space.high))
+                if self.continuous
+                else dict(num_actions=int(action_space.n))
+            )
+            self.model = RecurrentActorCritic(
+                config.rnn_units,
+                actor_hidden_sizes=config.hidden_sizes,
+                critic_hidden_sizes=config.critic_hidden_sizes,
+                activation=config.activation,
+                initial_scale=config.initial_scale,
+                min_scale=config.min_scale,
+                **space,
+            )
             self.state_size = config.rnn_units
             self.model([observation, np.zeros((1, self.state_size), np.float32)])
             self.actor_variables, self.critic_variables = self.model.actor_variables, self.model.critic_variables
@@ -183,7 +245,10 @@ class A3CNetworks:
             self.critic = ValueCritic(config.critic_hidden_sizes, config.activation)
             self.critic(observation)
             self.state_size = 0
-            self.actor_variables, self.critic_variables = self.actor.trainable_variables, self.critic.trainable_variables
+            self.actor_variables, self.critic_variables = (
+                self.actor.trainable_variables,
+                self.critic.trainable_variables,
+            )
         self.variables = [*self.actor_variables, *self.critic_variables]
         self.size = sum(int(np.prod(variable.shape)) for variable in self.variables)
         self.generator = tf.random.Generator.from_seed(seed)
@@ -195,12 +260,22 @@ class A3CNetworks:
         shape = [config.update_every, config.envs_per_worker]  # fixed: XLA compiles the gradients once
         rollout_observations = tf.TensorSpec([*shape, *self.observation_shape], tf.float32)
         flags = tf.TensorSpec(shape, tf.float32)
-        self.gradients = tf.function(self._gradients, jit_compile=True, input_signature=[
-            rollout_observations, action_spec(action_space, shape), flags, rollout_observations, flags, flags,
-            tf.TensorSpec([config.envs_per_worker, self.state_size], tf.float32),
-        ]).get_concrete_function()
-        self.set_weights = tf.function(self._set_weights, input_signature=[
-            tf.TensorSpec([self.size], tf.float32)]).get_concrete_function()
+        self.gradients = tf.function(
+            self._gradients,
+            jit_compile=True,
+            input_signature=[
+                rollout_observations,
+                action_spec(action_space, shape),
+                flags,
+                rollout_observations,
+                flags,
+                flags,
+                tf.TensorSpec([config.envs_per_worker, self.state_size], tf.float32),
+            ],
+        ).get_concrete_function()
+        self.set_weights = tf.function(
+            self._set_weights, input_signature=[tf.TensorSpec([self.size], tf.float32)]
+        ).get_concrete_function()
         self.get_weights = tf.function(lambda: _flat(self.variables), input_signature=[]).get_concrete_function()
 
     def initial_state(self, batch_size: int) -> np.ndarray:
@@ -234,8 +309,11 @@ class A3CNetworks:
         flat_observations = tf.reshape(observations, [-1, *self.observation_shape])
         flat_next_observations = tf.reshape(next_observations, [-1, *self.observation_shape])
         if not self.config.recurrent:
-            return (_distribution(self.actor(flat_observations), self.continuous), self.critic(flat_observations),
-                    self.critic(flat_next_observations))
+            return (
+                _distribution(self.actor(flat_observations), self.continuous),
+                self.critic(flat_observations),
+                self.critic(flat_next_observations),
+            )
         state, parameters, values, states_after = initial_state, [], [], []
         for t in range(observations.shape[0]):
             if t > 0:
@@ -256,8 +334,13 @@ class A3CNetworks:
         flat_actions = tf.reshape(actions, [-1, *actions.shape[2:]])
         with tf.GradientTape(persistent=True) as tape:
             distribution, values, next_values = self.unroll(observations, next_observations, dones, initial_state)
-            returns = n_step_returns(rewards, tf.reshape(tf.stop_gradient(next_values), tf.shape(rewards)),
-                                     terminated, truncated, config.gamma)
+            returns = n_step_returns(
+                rewards,
+                tf.reshape(tf.stop_gradient(next_values), tf.shape(rewards)),
+                terminated,
+                truncated,
+                config.gamma,
+            )
             advantages = tf.reshape(returns, [-1]) - values
             critic_loss = tf.reduce_mean(tf.square(advantages))
             weights = tf.stop_gradient(advantages)
@@ -265,7 +348,10 @@ class A3CNetworks:
                 weights = (weights - tf.reduce_mean(weights)) / (tf.math.reduce_std(weights) + 1e-8)
             entropy = tf.reduce_mean(distribution.entropy())
             actor_loss = -tf.reduce_mean(distribution.log_prob(flat_actions) * weights) - config.ent_coef * entropy
-        gradients = [*tape.gradient(actor_loss, self.actor_variables), *tape.gradient(critic_loss, self.critic_variables)]
+        gradients = [
+            *tape.gradient(actor_loss, self.actor_variables),
+            *tape.gradient(critic_loss, self.critic_variables),
+        ]
         del tape
         return _flat(gradients), tf.stack([actor_loss, critic_loss, entropy])
 
@@ -321,7 +407,9 @@ def worker_main(spec: WorkerSpec, connection, shared_weights, lock) -> None:
             **{key: np.zeros(shape, np.float32) for key in ("rewards", "terminated", "truncated")},
         }
         rollout["next_observations"] = np.zeros_like(rollout["observations"])
-        observations = np.stack([env.reset(seed=spec.seed + index)[0] for index, env in enumerate(envs)]).astype(np.float32)
+        observations = np.stack([env.reset(seed=spec.seed + index)[0] for index, env in enumerate(envs)]).astype(
+            np.float32
+        )
         state = local.initial_state(len(envs))
         episode_returns, episode_lengths = np.zeros(len(envs)), np.zeros(len(envs), np.int64)
         pull()
@@ -348,13 +436,30 @@ def worker_main(spec: WorkerSpec, connection, shared_weights, lock) -> None:
                         next_observation, _ = env.reset()
                         state[index] = 0.0  # a new episode starts from a fresh recurrent state
                     observations[index] = next_observation
-            gradients, losses = local.gradients(*(rollout[key] for key in (
-                "observations", "actions", "rewards", "next_observations", "terminated", "truncated")), initial_state)
+            gradients, losses = local.gradients(
+                *(
+                    rollout[key]
+                    for key in ("observations", "actions", "rewards", "next_observations", "terminated", "truncated")
+                ),
+                initial_state,
+            )
             now = time.perf_counter()
-            sent_rollout = {**{key: value.copy() for key, value in rollout.items()},
-                            "initial_state": initial_state} if spec.send_rollouts else None
-            connection.send(("update", gradients.numpy(), rollout["rewards"].size, episodes, now - last_push,
-                             losses.numpy(), sent_rollout))
+            sent_rollout = (
+                {**{key: value.copy() for key, value in rollout.items()}, "initial_state": initial_state}
+                if spec.send_rollouts
+                else None
+            )
+            connection.send(
+                (
+                    "update",
+                    gradients.numpy(),
+                    rollout["rewards"].size,
+                    episodes,
+                    now - last_push,
+                    losses.numpy(),
+                    sent_rollout,
+                )
+            )
             last_push = now
             connection.recv()  # "go on": the global weights now include this update
             pull()
@@ -384,8 +489,14 @@ class WorkerPool:
         for spec in specs:
             parent_end, child_end = context.Pipe()
             self.connections.append(parent_end)
-            self.processes.append(context.Process(target=target, args=(spec, child_end, self.shared_weights, self.lock),
-                                                  name=f"a3c-worker-{spec.worker_id}", daemon=True))
+            self.processes.append(
+                context.Process(
+                    target=target,
+                    args=(spec, child_end, self.shared_weights, self.lock),
+                    name=f"a3c-worker-{spec.worker_id}",
+                    daemon=True,
+                )
+            )
             self._child_ends.append(child_end)
 
     def __enter__(self) -> WorkerPool:
@@ -424,7 +535,9 @@ class WorkerPool:
             except (EOFError, OSError):
                 self._raise_dead(worker_id)
             if message[0] == "error":
-                raise WorkerError(f"A3C worker {worker_id} raised an exception; the run stopped.\n{message[1].rstrip()}")
+                raise WorkerError(
+                    f"A3C worker {worker_id} raised an exception; the run stopped.\n{message[1].rstrip()}"
+                )
             arrived.append((worker_id, message[1:]))
         return arrived
 
@@ -464,10 +577,21 @@ class A3CAgent:
 
     algorithm = "a3c"
     action_spaces = (gym.spaces.Discrete, gym.spaces.Box)
-    run_defaults: ClassVar[dict[str, int]] = {"total_steps": 500_000, "num_envs": 1, "eval_every": 10_000, "checkpoint_every": 50_000}
+    run_defaults: ClassVar[dict[str, int]] = {
+        "total_steps": 500_000,
+        "num_envs": 1,
+        "eval_every": 10_000,
+        "checkpoint_every": 50_000,
+    }
 
-    def __init__(self, config: A3CConfig, observation_space: gym.Space, action_space: gym.Space,
-                 env_id: str = "env", seed: int = 0):
+    def __init__(
+        self,
+        config: A3CConfig,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        env_id: str = "env",
+        seed: int = 0,
+    ):
         check_spaces(self.algorithm, env_id, observation_space, action_space, self.action_spaces)
         self.config = config
         self.observation_space, self.action_space = observation_space, action_space
@@ -480,8 +604,11 @@ class A3CAgent:
         # Counted in the same TF call that applies an update, so a Ctrl-C never splits the two.
         self.counted_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="env_steps")
         self.acting_state: np.ndarray | None = None  # a recurrent agent's state for each env it acts for
-        self.apply = tf.function(self._apply, jit_compile=True, input_signature=[
-            tf.TensorSpec([self.nets.size], tf.float32), tf.TensorSpec([], tf.int64)]).get_concrete_function()
+        self.apply = tf.function(
+            self._apply,
+            jit_compile=True,
+            input_signature=[tf.TensorSpec([self.nets.size], tf.float32), tf.TensorSpec([], tf.int64)],
+        ).get_concrete_function()
 
     @property
     def env_steps(self) -> int:
@@ -497,8 +624,10 @@ class A3CAgent:
         """One pushed update of ``steps`` env steps: each optimizer steps on its networks' share;
         returns the new flat weights and the env-step count (no second TF call to read it)."""
         sizes = [int(np.prod(variable.shape)) for variable in self.nets.variables]
-        gradients = [tf.reshape(piece, variable.shape)
-                     for piece, variable in zip(tf.split(flat_gradients, sizes), self.nets.variables, strict=True)]
+        gradients = [
+            tf.reshape(piece, variable.shape)
+            for piece, variable in zip(tf.split(flat_gradients, sizes), self.nets.variables, strict=True)
+        ]
         split = len(self.nets.actor_variables)
         self.actor_optimizer.apply_gradients(zip(gradients[:split], self.nets.actor_variables, strict=True))
         self.critic_optimizer.apply_gradients(zip(gradients[split:], self.nets.critic_variables, strict=True))
@@ -515,7 +644,11 @@ class A3CAgent:
         actions, next_state = (self.nets.sample if explore else self.nets.mode)(observations, self.acting_state)
         self.acting_state = next_state.numpy()
         actions = actions.numpy()
-        return np.clip(actions, self.nets.action_low, self.nets.action_high) if explore and self.nets.continuous else actions
+        return (
+            np.clip(actions, self.nets.action_low, self.nets.action_high)
+            if explore and self.nets.continuous
+            else actions
+        )
 
     def reset_state(self, batch_size: int) -> None:
         self.acting_state = self.nets.initial_state(batch_size)
@@ -526,9 +659,16 @@ class A3CAgent:
         Returns what ``training.train`` reports: env_steps, solved, final_return, wall_seconds and
         train_steps_per_second (evaluation time excluded).
         """
-        specs = [WorkerSpec(index, self.config, settings.env_id, settings.discretize,
-                            int(np.random.SeedSequence([settings.seed, index, start_step]).generate_state(1)[0]))
-                 for index in range(self.config.worker_count)]
+        specs = [
+            WorkerSpec(
+                index,
+                self.config,
+                settings.env_id,
+                settings.discretize,
+                int(np.random.SeedSequence([settings.seed, index, start_step]).generate_state(1)[0]),
+            )
+            for index in range(self.config.worker_count)
+        ]
         step = self.env_steps
         next_eval = (step // settings.eval_every + 1) * settings.eval_every
         next_checkpoint = (step // settings.checkpoint_every + 1) * settings.checkpoint_every
@@ -551,11 +691,20 @@ class A3CAgent:
                     throughput[worker_id] = steps / max(seconds, 1e-9)
                     last_losses = losses
                 if step >= next_report:
-                    logger.metrics(step, {"actor_loss": last_losses[0], "critic_loss": last_losses[1], "entropy": last_losses[2],
-                                          "global_step": self.global_step,
-                                          "env_steps_per_second": sum(throughput.values()),
-                                          **{f"worker_{index}/env_steps_per_second": value
-                                             for index, value in sorted(throughput.items())}})
+                    logger.metrics(
+                        step,
+                        {
+                            "actor_loss": last_losses[0],
+                            "critic_loss": last_losses[1],
+                            "entropy": last_losses[2],
+                            "global_step": self.global_step,
+                            "env_steps_per_second": sum(throughput.values()),
+                            **{
+                                f"worker_{index}/env_steps_per_second": value
+                                for index, value in sorted(throughput.items())
+                            },
+                        },
+                    )
                     next_report = step + 2_000
                 if step >= next_eval or step >= settings.total_steps:
                     eval_start = time.perf_counter()
@@ -575,8 +724,13 @@ class A3CAgent:
         checkpointer.save(step)
         logger.progress(step)
         wall = time.perf_counter() - start
-        return {"env_steps": step, "solved": solved, "final_return": final_return, "wall_seconds": wall,
-                "train_steps_per_second": (step - start_step) / max(wall - eval_seconds, 1e-9)}
+        return {
+            "env_steps": step,
+            "solved": solved,
+            "final_return": final_return,
+            "wall_seconds": wall,
+            "train_steps_per_second": (step - start_step) / max(wall - eval_seconds, 1e-9),
+        }
 
     # What training.py, checkpoint.py and export.py use.
     def policy(self) -> tf.Module:
@@ -590,8 +744,13 @@ class A3CAgent:
         return {"actor": self.nets.actor, "critic": self.nets.critic}
 
     def trackables(self) -> dict:
-        return {**self.networks(), "actor_optimizer": self.actor_optimizer, "critic_optimizer": self.critic_optimizer,
-                "env_steps": self.counted_steps, "sampler": self.nets.generator}
+        return {
+            **self.networks(),
+            "actor_optimizer": self.actor_optimizer,
+            "critic_optimizer": self.critic_optimizer,
+            "env_steps": self.counted_steps,
+            "sampler": self.nets.generator,
+        }
 
     def numpy_state(self) -> dict:
         """Nothing beyond the TF checkpoint: workers start fresh episodes on resume."""
@@ -627,17 +786,22 @@ class RecurrentPolicy(tf.Module):
         super().__init__(name="recurrent_policy")
         self.model = nets.model
         self.continuous = nets.continuous
-        self.low, self.high = (tf.constant(nets.action_low), tf.constant(nets.action_high)) if nets.continuous else (None, None)
+        self.low, self.high = (
+            (tf.constant(nets.action_low), tf.constant(nets.action_high)) if nets.continuous else (None, None)
+        )
         self.state_shape = (nets.state_size,)
         self.generator = tf.random.Generator.from_seed(0)
-        spec = [tf.TensorSpec([None, *nets.observation_shape], tf.float32, name="observation"),
-                tf.TensorSpec([None, nets.state_size], tf.float32, name="state")]
+        spec = [
+            tf.TensorSpec([None, *nets.observation_shape], tf.float32, name="observation"),
+            tf.TensorSpec([None, nets.state_size], tf.float32, name="state"),
+        ]
         self.action = tf.function(self._action, input_signature=spec)
         self.sample_action = tf.function(self._sample_action, input_signature=spec)
         self.value = tf.function(self._value, input_signature=spec)
         self.initial_state = tf.function(
             lambda batch_size: tf.zeros([batch_size, nets.state_size]),
-            input_signature=[tf.TensorSpec([], tf.int32, name="batch_size")])
+            input_signature=[tf.TensorSpec([], tf.int32, name="batch_size")],
+        )
 
     def _clip(self, actions):
         return tf.clip_by_value(actions, self.low, self.high) if self.continuous else actions

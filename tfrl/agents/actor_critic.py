@@ -68,29 +68,61 @@ class ActorCriticConfig(AgentConfig):
         # Continuous control on Pendulum-v1: short horizon (γ 0.9, as every tutorial uses for it),
         # rewards scaled into about [−1.6, 0], normalised advantages, a learned state-independent scale
         # starting at 1 kept from collapsing by the entropy bonus (without it, seed 1 fell back to −515).
-        "pendulum": dict(gamma=0.9, n_steps=8, ent_coef=0.01, reward_scale=0.1, actor_learning_rate=1e-3,
-                         critic_learning_rate=2e-3, normalize_advantage=True),
+        "pendulum": dict(
+            gamma=0.9,
+            n_steps=8,
+            ent_coef=0.01,
+            reward_scale=0.1,
+            actor_learning_rate=1e-3,
+            critic_learning_rate=2e-3,
+            normalize_advantage=True,
+        ),
         # The original TF1 tutorial AC_CartPole.py: actor and critic with 20 ReLU units, Adam 0.001 and
         # 0.01, γ 0.9, one-step online updates (use num_envs=1 to be faithful), no entropy, no clipping.
         # Its r = −20 on failure is not copied: `terminated` already stops the bootstrap there.
-        "tutorial": dict(actor_learning_rate=1e-3, critic_learning_rate=1e-2, gamma=0.9, n_steps=1, ent_coef=0.0,
-                         normalize_advantage=False, max_grad_norm=0.0, reward_scale=1.0, hidden_sizes=(20,),
-                         activation="relu", optimizer="adam"),
+        "tutorial": dict(
+            actor_learning_rate=1e-3,
+            critic_learning_rate=1e-2,
+            gamma=0.9,
+            n_steps=1,
+            ent_coef=0.0,
+            normalize_advantage=False,
+            max_grad_norm=0.0,
+            reward_scale=1.0,
+            hidden_sizes=(20,),
+            activation="relu",
+            optimizer="adam",
+        ),
         # AC_continue_Pendulum.py: 30 ReLU units; μ = 2·tanh, σ = softplus(·) + 0.1 from its own head
         # (bias 1, so σ starts at softplus(1) + 0.1); entropy bonus 0.01; rewards divided by 10.
-        "tutorial-continuous": dict(actor_learning_rate=1e-3, critic_learning_rate=1e-2, gamma=0.9, n_steps=1,
-                                    ent_coef=0.01, normalize_advantage=False, max_grad_norm=0.0, reward_scale=0.1,
-                                    hidden_sizes=(30,), activation="relu", optimizer="adam",
-                                    state_dependent_scale=True, initial_scale=1.4132617, min_scale=0.1),
+        "tutorial-continuous": dict(
+            actor_learning_rate=1e-3,
+            critic_learning_rate=1e-2,
+            gamma=0.9,
+            n_steps=1,
+            ent_coef=0.01,
+            normalize_advantage=False,
+            max_grad_norm=0.0,
+            reward_scale=0.1,
+            hidden_sizes=(30,),
+            activation="relu",
+            optimizer="adam",
+            state_dependent_scale=True,
+            initial_scale=1.4132617,
+            min_scale=0.1,
+        ),
     }
 
     def validate(self) -> None:
-        self.require_positive("actor_learning_rate", "critic_learning_rate", "n_steps", "reward_scale",
-                              "initial_scale", "min_scale")
+        self.require_positive(
+            "actor_learning_rate", "critic_learning_rate", "n_steps", "reward_scale", "initial_scale", "min_scale"
+        )
         self.require_non_negative("ent_coef", "max_grad_norm")
         self.require_unit_interval("gamma")
         self.require_layer_sizes("hidden_sizes")
-        self._require("initial_scale", self.initial_scale > self.min_scale, f"a number above min_scale={self.min_scale}")
+        self._require(
+            "initial_scale", self.initial_scale > self.min_scale, f"a number above min_scale={self.min_scale}"
+        )
         self.require_choice("optimizer", ("adam", "rmsprop"))
 
 
@@ -99,10 +131,21 @@ class ActorCriticAgent(StochasticActing):
 
     algorithm = "actor-critic"
     action_spaces = (gym.spaces.Discrete, gym.spaces.Box)
-    run_defaults: ClassVar[dict[str, int]] = {"total_steps": 300_000, "num_envs": 8, "eval_every": 5_000, "checkpoint_every": 25_000}
+    run_defaults: ClassVar[dict[str, int]] = {
+        "total_steps": 300_000,
+        "num_envs": 8,
+        "eval_every": 5_000,
+        "checkpoint_every": 25_000,
+    }
 
-    def __init__(self, config: ActorCriticConfig, observation_space: gym.Space, action_space: gym.Space,
-                 env_id: str = "env", seed: int = 0):
+    def __init__(
+        self,
+        config: ActorCriticConfig,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        env_id: str = "env",
+        seed: int = 0,
+    ):
         check_spaces(self.algorithm, env_id, observation_space, action_space, self.action_spaces)
         self.config = config
         self.observation_space, self.action_space = observation_space, action_space
@@ -125,21 +168,38 @@ class ActorCriticAgent(StochasticActing):
         self._update = tf.function(
             self._update_step,
             jit_compile=True,  # the rollout's shape is fixed, so XLA compiles it once
-            input_signature=[observations_spec, action_spec(action_space, [None, None]), flags_spec,
-                             observations_spec, flags_spec, flags_spec],
+            input_signature=[
+                observations_spec,
+                action_spec(action_space, [None, None]),
+                flags_spec,
+                observations_spec,
+                flags_spec,
+                flags_spec,
+            ],
         ).get_concrete_function()
 
-    def observe(self, observations, actions, rewards, next_observations, terminated, truncated) -> dict[str, float] | None:
+    def observe(
+        self, observations, actions, rewards, next_observations, terminated, truncated
+    ) -> dict[str, float] | None:
         """Add one vector-env step to the rollout; after ``n_steps`` of them, update actor and critic."""
-        step = {"observations": observations, "actions": self._learning_actions(actions), "rewards": rewards,
-                "next_observations": next_observations, "terminated": terminated, "truncated": truncated}
+        step = {
+            "observations": observations,
+            "actions": self._learning_actions(actions),
+            "rewards": rewards,
+            "next_observations": next_observations,
+            "terminated": terminated,
+            "truncated": truncated,
+        }
         if not self.rollout:
             self.rollout = {
                 "observations": np.zeros((self.config.n_steps, *np.shape(observations)), np.float32),
-                "actions": np.zeros((self.config.n_steps, *np.shape(step["actions"])),
-                                    np.float32 if self.continuous else np.int64),
-                **{key: np.zeros((self.config.n_steps, len(rewards)), np.float32)
-                   for key in ("rewards", "terminated", "truncated")},
+                "actions": np.zeros(
+                    (self.config.n_steps, *np.shape(step["actions"])), np.float32 if self.continuous else np.int64
+                ),
+                **{
+                    key: np.zeros((self.config.n_steps, len(rewards)), np.float32)
+                    for key in ("rewards", "terminated", "truncated")
+                },
             }
             self.rollout["next_observations"] = np.zeros_like(self.rollout["observations"])
         for key, value in step.items():
@@ -150,8 +210,14 @@ class ActorCriticAgent(StochasticActing):
             return None
         self.rollout_step = 0
         rollout = self.rollout
-        metrics = self._update(rollout["observations"], rollout["actions"], rollout["rewards"],
-                               rollout["next_observations"], rollout["terminated"], rollout["truncated"])
+        metrics = self._update(
+            rollout["observations"],
+            rollout["actions"],
+            rollout["rewards"],
+            rollout["next_observations"],
+            rollout["terminated"],
+            rollout["truncated"],
+        )
         return {name: float(value) for name, value in metrics.items()}
 
     def _update_step(self, observations, actions, rewards, next_observations, terminated, truncated):
@@ -180,8 +246,12 @@ class ActorCriticAgent(StochasticActing):
         variables = self.actor.trainable_variables
         self.actor_optimizer.apply_gradients(zip(tape.gradient(actor_loss, variables), variables, strict=True))
         self.updates.assign_add(1)
-        return {"actor_loss": actor_loss, "critic_loss": critic_loss, "entropy": entropy,
-                "mean_value": tf.reduce_mean(values)}
+        return {
+            "actor_loss": actor_loss,
+            "critic_loss": critic_loss,
+            "entropy": entropy,
+            "mean_value": tf.reduce_mean(values),
+        }
 
     # What training.py, checkpoint.py and export.py use.
     def policy(self) -> StochasticPolicy:
@@ -191,8 +261,14 @@ class ActorCriticAgent(StochasticActing):
         return {"actor": self.actor, "critic": self.critic}
 
     def trackables(self) -> dict:
-        return {"actor": self.actor, "critic": self.critic, "actor_optimizer": self.actor_optimizer,
-                "critic_optimizer": self.critic_optimizer, "updates": self.updates, "sampler": self.generator}
+        return {
+            "actor": self.actor,
+            "critic": self.critic,
+            "actor_optimizer": self.actor_optimizer,
+            "critic_optimizer": self.critic_optimizer,
+            "updates": self.updates,
+            "sampler": self.generator,
+        }
 
     def numpy_state(self) -> dict:
         """Counters only: the rollout in progress is dropped, since a resumed run starts fresh episodes."""

@@ -88,8 +88,7 @@ class AgentConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-friendly values (tuples become lists)."""
         return {
-            key: list(value) if isinstance(value, tuple) else value
-            for key, value in dataclasses.asdict(self).items()
+            key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()
         }
 
     # Validation helpers used by subclasses' ``validate``.

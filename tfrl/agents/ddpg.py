@@ -70,16 +70,37 @@ class DDPGConfig(AgentConfig):
         # batch 32, learning once the memory is full, one update per step, N(μ, 3) noise (1.5 ×
         # the half-range) decaying ×0.9995 per step, rewards /10.
         "tutorial": dict(
-            actor_learning_rate=1e-3, critic_learning_rate=2e-3, gamma=0.9, tau=0.01, batch_size=32,
-            buffer_size=10_000, learning_starts=10_000, train_freq=1, gradient_steps=1, hidden_sizes=(30,),
-            noise_type="gaussian", exploration_noise=1.5, noise_decay=0.9995, reward_scale=0.1,
+            actor_learning_rate=1e-3,
+            critic_learning_rate=2e-3,
+            gamma=0.9,
+            tau=0.01,
+            batch_size=32,
+            buffer_size=10_000,
+            learning_starts=10_000,
+            train_freq=1,
+            gradient_steps=1,
+            hidden_sizes=(30,),
+            noise_type="gaussian",
+            exploration_noise=1.5,
+            noise_decay=0.9995,
+            reward_scale=0.1,
         ),
     }
 
     def validate(self) -> None:
-        self.require_positive("actor_learning_rate", "critic_learning_rate", "batch_size", "buffer_size",
-                              "train_freq", "gradient_steps", "policy_delay", "reward_scale")
-        self.require_non_negative("learning_starts", "exploration_noise", "target_noise", "target_noise_clip", "ou_theta")
+        self.require_positive(
+            "actor_learning_rate",
+            "critic_learning_rate",
+            "batch_size",
+            "buffer_size",
+            "train_freq",
+            "gradient_steps",
+            "policy_delay",
+            "reward_scale",
+        )
+        self.require_non_negative(
+            "learning_starts", "exploration_noise", "target_noise", "target_noise_clip", "ou_theta"
+        )
         self.require_unit_interval("gamma", "noise_decay")
         self._require("tau", 0.0 < self.tau <= 1.0, "a number in (0, 1]")
         self.require_layer_sizes("hidden_sizes")
@@ -109,7 +130,7 @@ class ExplorationNoise:
 
     def advance(self, steps: int, done: np.ndarray) -> None:
         """Decay the scale by ``steps`` env steps and reset the OU state of finished episodes."""
-        self.scale *= self.decay ** steps
+        self.scale *= self.decay**steps
         if len(self.state) == len(done):
             self.state[done] = 0.0
 
@@ -137,13 +158,30 @@ class DDPGAgent:
     """Actor, critic(s), their targets and optimizers, the replay memory and the exploration noise."""
 
     action_spaces = (gym.spaces.Box,)
-    run_defaults: ClassVar[dict[str, int]] = {"total_steps": 20_000, "num_envs": 4, "eval_every": 2_000, "checkpoint_every": 5_000}
+    run_defaults: ClassVar[dict[str, int]] = {
+        "total_steps": 20_000,
+        "num_envs": 4,
+        "eval_every": 2_000,
+        "checkpoint_every": 5_000,
+    }
 
-    def __init__(self, config: DDPGConfig, observation_space: gym.Space, action_space: gym.Space,
-                 env_id: str = "env", seed: int = 0):
+    def __init__(
+        self,
+        config: DDPGConfig,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        env_id: str = "env",
+        seed: int = 0,
+    ):
         self.algorithm = "td3" if config.td3 else "ddpg"
-        check_spaces(self.algorithm, env_id, observation_space, action_space, self.action_spaces,
-                     hint="use dqn for Discrete actions, or actor-critic which handles both")
+        check_spaces(
+            self.algorithm,
+            env_id,
+            observation_space,
+            action_space,
+            self.action_spaces,
+            hint="use dqn for Discrete actions, or actor-critic which handles both",
+        )
         self.config = config
         self.observation_space, self.action_space = observation_space, action_space
         self.observation_shape = tuple(observation_space.shape)
@@ -156,7 +194,9 @@ class DDPGAgent:
 
         self.actor = self._build(DeterministicActor(self.low, self.high, config.hidden_sizes, config.activation))
         self.actor_target = self._build(DeterministicActor(self.low, self.high, config.hidden_sizes, config.activation))
-        self.critics = [self._build(QCritic(config.hidden_sizes, config.activation)) for _ in range(2 if config.td3 else 1)]
+        self.critics = [
+            self._build(QCritic(config.hidden_sizes, config.activation)) for _ in range(2 if config.td3 else 1)
+        ]
         self.critic_targets = [self._build(QCritic(config.hidden_sizes, config.activation)) for _ in self.critics]
         for target, online in zip([self.actor_target, *self.critic_targets], [self.actor, *self.critics], strict=True):
             soft_update(target, online, tau=1.0)
@@ -167,8 +207,9 @@ class DDPGAgent:
         self.critic_optimizer.build(self.critic_variables)
         self.critic_step_count = tf.Variable(0, dtype=tf.int64, trainable=False, name="critic_steps")
         self.replay = ReplayBuffer(config.buffer_size, self.observation_shape, self.low.shape, np.float32)
-        self.noise = ExplorationNoise(config.noise_type, config.exploration_noise, config.noise_decay,
-                                      config.ou_theta, len(self.low), self.rng)
+        self.noise = ExplorationNoise(
+            config.noise_type, config.exploration_noise, config.noise_decay, config.ou_theta, len(self.low), self.rng
+        )
 
         observation_spec = tf.TensorSpec([None, *self.observation_shape], tf.float32)
         batches_spec = tf.TensorSpec([None, None, *self.observation_shape], tf.float32)
@@ -206,28 +247,37 @@ class DDPGAgent:
             actions = actions + self.half_range * self.noise.sample(len(actions))
         return np.clip(actions, self.low, self.high).astype(np.float32)
 
-    def observe(self, observations, actions, rewards, next_observations, terminated, truncated) -> dict[str, float] | None:
+    def observe(
+        self, observations, actions, rewards, next_observations, terminated, truncated
+    ) -> dict[str, float] | None:
         """Store one vector-env step and train if due; returns the training metrics when it trained."""
         before = self.env_steps
-        self.replay.add(observations, actions, np.asarray(rewards) * self.config.reward_scale, next_observations, terminated)
+        self.replay.add(
+            observations, actions, np.asarray(rewards) * self.config.reward_scale, next_observations, terminated
+        )
         self.env_steps += len(rewards)
         self.noise.advance(len(rewards), np.logical_or(terminated, truncated))
         calls = training_calls_due(before, self.env_steps, self.config.learning_starts, self.config.train_freq)
         if calls == 0:
             return None
         batch = self.replay.sample(self.config.batch_size, calls * self.config.gradient_steps, self.rng)
-        critic_loss, actor_loss, mean_q = self._train(batch["observations"], batch["actions"], batch["rewards"],
-                                                      batch["next_observations"], batch["terminated"])
+        critic_loss, actor_loss, mean_q = self._train(
+            batch["observations"], batch["actions"], batch["rewards"], batch["next_observations"], batch["terminated"]
+        )
         return {"critic_loss": float(critic_loss), "actor_loss": float(actor_loss), "mean_q": float(mean_q)}
 
     def _train_steps(self, observations, actions, rewards, next_observations, terminated):
         """One critic step per leading index of the batches, and the actor every ``policy_delay`` of them."""
         critic_loss, actor_loss, mean_q = tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
         for k in tf.range(tf.shape(rewards)[0]):
-            critic_loss, mean_q = self._critic_step(observations[k], actions[k], rewards[k], next_observations[k], terminated[k])
+            critic_loss, mean_q = self._critic_step(
+                observations[k], actions[k], rewards[k], next_observations[k], terminated[k]
+            )
             if self.critic_step_count % self.policy_delay == 0:
                 actor_loss = self._actor_step(observations[k])
-                for target, online in zip([self.actor_target, *self.critic_targets], [self.actor, *self.critics], strict=True):
+                for target, online in zip(
+                    [self.actor_target, *self.critic_targets], [self.actor, *self.critics], strict=True
+                ):
                     soft_update(target, online, self.config.tau)
         return critic_loss, actor_loss, mean_q
 
@@ -240,7 +290,9 @@ class DDPGAgent:
         with tf.GradientTape() as tape:
             q_values = [critic([observations, actions]) for critic in self.critics]
             loss = tf.add_n([tf.reduce_mean(tf.square(q - targets)) for q in q_values])
-        self.critic_optimizer.apply_gradients(zip(tape.gradient(loss, self.critic_variables), self.critic_variables, strict=True))
+        self.critic_optimizer.apply_gradients(
+            zip(tape.gradient(loss, self.critic_variables), self.critic_variables, strict=True)
+        )
         self.critic_step_count.assign_add(1)
         return loss, tf.reduce_mean(q_values[0])
 
@@ -248,10 +300,15 @@ class DDPGAgent:
         """``r + γ (1 − terminated) Q′(s′, a′)``; TD3 smooths a′ and takes the smaller twin."""
         next_actions = self.actor_target(next_observations)
         if self.config.td3:
-            noise = tf.clip_by_value(self.graph_rng.normal(tf.shape(next_actions)) * self.config.target_noise,
-                                     -self.config.target_noise_clip, self.config.target_noise_clip)
+            noise = tf.clip_by_value(
+                self.graph_rng.normal(tf.shape(next_actions)) * self.config.target_noise,
+                -self.config.target_noise_clip,
+                self.config.target_noise_clip,
+            )
             next_actions = tf.clip_by_value(next_actions + noise * self.half_range, self.low, self.high)
-        next_q = tf.reduce_min(tf.stack([target([next_observations, next_actions]) for target in self.critic_targets]), axis=0)
+        next_q = tf.reduce_min(
+            tf.stack([target([next_observations, next_actions]) for target in self.critic_targets]), axis=0
+        )
         return tf.stop_gradient(rewards + self.config.gamma * (1.0 - terminated) * next_q)
 
     def _actor_step(self, observations):
@@ -267,19 +324,34 @@ class DDPGAgent:
         return DeterministicPolicy(self.actor, self.critics[0], self.observation_shape)
 
     def networks(self) -> dict[str, keras.Model]:
-        return {"actor": self.actor, **{f"critic_{index + 1}" if self.config.td3 else "critic": critic
-                                         for index, critic in enumerate(self.critics)}}
+        return {
+            "actor": self.actor,
+            **{
+                f"critic_{index + 1}" if self.config.td3 else "critic": critic
+                for index, critic in enumerate(self.critics)
+            },
+        }
 
     def trackables(self) -> dict:
-        return {"actor": self.actor, "actor_target": self.actor_target,
-                **{f"critic_{index}": critic for index, critic in enumerate(self.critics)},
-                **{f"critic_target_{index}": target for index, target in enumerate(self.critic_targets)},
-                "actor_optimizer": self.actor_optimizer, "critic_optimizer": self.critic_optimizer,
-                "critic_steps": self.critic_step_count, "graph_rng": self.graph_rng}
+        return {
+            "actor": self.actor,
+            "actor_target": self.actor_target,
+            **{f"critic_{index}": critic for index, critic in enumerate(self.critics)},
+            **{f"critic_target_{index}": target for index, target in enumerate(self.critic_targets)},
+            "actor_optimizer": self.actor_optimizer,
+            "critic_optimizer": self.critic_optimizer,
+            "critic_steps": self.critic_step_count,
+            "graph_rng": self.graph_rng,
+        }
 
     def numpy_state(self) -> dict:
-        return {"env_steps": self.env_steps, "replay": self.replay.state(), "rng": self.rng.bit_generator.state,
-                "noise_scale": self.noise.scale, "noise_state": self.noise.state}
+        return {
+            "env_steps": self.env_steps,
+            "replay": self.replay.state(),
+            "rng": self.rng.bit_generator.state,
+            "noise_scale": self.noise.scale,
+            "noise_state": self.noise.state,
+        }
 
     def load_numpy_state(self, state: dict) -> None:
         self.env_steps = int(state["env_steps"])

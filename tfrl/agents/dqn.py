@@ -88,26 +88,61 @@ class DQNConfig(AgentConfig):
         # learning steps after 1000 random ones, one learning step per env step, squared error.
         # Unlike the original it masks terminal states and uses the env's own reward.
         "tutorial": dict(
-            learning_rate=0.01, gamma=0.9, batch_size=32, buffer_size=2_000, learning_starts=1_000,
-            train_freq=1, gradient_steps=1, target_update_interval=100, tau=1.0,
-            exploration_initial_eps=1.0, exploration_final_eps=0.1, exploration_steps=1_900,
-            hidden_sizes=(10,), activation="relu", optimizer="rmsprop", loss="mse", max_grad_norm=0.0,
+            learning_rate=0.01,
+            gamma=0.9,
+            batch_size=32,
+            buffer_size=2_000,
+            learning_starts=1_000,
+            train_freq=1,
+            gradient_steps=1,
+            target_update_interval=100,
+            tau=1.0,
+            exploration_initial_eps=1.0,
+            exploration_final_eps=0.1,
+            exploration_steps=1_900,
+            hidden_sizes=(10,),
+            activation="relu",
+            optimizer="rmsprop",
+            loss="mse",
+            max_grad_norm=0.0,
         ),
         # Hands-on-RL chapter 8 (Double/Dueling DQN on Pendulum, 11 torques): one hidden layer of 128,
         # Adam 1e-2, γ 0.98, memory 5000, batch 64 once 1000 are stored, a hard target copy every 50
         # updates, one update per env step, ε fixed at 0.01, squared error.
         "hands-on": dict(
-            learning_rate=1e-2, gamma=0.98, batch_size=64, buffer_size=5_000, learning_starts=1_000,
-            train_freq=1, gradient_steps=1, target_update_interval=50, tau=1.0,
-            exploration_initial_eps=0.01, exploration_final_eps=0.01, exploration_steps=1,
-            hidden_sizes=(128,), activation="relu", optimizer="adam", loss="mse", max_grad_norm=0.0,
+            learning_rate=1e-2,
+            gamma=0.98,
+            batch_size=64,
+            buffer_size=5_000,
+            learning_starts=1_000,
+            train_freq=1,
+            gradient_steps=1,
+            target_update_interval=50,
+            tau=1.0,
+            exploration_initial_eps=0.01,
+            exploration_final_eps=0.01,
+            exploration_steps=1,
+            hidden_sizes=(128,),
+            activation="relu",
+            optimizer="adam",
+            loss="mse",
+            max_grad_norm=0.0,
         ),
     }
 
     def validate(self) -> None:
-        self.require_positive("learning_rate", "batch_size", "buffer_size", "train_freq",
-                              "gradient_steps", "target_update_interval", "exploration_steps",
-                              "prioritized_beta_steps", "prioritized_epsilon", "n_step")
+        self.require_positive(
+            "learning_rate",
+            "batch_size",
+            "buffer_size",
+            "train_freq",
+            "gradient_steps",
+            "target_update_interval",
+            "exploration_steps",
+            "prioritized_beta_steps",
+            "prioritized_epsilon",
+            "n_step",
+        )
         self.require_non_negative("learning_starts", "max_grad_norm", "prioritized_alpha")
         self.require_unit_interval("gamma", "exploration_initial_eps", "exploration_final_eps", "prioritized_beta")
         self._require("tau", 0.0 < self.tau <= 1.0, "a number in (0, 1]")
@@ -158,12 +193,29 @@ class DQNAgent:
 
     algorithm = "dqn"
     action_spaces = (gym.spaces.Discrete,)
-    run_defaults: ClassVar[dict[str, int]] = {"total_steps": 100_000, "num_envs": 4, "eval_every": 2_000, "checkpoint_every": 10_000}
+    run_defaults: ClassVar[dict[str, int]] = {
+        "total_steps": 100_000,
+        "num_envs": 4,
+        "eval_every": 2_000,
+        "checkpoint_every": 10_000,
+    }
 
-    def __init__(self, config: DQNConfig, observation_space: gym.Space, action_space: gym.Space,
-                 env_id: str = "env", seed: int = 0):
-        check_spaces(self.algorithm, env_id, observation_space, action_space, self.action_spaces,
-                     hint="discretise the actions (--discretize N, a Box action space) or use a continuous-action algorithm")
+    def __init__(
+        self,
+        config: DQNConfig,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        env_id: str = "env",
+        seed: int = 0,
+    ):
+        check_spaces(
+            self.algorithm,
+            env_id,
+            observation_space,
+            action_space,
+            self.action_spaces,
+            hint="discretise the actions (--discretize N, a Box action space) or use a continuous-action algorithm",
+        )
         self.config = config
         self.observation_space, self.action_space = observation_space, action_space
         self.observation_shape = tuple(observation_space.shape)
@@ -176,8 +228,9 @@ class DQNAgent:
         self.optimizer = make_optimizer(config.optimizer, config.learning_rate, config.max_grad_norm)
         self.optimizer.build(self.q_network.trainable_variables)
         if config.prioritized:
-            self.replay = PrioritizedReplayBuffer(config.buffer_size, self.observation_shape,
-                                                  config.prioritized_alpha, config.prioritized_epsilon)
+            self.replay = PrioritizedReplayBuffer(
+                config.buffer_size, self.observation_shape, config.prioritized_alpha, config.prioritized_epsilon
+            )
         else:
             self.replay = ReplayBuffer(config.buffer_size, self.observation_shape)
         self.n_step = NStepCollector(config.n_step, config.gamma) if config.n_step > 1 else None
@@ -212,8 +265,9 @@ class DQNAgent:
     def epsilon(self) -> float:
         """Probability of a random action at the current env step."""
         config = self.config
-        return linear_schedule(config.exploration_initial_eps, config.exploration_final_eps,
-                               config.exploration_steps, self.env_steps)
+        return linear_schedule(
+            config.exploration_initial_eps, config.exploration_final_eps, config.exploration_steps, self.env_steps
+        )
 
     def act(self, observations: np.ndarray, explore: bool = False) -> np.ndarray:
         """Actions for a batch of observations: greedy, or ε-greedy when ``explore``."""
@@ -238,7 +292,9 @@ class DQNAgent:
         config = self.config
         return linear_schedule(config.prioritized_beta, 1.0, config.prioritized_beta_steps, self.env_steps)
 
-    def observe(self, observations, actions, rewards, next_observations, terminated, truncated) -> dict[str, float] | None:
+    def observe(
+        self, observations, actions, rewards, next_observations, terminated, truncated
+    ) -> dict[str, float] | None:
         """Store one vector-env step and train if due; returns the training metrics when it trained.
 
         ``next_observations`` holds each finished episode's real last observation. A truncated
@@ -266,9 +322,15 @@ class DQNAgent:
         else:
             batch = self.replay.sample(config.batch_size, num_batches, self.rng)
             weights = np.ones((num_batches, config.batch_size), np.float32)
-        loss, mean_q, td_errors = self._train(batch["observations"], batch["actions"], batch["rewards"],
-                                              batch["next_observations"], batch["terminated"],
-                                              batch["bootstrap_steps"], weights)
+        loss, mean_q, td_errors = self._train(
+            batch["observations"],
+            batch["actions"],
+            batch["rewards"],
+            batch["next_observations"],
+            batch["terminated"],
+            batch["bootstrap_steps"],
+            weights,
+        )
         if config.prioritized:
             self.replay.update_priorities(batch["indices"], td_errors.numpy())
         return {"loss": float(loss), "mean_q": float(mean_q)}
@@ -291,9 +353,9 @@ class DQNAgent:
         td_errors = tf.zeros_like(rewards)
         discounts = tf.pow(tf.constant(self.config.gamma, tf.float32), tf.cast(bootstrap_steps, tf.float32))
         for k in tf.range(tf.shape(rewards)[0]):
-            loss, mean_q, step_td_errors = self._gradient_step(observations[k], actions[k], rewards[k],
-                                                               next_observations[k], terminated[k], discounts[k],
-                                                               weights[k])
+            loss, mean_q, step_td_errors = self._gradient_step(
+                observations[k], actions[k], rewards[k], next_observations[k], terminated[k], discounts[k], weights[k]
+            )
             if self.config.prioritized:
                 td_errors = tf.tensor_scatter_nd_update(td_errors, [[k]], step_td_errors[None])
         return loss, mean_q, td_errors
@@ -301,8 +363,9 @@ class DQNAgent:
     def _gradient_step(self, observations, actions, rewards, next_observations, terminated, discounts, weights):
         next_q_target = self.target_network(next_observations)
         if self.config.double:
-            targets = double_q_learning_targets(rewards, terminated, self.q_network(next_observations),
-                                                next_q_target, discounts)
+            targets = double_q_learning_targets(
+                rewards, terminated, self.q_network(next_observations), next_q_target, discounts
+            )
         else:
             targets = q_learning_targets(rewards, terminated, next_q_target, discounts)
         targets = tf.stop_gradient(targets)
@@ -329,8 +392,12 @@ class DQNAgent:
         return {"q_network": self.q_network}
 
     def trackables(self) -> dict:
-        return {"q_network": self.q_network, "target_network": self.target_network,
-                "optimizer": self.optimizer, "gradient_steps": self.gradient_step_count}
+        return {
+            "q_network": self.q_network,
+            "target_network": self.target_network,
+            "optimizer": self.optimizer,
+            "gradient_steps": self.gradient_step_count,
+        }
 
     def numpy_state(self) -> dict:
         return {"env_steps": self.env_steps, "replay": self.replay.state(), "rng": self.rng.bit_generator.state}

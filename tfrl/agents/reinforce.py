@@ -50,14 +50,22 @@ tfd = tfp.distributions
 def build_actor(action_space: gym.Space, observation_shape: tuple[int, ...], config) -> keras.Model:
     """A built ``CategoricalActor`` for a Discrete space, ``GaussianActor`` for a Box space."""
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) != 1:
-        raise EnvError(f"policy-gradient agents need a 1-D Box action space (a vector of actions), got {action_space}; "
-                       "wrap the env in a gymnasium ActionWrapper that takes a flat vector")
+        raise EnvError(
+            f"policy-gradient agents need a 1-D Box action space (a vector of actions), got {action_space}; "
+            "wrap the env in a gymnasium ActionWrapper that takes a flat vector"
+        )
     if isinstance(action_space, gym.spaces.Discrete):
         actor = CategoricalActor(int(action_space.n), config.hidden_sizes, config.activation)
     else:
-        actor = GaussianActor(np.ravel(action_space.low), np.ravel(action_space.high), config.hidden_sizes,
-                              config.activation, state_dependent_scale=config.state_dependent_scale,
-                              initial_scale=config.initial_scale, min_scale=config.min_scale)
+        actor = GaussianActor(
+            np.ravel(action_space.low),
+            np.ravel(action_space.high),
+            config.hidden_sizes,
+            config.activation,
+            state_dependent_scale=config.state_dependent_scale,
+            initial_scale=config.initial_scale,
+            min_scale=config.min_scale,
+        )
     actor(np.zeros((1, *observation_shape), np.float32))
     return actor
 
@@ -101,7 +109,9 @@ class StochasticPolicy(tf.Module):
         return clip_to_bounds(self.actor, action_distribution(self.actor, observation).mode())
 
     def _sample_action(self, observation):
-        return clip_to_bounds(self.actor, action_distribution(self.actor, observation).sample(seed=next_seed(self.generator)))
+        return clip_to_bounds(
+            self.actor, action_distribution(self.actor, observation).sample(seed=next_seed(self.generator))
+        )
 
     def _value(self, observation):
         return self.critic(observation)
@@ -191,18 +201,30 @@ class ReinforceConfig(AgentConfig):
         # The original TF1 tutorial (7_Policy_gradient_softmax): 10 tanh units, Adam 0.02, γ 0.99, one
         # episode per update, returns normalised (an epsilon is added here so a one-step episode works).
         # Keras' default initialisers replace its N(0, 0.3); MountainCar used γ = 0.995.
-        "tutorial": dict(learning_rate=0.02, gamma=0.99, episodes_per_update=1, normalize_returns=True,
-                         baseline=False, ent_coef=0.0, hidden_sizes=(10,), activation="tanh", optimizer="adam",
-                         max_grad_norm=0.0),
+        "tutorial": dict(
+            learning_rate=0.02,
+            gamma=0.99,
+            episodes_per_update=1,
+            normalize_returns=True,
+            baseline=False,
+            ent_coef=0.0,
+            hidden_sizes=(10,),
+            activation="tanh",
+            optimizer="adam",
+            max_grad_norm=0.0,
+        ),
     }
 
     def validate(self) -> None:
-        self.require_positive("learning_rate", "critic_learning_rate", "episodes_per_update", "epsilon",
-                              "initial_scale", "min_scale")
+        self.require_positive(
+            "learning_rate", "critic_learning_rate", "episodes_per_update", "epsilon", "initial_scale", "min_scale"
+        )
         self.require_non_negative("ent_coef", "max_grad_norm")
         self.require_unit_interval("gamma")
         self.require_layer_sizes("hidden_sizes")
-        self._require("initial_scale", self.initial_scale > self.min_scale, f"a number above min_scale={self.min_scale}")
+        self._require(
+            "initial_scale", self.initial_scale > self.min_scale, f"a number above min_scale={self.min_scale}"
+        )
         self.require_choice("optimizer", ("adam", "rmsprop"))
 
 
@@ -211,10 +233,21 @@ class ReinforceAgent(StochasticActing):
 
     algorithm = "reinforce"
     action_spaces = (gym.spaces.Discrete, gym.spaces.Box)
-    run_defaults: ClassVar[dict[str, int]] = {"total_steps": 300_000, "num_envs": 8, "eval_every": 5_000, "checkpoint_every": 25_000}
+    run_defaults: ClassVar[dict[str, int]] = {
+        "total_steps": 300_000,
+        "num_envs": 8,
+        "eval_every": 5_000,
+        "checkpoint_every": 25_000,
+    }
 
-    def __init__(self, config: ReinforceConfig, observation_space: gym.Space, action_space: gym.Space,
-                 env_id: str = "env", seed: int = 0):
+    def __init__(
+        self,
+        config: ReinforceConfig,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        env_id: str = "env",
+        seed: int = 0,
+    ):
         check_spaces(self.algorithm, env_id, observation_space, action_space, self.action_spaces)
         self.config = config
         self.observation_space, self.action_space = observation_space, action_space
@@ -236,14 +269,19 @@ class ReinforceAgent(StochasticActing):
 
         # One update for any number of episodes of any lengths: the [None] signature never retraces.
         # No XLA: it compiles once per input shape, and nearly every batch of episodes has a new length.
-        self._update = tf.function(self._update_step, input_signature=[
-            tf.TensorSpec([None, *self.observation_shape], tf.float32),
-            action_spec(action_space, [None]),
-            tf.TensorSpec([None], tf.float32),
-            tf.TensorSpec([None], tf.float32),
-        ]).get_concrete_function()
+        self._update = tf.function(
+            self._update_step,
+            input_signature=[
+                tf.TensorSpec([None, *self.observation_shape], tf.float32),
+                action_spec(action_space, [None]),
+                tf.TensorSpec([None], tf.float32),
+                tf.TensorSpec([None], tf.float32),
+            ],
+        ).get_concrete_function()
 
-    def observe(self, observations, actions, rewards, next_observations, terminated, truncated) -> dict[str, float] | None:
+    def observe(
+        self, observations, actions, rewards, next_observations, terminated, truncated
+    ) -> dict[str, float] | None:
         """Extend each env's episode; when ``episodes_per_update`` are complete, learn from them."""
         if not self.episodes:
             self.episodes = [{"observations": [], "actions": [], "rewards": []} for _ in range(len(rewards))]
@@ -263,8 +301,9 @@ class ReinforceAgent(StochasticActing):
         ends = np.zeros(len(batch["rewards"]), np.float32)
         ends[np.cumsum([len(episode["rewards"]) for episode in self.finished]) - 1] = 1.0
         self.finished = []
-        metrics = self._update(batch["observations"].astype(np.float32), batch["actions"],
-                               batch["rewards"].astype(np.float32), ends)
+        metrics = self._update(
+            batch["observations"].astype(np.float32), batch["actions"], batch["rewards"].astype(np.float32), ends
+        )
         return {name: float(value) for name, value in metrics.items()}
 
     def _update_step(self, observations, actions, rewards, episode_ends):
@@ -301,7 +340,12 @@ class ReinforceAgent(StochasticActing):
         return {"actor": self.actor, **({"critic": self.critic} if self.critic is not None else {})}
 
     def trackables(self) -> dict:
-        trackables = {"actor": self.actor, "optimizer": self.optimizer, "updates": self.updates, "sampler": self.generator}
+        trackables = {
+            "actor": self.actor,
+            "optimizer": self.optimizer,
+            "updates": self.updates,
+            "sampler": self.generator,
+        }
         if self.critic is not None:
             trackables.update(critic=self.critic, critic_optimizer=self.critic_optimizer)
         return trackables

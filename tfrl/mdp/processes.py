@@ -46,9 +46,7 @@ def _check_gamma(gamma: float) -> float:
     return gamma
 
 
-def _check_distribution_rows(
-    rows: np.ndarray, labels: list[str], what: str, hint: str = ""
-) -> None:
+def _check_distribution_rows(rows: np.ndarray, labels: list[str], what: str, hint: str = "") -> None:
     """Refuse negative entries and rows that do not sum to 1 (``labels`` name each row)."""
     flat = rows.reshape(-1, rows.shape[-1])
     negative = np.flatnonzero((flat < 0).any(axis=1))

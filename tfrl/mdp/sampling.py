@@ -150,8 +150,13 @@ def sample_episodes(
         running = running[~mdp.terminal[nxt]]
     T = max(int(lengths.max()), 1)
     return Episodes(
-        states[:, :T], actions[:, :T], rewards[:, :T], next_states[:, :T], lengths,
-        mdp.state_names, mdp.action_names,
+        states[:, :T],
+        actions[:, :T],
+        rewards[:, :T],
+        next_states[:, :T],
+        lengths,
+        mdp.state_names,
+        mdp.action_names,
     )
 
 
@@ -218,9 +223,7 @@ def _ratio_estimate(sums: np.ndarray, counts: np.ndarray) -> Estimate:
     return Estimate(mean, spread, total)
 
 
-def monte_carlo_evaluation(
-    episodes: Episodes, mdp: MarkovDecisionProcess, first_visit: bool = False
-) -> Estimate:
+def monte_carlo_evaluation(episodes: Episodes, mdp: MarkovDecisionProcess, first_visit: bool = False) -> Estimate:
     """Monte Carlo state values: the mean return after every (or each episode's first) visit.
 
     The book's incremental update V += (G − V)/N is this every-visit mean. Terminal states get 0,
