@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -53,7 +54,7 @@ def save_numpy_state(path: Path, state: dict) -> None:
     arrays, plain = _flatten(state)
     arrays[_JSON_KEY] = np.asarray(json.dumps(plain))
     temporary = path.with_suffix(".tmp.npz")
-    np.savez(temporary, **arrays)
+    np.savez(temporary, allow_pickle=True, **arrays)
     os.replace(temporary, path)
 
 
@@ -64,7 +65,7 @@ def load_numpy_state(path: Path) -> dict:
     return _unflatten(flat)
 
 
-def _trackable(item):
+def _trackable(item: Any) -> Any:
     """Keras 3 layers are not checkpoint children in TensorFlow's object graph: track their weights."""
     return list(item.weights) if isinstance(item, keras.layers.Layer) else item
 
@@ -72,7 +73,7 @@ def _trackable(item):
 class Checkpointer:
     """Saves and restores an agent's ``trackables()`` and ``numpy_state()`` in ``directory``."""
 
-    def __init__(self, directory: str | os.PathLike, agent, max_to_keep: int = 3):
+    def __init__(self, directory: str | os.PathLike[str], agent: Any, max_to_keep: int = 3) -> None:
         self.directory = Path(directory)
         self.agent = agent
         self.checkpoint = tf.train.Checkpoint(**{name: _trackable(item) for name, item in agent.trackables().items()})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -51,23 +52,23 @@ class DiscretizeActions(gym.ActionWrapper):
     torques). ``grid`` is kept on the wrapper so an export can map indices back to real actions.
     """
 
-    def __init__(self, env: gym.Env, bins: int):
+    def __init__(self, env: gym.Env, bins: int) -> None:
         super().__init__(env)
         self.bins = int(bins)
         self.grid = action_grid(env.action_space, self.bins)
         self.action_space = gym.spaces.Discrete(len(self.grid))
 
-    def action(self, action) -> np.ndarray:
+    def action(self, action: Any) -> np.ndarray:
         return self.grid[int(action)].reshape(self.env.action_space.shape)
 
 
-def _make(env_id: str, discretize: int | None, **kwargs) -> gym.Env:
+def _make(env_id: str, discretize: int | None, **kwargs: Any) -> gym.Env:
     """``gym.make``, then the discretising wrapper when ``discretize`` is given."""
     env = gym.make(env_id, **kwargs)
     return env if discretize is None else DiscretizeActions(env, discretize)
 
 
-def make_env(env_id: str, seed: int | None = None, discretize: int | None = None, **kwargs) -> gym.Env:
+def make_env(env_id: str, seed: int | None = None, discretize: int | None = None, **kwargs: Any) -> gym.Env:
     """``gym.make`` with a clear ``EnvError`` for an unknown id or a missing extra; seeds its spaces.
 
     ``discretize=N`` wraps a Box action space into N evenly spaced actions per dimension.
@@ -92,7 +93,9 @@ def make_env(env_id: str, seed: int | None = None, discretize: int | None = None
     return env
 
 
-def make_vector_env(env_id: str, num_envs: int, discretize: int | None = None, **kwargs) -> gym.vector.SyncVectorEnv:
+def make_vector_env(
+    env_id: str, num_envs: int, discretize: int | None = None, **kwargs: Any
+) -> gym.vector.SyncVectorEnv:
     """``num_envs`` copies in one process, reset in the same step an episode ends.
 
     Same-step reset puts each finished episode's last observation in ``info["final_obs"]``, which the

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ FORMAT = "tfrl-policy"
 ENDPOINTS = ("action", "sample_action", "q_values", "value")
 
 
-def _named_output(function, name: str):
+def _named_output(function: Any, name: str) -> Any:
     """A signature function that names its outputs, for TF Serving and ``saved_model_cli``.
 
     A recurrent policy's endpoints take ``(observation, state)`` and return ``(output, next state)``:
@@ -38,7 +39,7 @@ def _named_output(function, name: str):
     if len(spec) == 1:
         return tf.function(lambda observation: {name: function(observation)}, input_signature=spec)
 
-    def stateful(observation, state):
+    def stateful(observation: tf.Tensor, state: tf.Tensor) -> dict[str, tf.Tensor]:
         output, next_state = function(observation, state)
         return {name: output, "state": next_state}
 
@@ -52,7 +53,7 @@ class GridActionPolicy(tf.Module):
     return the continuous action; ``q_values`` and ``value`` pass through unchanged (over the grid).
     """
 
-    def __init__(self, policy: tf.Module, action_grid: np.ndarray):
+    def __init__(self, policy: tf.Module, action_grid: np.ndarray) -> None:
         super().__init__(name="grid_action_policy")
         self.policy = policy
         self.action_grid = tf.constant(action_grid, tf.float32)
@@ -63,7 +64,7 @@ class GridActionPolicy(tf.Module):
             if hasattr(policy, name):
                 setattr(self, name, getattr(policy, name))
 
-    def _on_grid(self, choose_index):
+    def _on_grid(self, choose_index: Any) -> Any:
         return tf.function(
             lambda observation: tf.gather(self.action_grid, choose_index(observation)),
             input_signature=choose_index.input_signature,
@@ -71,7 +72,7 @@ class GridActionPolicy(tf.Module):
 
 
 def export_policy(
-    agent, path: str | os.PathLike, metadata: dict[str, Any], action_grid: np.ndarray | None = None
+    agent: Any, path: str | os.PathLike, metadata: dict[str, Any], action_grid: np.ndarray | None = None
 ) -> Path:
     """Write ``agent.policy()`` and its networks to ``path``, replacing what was there only on success.
 
@@ -137,7 +138,7 @@ class Policy:
     A stateless policy's ``reset_state`` does nothing.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.metadata = read_metadata(self.path)
         self.observation_shape = tuple(self.metadata["observation_space"]["shape"])
@@ -154,10 +155,10 @@ class Policy:
     def __repr__(self) -> str:
         return f"Policy({self.metadata['algorithm']} on {self.metadata['env_id']}, from {self.path})"
 
-    def __call__(self, observation) -> np.ndarray:
+    def __call__(self, observation: Any) -> np.ndarray:
         return self.action(observation)
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Callable[[Any], np.ndarray]:
         if name in ENDPOINTS:
             if name not in self.__dict__.get("endpoints", ()):
                 raise AttributeError(
@@ -166,7 +167,7 @@ class Policy:
             return lambda observation: self._run(name, observation)
         raise AttributeError(name)
 
-    def _run(self, endpoint: str, observation) -> np.ndarray:
+    def _run(self, endpoint: str, observation: Any) -> np.ndarray:
         observation = np.asarray(observation, dtype=np.float32)
         single = observation.shape == self.observation_shape
         if not single and observation.shape[1:] != self.observation_shape:

@@ -8,10 +8,14 @@ Observations of any shape are flattened first, so the same classes serve vectors
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 from keras import layers, ops
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 def _dense_trunk(hidden_sizes: Sequence[int], activation: str, prefix: str) -> list[layers.Dense]:
@@ -21,12 +25,12 @@ def _dense_trunk(hidden_sizes: Sequence[int], activation: str, prefix: str) -> l
     ]
 
 
-def _flatten(observations):
+def _flatten(observations: tf.Tensor) -> tf.Tensor:
     """Flatten everything but the batch axis, so image-like observations work unchanged."""
     return ops.reshape(observations, (ops.shape(observations)[0], -1))
 
 
-def dueling_aggregate(values, advantages):
+def dueling_aggregate(values: tf.Tensor, advantages: tf.Tensor) -> tf.Tensor:
     """``Q = V + A − mean_a A``: subtracting the mean makes V and A identifiable (Wang et al. 2016)."""
     return values + advantages - ops.mean(advantages, axis=-1, keepdims=True)
 
@@ -52,8 +56,8 @@ class QNetwork(keras.Model):
         hidden_sizes: Sequence[int] = (64, 64),
         activation: str = "relu",
         dueling: bool = False,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.num_actions = int(num_actions)
         self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
@@ -66,7 +70,7 @@ class QNetwork(keras.Model):
         else:
             self.q_head = layers.Dense(self.num_actions, name="q_values")
 
-    def call(self, observations):
+    def call(self, observations: tf.Tensor) -> tf.Tensor:
         features = _flatten(observations)
         for layer in self.trunk:
             features = layer(features)
@@ -105,7 +109,9 @@ class CategoricalActor(keras.Model):
         activation: any Keras activation name, used by every hidden layer.
     """
 
-    def __init__(self, num_actions: int, hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh", **kwargs):
+    def __init__(
+        self, num_actions: int, hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh", **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.num_actions = int(num_actions)
         self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
@@ -113,7 +119,7 @@ class CategoricalActor(keras.Model):
         self.trunk = _dense_trunk(self.hidden_sizes, activation, "hidden")
         self.logits_head = layers.Dense(self.num_actions, name="logits")
 
-    def call(self, observations):
+    def call(self, observations: tf.Tensor) -> tf.Tensor:
         features = _flatten(observations)
         for layer in self.trunk:
             features = layer(features)
@@ -146,15 +152,15 @@ class GaussianActor(keras.Model):
 
     def __init__(
         self,
-        action_low: Sequence[float],
-        action_high: Sequence[float],
+        action_low: Iterable[float],
+        action_high: Iterable[float],
         hidden_sizes: Sequence[int] = (64, 64),
         activation: str = "tanh",
         state_dependent_scale: bool = False,
         initial_scale: float = 1.0,
         min_scale: float = 1e-3,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.action_low = [float(value) for value in action_low]
         self.action_high = [float(value) for value in action_high]
@@ -181,7 +187,7 @@ class GaussianActor(keras.Model):
                 shape=(action_size,), initializer=keras.initializers.Constant(raw_initial), name="raw_scale"
             )
 
-    def call(self, observations):
+    def call(self, observations: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         features = _flatten(observations)
         for layer in self.trunk:
             features = layer(features)
@@ -216,14 +222,14 @@ class ValueCritic(keras.Model):
         activation: any Keras activation name, used by every hidden layer.
     """
 
-    def __init__(self, hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh", **kwargs):
+    def __init__(self, hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
         self.activation = activation
         self.trunk = _dense_trunk(self.hidden_sizes, activation, "hidden")
         self.value_head = layers.Dense(1, name="value")
 
-    def call(self, observations):
+    def call(self, observations: tf.Tensor) -> tf.Tensor:
         features = _flatten(observations)
         for layer in self.trunk:
             features = layer(features)
@@ -246,12 +252,12 @@ class DeterministicActor(keras.Model):
 
     def __init__(
         self,
-        action_low: Sequence[float],
-        action_high: Sequence[float],
+        action_low: Iterable[float],
+        action_high: Iterable[float],
         hidden_sizes: Sequence[int] = (256, 256),
         activation: str = "relu",
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.action_low = [float(value) for value in action_low]
         self.action_high = [float(value) for value in action_high]
@@ -262,7 +268,7 @@ class DeterministicActor(keras.Model):
         self._centre = [(high + low) / 2 for low, high in zip(self.action_low, self.action_high, strict=True)]
         self._half_range = [(high - low) / 2 for low, high in zip(self.action_low, self.action_high, strict=True)]
 
-    def call(self, observations):
+    def call(self, observations: tf.Tensor) -> tf.Tensor:
         features = _flatten(observations)
         for layer in self.trunk:
             features = layer(features)
@@ -288,14 +294,14 @@ class QCritic(keras.Model):
     Called as ``critic([observations, actions])``, one Q-value per row.
     """
 
-    def __init__(self, hidden_sizes: Sequence[int] = (256, 256), activation: str = "relu", **kwargs):
+    def __init__(self, hidden_sizes: Sequence[int] = (256, 256), activation: str = "relu", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
         self.activation = activation
         self.trunk = _dense_trunk(self.hidden_sizes, activation, "hidden")
         self.q_head = layers.Dense(1, name="q_value")
 
-    def call(self, inputs):
+    def call(self, inputs: Sequence[tf.Tensor]) -> tf.Tensor:
         observations, actions = inputs
         features = ops.concatenate([_flatten(observations), _flatten(actions)], axis=-1)
         for layer in self.trunk:
@@ -332,15 +338,15 @@ class RecurrentActorCritic(keras.Model):
         self,
         units: int = 64,
         num_actions: int | None = None,
-        action_low: Sequence[float] | None = None,
-        action_high: Sequence[float] | None = None,
+        action_low: Iterable[float] | None = None,
+        action_high: Iterable[float] | None = None,
         actor_hidden_sizes: Sequence[int] = (80,),
         critic_hidden_sizes: Sequence[int] = (50,),
         activation: str = "relu6",
         initial_scale: float = 1.0,
         min_scale: float = 1e-3,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if (num_actions is None) == (action_low is None):
             raise ValueError("give num_actions for a discrete space or action_low/action_high for a Box, not both")
@@ -359,6 +365,7 @@ class RecurrentActorCritic(keras.Model):
         if self.num_actions is not None:
             self.logits_head = layers.Dense(self.num_actions, name="logits")
         else:
+            assert self.action_low is not None  # the check above: a Box space gives action_low
             low, high = ops.convert_to_tensor(self.action_low), ops.convert_to_tensor(self.action_high)
             self._centre, self._half_range = (high + low) / 2.0, (high - low) / 2.0
             raw_initial = math.log(math.expm1(self.initial_scale - self.min_scale))
@@ -367,7 +374,7 @@ class RecurrentActorCritic(keras.Model):
                 len(self.action_low), bias_initializer=keras.initializers.Constant(raw_initial), name="scale"
             )
 
-    def call(self, inputs):
+    def call(self, inputs: Sequence[tf.Tensor]) -> tuple[Any, tf.Tensor, tf.Tensor]:
         observations, state = inputs
         cell_output, next_state = self.cell(_flatten(observations), state)
         actor_features = critic_features = cell_output

@@ -7,6 +7,7 @@ Everything is vectorised: a vector env adds one row per sub-env in one call, and
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import tensorflow as tf
 
 _FIELDS = ("observations", "actions", "rewards", "next_observations", "terminated", "bootstrap_steps")
@@ -28,7 +29,7 @@ class ReplayBuffer:
         observation_shape: tuple[int, ...],
         action_shape: tuple[int, ...] = (),
         action_dtype: np.dtype | type = np.int64,
-    ):
+    ) -> None:
         if capacity <= 0:
             raise ValueError(f"capacity must be a positive integer, got {capacity}")
         self.capacity = int(capacity)
@@ -44,7 +45,15 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
-    def add(self, observations, actions, rewards, next_observations, terminated, bootstrap_steps=1) -> np.ndarray:
+    def add(
+        self,
+        observations: npt.ArrayLike,
+        actions: npt.ArrayLike,
+        rewards: np.ndarray,
+        next_observations: npt.ArrayLike,
+        terminated: npt.ArrayLike,
+        bootstrap_steps: npt.ArrayLike = 1,
+    ) -> np.ndarray:
         """Append a batch of transitions (leading axis = one row per sub-env), overwriting the oldest.
 
         Returns the rows written, so a prioritized memory can give them their first priority.
@@ -100,7 +109,9 @@ class ReplayBuffer:
 # ------------------------------------------------------------------------------------------------
 
 
-def discounted_returns(rewards, episode_ends, gamma: float) -> tf.Tensor:
+def discounted_returns(
+    rewards: tf.Tensor | np.ndarray, episode_ends: tf.Tensor | np.ndarray, gamma: float
+) -> tf.Tensor:
     """Monte Carlo returns ``G_t = r_t + γ·G_{t+1}``, restarting after every episode end.
 
     ``episode_ends[t]`` is 1 where an episode finished at step ``t`` (terminated or truncated), so
@@ -117,7 +128,13 @@ def discounted_returns(rewards, episode_ends, gamma: float) -> tf.Tensor:
     )
 
 
-def n_step_returns(rewards, next_values, terminated, truncated, gamma: float) -> tf.Tensor:
+def n_step_returns(
+    rewards: tf.Tensor | np.ndarray,
+    next_values: tf.Tensor | np.ndarray,
+    terminated: tf.Tensor | np.ndarray,
+    truncated: tf.Tensor | np.ndarray,
+    gamma: float,
+) -> tf.Tensor:
     """Bootstrapped returns of a rollout: each step's return runs to its episode's end or the rollout's.
 
         G_t = r_t + γ · (1 − terminated_t) · B_t,   B_t = V(s'_t)  if truncated at t or t = T − 1
@@ -132,7 +149,7 @@ def n_step_returns(rewards, next_values, terminated, truncated, gamma: float) ->
     continues = 1.0 - tf.cast(terminated, tf.float32)
     truncated = tf.cast(truncated, tf.float32)
 
-    def step_back(later, step):
+    def step_back(later: tf.Tensor, step: tuple[tf.Tensor, ...]) -> tf.Tensor:
         reward, next_value, keep, cut = step
         return reward + gamma * keep * (cut * next_value + (1.0 - cut) * later)
 
@@ -158,7 +175,7 @@ class SumTree:
       left child's sum, otherwise subtract it and go right.
     """
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int) -> None:
         if capacity <= 0:
             raise ValueError(f"capacity must be a positive integer, got {capacity}")
         self.capacity = int(capacity)
@@ -171,12 +188,12 @@ class SumTree:
         """The sum of all priorities (the root)."""
         return float(self.nodes[1])
 
-    def priorities(self, indices=None) -> np.ndarray:
+    def priorities(self, indices: np.ndarray | None = None) -> np.ndarray:
         """The leaves at ``indices`` (all ``capacity`` of them by default)."""
         leaves = self.nodes[self.leaf_count : self.leaf_count + self.capacity]
         return leaves if indices is None else leaves[indices]
 
-    def update(self, indices, priorities) -> None:
+    def update(self, indices: npt.ArrayLike, priorities: npt.ArrayLike) -> None:
         """Set the priorities of leaves ``indices`` (repeats allowed: the last one wins)."""
         nodes = np.asarray(indices, np.int64).ravel() + self.leaf_count
         self.nodes[nodes] = np.asarray(priorities, np.float64).ravel()
@@ -184,7 +201,7 @@ class SumTree:
             nodes = nodes >> 1
             self.nodes[nodes] = self.nodes[2 * nodes] + self.nodes[2 * nodes + 1]
 
-    def rebuild(self, priorities) -> None:
+    def rebuild(self, priorities: npt.ArrayLike) -> None:
         """Replace every leaf (missing ones become 0) and recompute the whole tree bottom up."""
         priorities = np.asarray(priorities, np.float64)
         self.nodes[:] = 0.0
@@ -194,7 +211,7 @@ class SumTree:
             parents = np.arange(first, 2 * first)
             self.nodes[parents] = self.nodes[2 * parents] + self.nodes[2 * parents + 1]
 
-    def find(self, values) -> np.ndarray:
+    def find(self, values: npt.ArrayLike) -> np.ndarray:
         """The leaf whose cumulative-sum interval holds each value in ``[0, total)``.
 
         Leaf ``j`` is returned for values in ``[sum(p[:j]), sum(p[:j + 1]))``, so a uniform value
@@ -231,7 +248,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         epsilon: float = 1e-6,
         action_shape: tuple[int, ...] = (),
         action_dtype: np.dtype | type = np.int64,
-    ):
+    ) -> None:
         super().__init__(capacity, observation_shape, action_shape, action_dtype)
         if alpha < 0 or epsilon <= 0:
             raise ValueError(
@@ -241,7 +258,15 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.tree = SumTree(capacity)
         self.max_priority = 1.0
 
-    def add(self, observations, actions, rewards, next_observations, terminated, bootstrap_steps=1) -> np.ndarray:
+    def add(
+        self,
+        observations: npt.ArrayLike,
+        actions: npt.ArrayLike,
+        rewards: np.ndarray,
+        next_observations: npt.ArrayLike,
+        terminated: npt.ArrayLike,
+        bootstrap_steps: npt.ArrayLike = 1,
+    ) -> np.ndarray:
         rows = super().add(observations, actions, rewards, next_observations, terminated, bootstrap_steps)
         self.tree.update(rows, np.full(len(rows), self.max_priority))
         return rows
@@ -264,7 +289,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         batch["weights"] = weights.astype(np.float32)
         return batch
 
-    def update_priorities(self, indices, td_errors) -> None:
+    def update_priorities(self, indices: npt.ArrayLike, td_errors: npt.ArrayLike) -> None:
         """Priorities ``(|δ| + ε)^α`` for the rows ``indices`` from their latest TD errors."""
         priorities = (np.abs(np.asarray(td_errors, np.float64)) + self.epsilon) ** self.alpha
         self.tree.update(indices, priorities)
@@ -296,14 +321,20 @@ class NStepCollector:
     episodes, so they could not be completed anyway.
     """
 
-    def __init__(self, n: int, gamma: float):
+    def __init__(self, n: int, gamma: float) -> None:
         if n < 1:
             raise ValueError(f"n must be a positive integer, got {n}")
         self.n, self.gamma = int(n), float(gamma)
         self.windows: list[list[tuple]] = []
 
     def add(
-        self, observations, actions, rewards, next_observations, terminated, truncated
+        self,
+        observations: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_observations: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
     ) -> dict[str, np.ndarray] | None:
         """Take one vector-env step; returns the n-step transitions completed by it (or None)."""
         if not self.windows:
@@ -320,7 +351,7 @@ class NStepCollector:
         fields = ("observations", "actions", "rewards", "next_observations", "terminated", "bootstrap_steps")
         return {name: np.asarray(column) for name, column in zip(fields, zip(*completed, strict=True), strict=True)}
 
-    def _transition(self, window: list[tuple], next_observation, terminated) -> tuple:
+    def _transition(self, window: list[tuple], next_observation: np.ndarray, terminated: float) -> tuple:
         discounted = sum(self.gamma**offset * reward for offset, (_, _, reward) in enumerate(window))
         observation, action, _ = window[0]
         return observation, action, np.float32(discounted), next_observation, np.float32(terminated), len(window)

@@ -19,6 +19,7 @@ import numpy as np
 
 from tfrl import __version__
 from tfrl.agents import get_agent, make_config
+from tfrl.agents.config import AgentConfig
 from tfrl.checkpoint import Checkpointer
 from tfrl.envs import action_grid, describe_space, final_observations, make_env, make_vector_env
 from tfrl.errors import CheckpointError, ConfigError
@@ -36,7 +37,7 @@ class Evaluator:
     ``discretize`` wraps a Box action space as in training, for a policy that returns action indices.
     """
 
-    def __init__(self, env_id: str, episodes: int = 20, seed: int = 0, discretize: int | None = None):
+    def __init__(self, env_id: str, episodes: int = 20, seed: int = 0, discretize: int | None = None) -> None:
         if episodes < 1:
             raise ConfigError(f"evaluation episodes must be at least 1, got {episodes}")
         self.envs = [make_env(env_id, discretize=discretize) for _ in range(episodes)]
@@ -51,9 +52,10 @@ class Evaluator:
         observations = np.stack([env.reset(seed=self.seed + index)[0] for index, env in enumerate(self.envs)])
         returns = np.zeros(len(self.envs))
         active = np.ones(len(self.envs), bool)
-        stateful = hasattr(policy, "reset_state")
-        if stateful:
-            policy.reset_state(len(self.envs))
+        reset_state = getattr(policy, "reset_state", None)
+        stateful = reset_state is not None
+        if reset_state is not None:
+            reset_state(len(self.envs))
         while active.any():
             indices = np.flatnonzero(active)
             actions = policy(observations)[indices] if stateful else policy(observations[indices])
@@ -146,7 +148,9 @@ def load_run(run_dir: str | Path) -> tuple[RunSettings, dict[str, Any]]:
         raise CheckpointError(f"{path} is corrupt: {error}") from None
 
 
-def _resumed_settings(run_dir: Path, algorithm: str | None, env_id: str | None, total_steps: int | None):
+def _resumed_settings(
+    run_dir: Path, algorithm: str | None, env_id: str | None, total_steps: int | None
+) -> tuple[RunSettings, AgentConfig]:
     """The saved settings and config of ``run_dir``, checked against what the caller named."""
     settings, config_dict = load_run(run_dir)
     for given, saved, what in ((algorithm, settings.algorithm, "algorithm"), (env_id, settings.env_id, "env")):
@@ -160,7 +164,7 @@ def _resumed_settings(run_dir: Path, algorithm: str | None, env_id: str | None, 
     return settings, config_class().replace(**config_dict)
 
 
-def build_agent(settings: RunSettings, config):
+def build_agent(settings: RunSettings, config: AgentConfig) -> Any:
     """A fresh agent for ``settings``, seeded so the same seed gives the same run."""
     agent_class, _ = get_agent(settings.algorithm)
     keras.utils.set_random_seed(settings.seed)
@@ -171,7 +175,7 @@ def build_agent(settings: RunSettings, config):
         probe.close()
 
 
-def restore_run(run_dir: str | Path):
+def restore_run(run_dir: str | Path) -> tuple[RunSettings, Any]:
     """``(settings, agent)`` of a run directory, the agent restored from its newest checkpoint."""
     settings, config = _resumed_settings(Path(run_dir), None, None, None)
     agent = build_agent(settings, config)
@@ -179,7 +183,9 @@ def restore_run(run_dir: str | Path):
     return settings, agent
 
 
-def export_run(agent, settings: RunSettings, run_dir: str | Path, path: str | Path, final_return: float | None) -> Path:
+def export_run(
+    agent: Any, settings: RunSettings, run_dir: str | Path, path: str | Path, final_return: float | None
+) -> Path:
     """Export ``agent``'s policy with the metadata of the run it came from.
 
     For a run on discretised actions the export's ``action`` returns the env's real action (the grid
@@ -216,7 +222,7 @@ def export_run(agent, settings: RunSettings, run_dir: str | Path, path: str | Pa
 def _reward_threshold(env_id: str) -> float | None:
     env = make_env(env_id)
     try:
-        return env.spec.reward_threshold
+        return None if env.spec is None else env.spec.reward_threshold
     finally:
         env.close()
 
@@ -225,7 +231,7 @@ def train(
     algorithm: str | None = None,
     env_id: str | None = None,
     *,
-    config=None,
+    config: AgentConfig | None = None,
     preset: str = "default",
     overrides: Mapping[str, Any] | None = None,
     seed: int = 0,
@@ -309,7 +315,9 @@ def train(
     return TrainResult(run_dir=run_dir, export_path=export_path, agent=agent, **outcome)
 
 
-def _agent_runner(agent, settings: RunSettings, logger: RunLogger, checkpointer: Checkpointer, start_step: int) -> dict:
+def _agent_runner(
+    agent: Any, settings: RunSettings, logger: RunLogger, checkpointer: Checkpointer, start_step: int
+) -> dict:
     """For an agent that brings its own runner (A3C's worker processes): the same evaluator, threshold,
     logger and checkpointer as ``_collect_loop``, and the same outcome keys back."""
     threshold = _reward_threshold(settings.env_id) if settings.stop_at_threshold else None
@@ -322,7 +330,9 @@ def _agent_runner(agent, settings: RunSettings, logger: RunLogger, checkpointer:
         evaluator.close()
 
 
-def _collect_loop(agent, settings: RunSettings, logger: RunLogger, checkpointer: Checkpointer, start_step: int) -> dict:
+def _collect_loop(
+    agent: Any, settings: RunSettings, logger: RunLogger, checkpointer: Checkpointer, start_step: int
+) -> dict:
     """Step all vector envs at once; the agent decides when to learn from what it observes.
 
     One loop serves every agent: off-policy agents store transitions and train every few steps,

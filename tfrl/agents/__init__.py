@@ -11,6 +11,7 @@ from importlib import import_module
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from tfrl.agents.config import AgentConfig
 from tfrl.errors import ConfigError
 
 
@@ -80,7 +81,7 @@ ALGORITHMS: dict[str, AlgorithmEntry] = {
 }
 
 
-def get_agent(name: str):
+def get_agent(name: str) -> tuple[Any, type[AgentConfig]]:
     """``(agent_class, config_class)`` for a registered algorithm name."""
     if name not in ALGORITHMS:
         close = difflib.get_close_matches(name, ALGORITHMS, n=3)
@@ -91,7 +92,7 @@ def get_agent(name: str):
     return getattr(module, entry.agent), getattr(module, entry.config)
 
 
-def make_config(name: str, preset: str = "default", overrides: Mapping[str, Any] | None = None):
+def make_config(name: str, preset: str = "default", overrides: Mapping[str, Any] | None = None) -> AgentConfig:
     """The config of algorithm ``name``: ``preset``, then the entry's ``defaults``, then ``overrides``."""
     _, config_class = get_agent(name)
     return config_class.from_preset(preset, {**ALGORITHMS[name].defaults, **dict(overrides or {})})

@@ -40,8 +40,9 @@ import os
 import signal
 import time
 import traceback
-from multiprocessing.connection import wait
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable
+from multiprocessing.connection import Connection, wait
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import gymnasium as gym
 import keras
@@ -56,6 +57,13 @@ from tfrl.envs import check_spaces, make_env
 from tfrl.errors import EnvError, WorkerError
 from tfrl.nets import RecurrentActorCritic, ValueCritic
 from tfrl.replay import n_step_returns
+
+if TYPE_CHECKING:
+    from multiprocessing.synchronize import Lock
+
+    from tfrl.checkpoint import Checkpointer
+    from tfrl.logger import RunLogger
+    from tfrl.training import Evaluator, RunSettings
 
 tfd = tfp.distributions
 
@@ -195,14 +203,16 @@ class A3CConfig(AgentConfig):
 # ------------------------------------------------------------------------------------------------
 
 
-def _distribution(parameters, continuous: bool) -> tfd.Distribution:
+def _distribution(
+    parameters: tf.Tensor | tuple[tf.Tensor, tf.Tensor], continuous: bool
+) -> tfp.distributions.Distribution:
     if continuous:
         mean, scale = parameters
         return tfd.Independent(tfd.Normal(mean, scale), reinterpreted_batch_ndims=1)
     return tfd.Categorical(logits=parameters, dtype=tf.int64)
 
 
-def _flat(tensors) -> tf.Tensor:
+def _flat(tensors: Iterable[tf.Tensor]) -> tf.Tensor:
     return tf.concat([tf.reshape(tensor, [-1]) for tensor in tensors], axis=0)
 
 
@@ -214,18 +224,28 @@ class A3CNetworks:
     A feed-forward copy takes a state of size 0, so one calling convention serves both kinds.
     """
 
-    def __init__(self, config: A3CConfig, observation_space: gym.Space, action_space: gym.Space, seed: int = 0):
+    def __init__(
+        self,
+        config: A3CConfig,
+        observation_space: gym.spaces.Box,
+        action_space: gym.spaces.Discrete | gym.spaces.Box,
+        seed: int = 0,
+    ) -> None:
         if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) != 1:
             raise EnvError(f"A3C needs a 1-D Box action space (a vector of actions), got {action_space}")
         self.config = config
         self.continuous = isinstance(action_space, gym.spaces.Box)
-        self.action_low, self.action_high = (action_space.low, action_space.high) if self.continuous else (None, None)
+        self.action_low: np.ndarray | None
+        self.action_high: np.ndarray | None
+        self.action_low, self.action_high = (
+            (action_space.low, action_space.high) if isinstance(action_space, gym.spaces.Box) else (None, None)
+        )
         self.observation_shape = tuple(observation_space.shape)
         observation = np.zeros((1, *self.observation_shape), np.float32)
         if config.recurrent:
-            space = (
+            space: dict[str, Any] = (
                 dict(action_low=np.ravel(action_space.low), action_high=np.ravel(action_space.high))
-                if self.continuous
+                if isinstance(action_space, gym.spaces.Box)
                 else dict(num_actions=int(action_space.n))
             )
             self.model = RecurrentActorCritic(
@@ -281,26 +301,28 @@ class A3CNetworks:
     def initial_state(self, batch_size: int) -> np.ndarray:
         return np.zeros((batch_size, self.state_size), np.float32)
 
-    def step(self, observations, states):
+    def step(self, observations: tf.Tensor, states: tf.Tensor) -> tuple[tfp.distributions.Distribution, tf.Tensor]:
         """π(·|s) for one step of a batch, and the state after it (unchanged when feed-forward)."""
         if self.config.recurrent:
             parameters, _, next_states = self.model([observations, states])
             return _distribution(parameters, self.continuous), next_states
         return _distribution(self.actor(observations), self.continuous), states
 
-    def _sample(self, observations, states):
+    def _sample(self, observations: tf.Tensor, states: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         distribution, next_states = self.step(observations, states)
         seed = tf.cast(self.generator.make_seeds(1)[:, 0], tf.int32)
         return distribution.sample(seed=seed), next_states
 
-    def _mode(self, observations, states):
+    def _mode(self, observations: tf.Tensor, states: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         distribution, next_states = self.step(observations, states)
         actions = distribution.mode()
         if self.continuous:
             actions = tf.clip_by_value(actions, self.action_low, self.action_high)
         return actions, next_states
 
-    def unroll(self, observations, next_observations, dones, initial_state):
+    def unroll(
+        self, observations: tf.Tensor, next_observations: tf.Tensor, dones: tf.Tensor, initial_state: tf.Tensor
+    ) -> tuple[tfp.distributions.Distribution, tf.Tensor, tf.Tensor]:
         """π, V(s_t) and V(s'_t) along a ``[T, envs]`` rollout, flattened step-major to ``[T·envs]``.
 
         A recurrent state starts from ``initial_state`` and restarts at zero in an env whose episode
@@ -326,7 +348,16 @@ class A3CNetworks:
         _, next_values, _ = self.model([flat_next_observations, tf.concat(states_after, axis=0)])
         return _distribution(parameters, self.continuous), tf.concat(values, axis=0), next_values
 
-    def _gradients(self, observations, actions, rewards, next_observations, terminated, truncated, initial_state):
+    def _gradients(
+        self,
+        observations: tf.Tensor,
+        actions: tf.Tensor,
+        rewards: tf.Tensor,
+        next_observations: tf.Tensor,
+        terminated: tf.Tensor,
+        truncated: tf.Tensor,
+        initial_state: tf.Tensor,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         """The flat gradients of one rollout's actor and critic losses, and [actor loss, critic loss, entropy]."""
         config = self.config
         rewards = (rewards + config.reward_shift) * config.reward_scale
@@ -355,7 +386,7 @@ class A3CNetworks:
         del tape
         return _flat(gradients), tf.stack([actor_loss, critic_loss, entropy])
 
-    def _set_weights(self, flat):
+    def _set_weights(self, flat: tf.Tensor) -> tf.Tensor:
         pieces = tf.split(flat, [int(np.prod(variable.shape)) for variable in self.variables])
         for variable, piece in zip(self.variables, pieces, strict=True):
             variable.assign(tf.reshape(piece, variable.shape))
@@ -380,7 +411,12 @@ class WorkerSpec:
     send_rollouts: bool = False
 
 
-def worker_main(spec: WorkerSpec, connection, shared_weights, lock) -> None:
+def worker_main(
+    spec: WorkerSpec,
+    connection: Connection,
+    shared_weights: Any,  # a float32 RawArray (typeshed types RawArray as Any)
+    lock: Lock,
+) -> None:
     """A worker: pull the global weights, act ``update_every`` steps, push gradients, wait for "go on".
 
     Messages to the parent: ``("update", gradients, steps, episodes, seconds, losses, rollout)``
@@ -392,7 +428,11 @@ def worker_main(spec: WorkerSpec, connection, shared_weights, lock) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(1)
         config = spec.config
         envs = [make_env(spec.env_id, discretize=spec.discretize) for _ in range(config.envs_per_worker)]
-        local = A3CNetworks(config, envs[0].observation_space, envs[0].action_space, seed=spec.seed)
+        observation_space, action_space = envs[0].observation_space, envs[0].action_space
+        # The parent's A3CAgent ran check_spaces on this env id, so nothing else reaches a worker:
+        assert isinstance(observation_space, gym.spaces.Box)
+        assert isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box))
+        local = A3CNetworks(config, observation_space, action_space, seed=spec.seed)
         weights = np.frombuffer(shared_weights, np.float32)
 
         def pull() -> None:
@@ -401,9 +441,10 @@ def worker_main(spec: WorkerSpec, connection, shared_weights, lock) -> None:
             local.set_weights(flat)
 
         shape = (config.update_every, config.envs_per_worker)
+        action_shape = action_space.shape if isinstance(action_space, gym.spaces.Box) else ()  # Discrete: ()
         rollout = {
             "observations": np.zeros((*shape, *local.observation_shape), np.float32),
-            "actions": np.zeros((*shape, *envs[0].action_space.shape), np.float32 if local.continuous else np.int64),
+            "actions": np.zeros((*shape, *action_shape), np.float32 if local.continuous else np.int64),
             **{key: np.zeros(shape, np.float32) for key in ("rewards", "terminated", "truncated")},
         }
         rollout["next_observations"] = np.zeros_like(rollout["observations"])
@@ -479,7 +520,13 @@ class WorkerPool:
     the run. ``updates`` raises ``WorkerError`` as soon as a worker raises or dies.
     """
 
-    def __init__(self, specs: list[WorkerSpec], weight_count: int, target=worker_main, join_timeout: float = 5.0):
+    def __init__(
+        self,
+        specs: list[WorkerSpec],
+        weight_count: int,
+        target: Callable[..., None] = worker_main,
+        join_timeout: float = 5.0,
+    ) -> None:
         context = multiprocessing.get_context("spawn")  # never fork a process that has run TensorFlow
         self.shared_weights = context.RawArray("f", weight_count)
         self.weights = np.frombuffer(self.shared_weights, np.float32)
@@ -505,7 +552,7 @@ class WorkerPool:
             child_end.close()  # the worker holds it now: its death closes the pipe
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def publish(self, weights: np.ndarray) -> None:
@@ -524,9 +571,10 @@ class WorkerPool:
         """The updates that arrive within ``timeout`` seconds, as ``(worker id, message)`` pairs."""
         sentinels = {process.sentinel: index for index, process in enumerate(self.processes)}
         pipes = {connection: index for index, connection in enumerate(self.connections)}
+        owners: dict[object, int] = dict([*sentinels.items(), *pipes.items()])  # ints and Connections: no overlap
         arrived = []
         for ready in wait([*pipes, *sentinels], timeout):
-            worker_id = pipes.get(ready, sentinels.get(ready))
+            worker_id = owners[ready]
             connection = self.connections[worker_id]
             if ready in sentinels and not connection.poll():
                 self._raise_dead(worker_id)
@@ -541,7 +589,7 @@ class WorkerPool:
             arrived.append((worker_id, message[1:]))
         return arrived
 
-    def _raise_dead(self, worker_id: int):
+    def _raise_dead(self, worker_id: int) -> NoReturn:
         process = self.processes[worker_id]
         process.join(self.join_timeout)
         code = process.exitcode
@@ -591,8 +639,11 @@ class A3CAgent:
         action_space: gym.Space,
         env_id: str = "env",
         seed: int = 0,
-    ):
+    ) -> None:
         check_spaces(self.algorithm, env_id, observation_space, action_space, self.action_spaces)
+        # check_spaces refused anything else:
+        assert isinstance(observation_space, gym.spaces.Box)
+        assert isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box))
         self.config = config
         self.observation_space, self.action_space = observation_space, action_space
         self.observation_shape = tuple(observation_space.shape)
@@ -620,7 +671,7 @@ class A3CAgent:
         """Updates applied to the global networks (the optimizers' shared step count)."""
         return int(self.actor_optimizer.iterations.numpy())
 
-    def _apply(self, flat_gradients, steps):
+    def _apply(self, flat_gradients: tf.Tensor, steps: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """One pushed update of ``steps`` env steps: each optimizer steps on its networks' share;
         returns the new flat weights and the env-step count (no second TF call to read it)."""
         sizes = [int(np.prod(variable.shape)) for variable in self.nets.variables]
@@ -653,7 +704,15 @@ class A3CAgent:
     def reset_state(self, batch_size: int) -> None:
         self.acting_state = self.nets.initial_state(batch_size)
 
-    def run(self, settings, logger, checkpointer, evaluator, start_step: int, threshold: float | None) -> dict:
+    def run(
+        self,
+        settings: RunSettings,
+        logger: RunLogger,
+        checkpointer: Checkpointer,
+        evaluator: Evaluator,
+        start_step: int,
+        threshold: float | None,
+    ) -> dict:
         """Train with ``config.workers`` processes until ``settings.total_steps`` or the threshold.
 
         Returns what ``training.train`` reports: env_steps, solved, final_return, wall_seconds and
@@ -764,7 +823,7 @@ class _GreedyActing:
     """The global networks' deterministic actions as the ``Evaluator`` calls them; its ``reset_state``
     tells the Evaluator to keep one row per episode, which a recurrent policy's state needs."""
 
-    def __init__(self, agent: A3CAgent):
+    def __init__(self, agent: A3CAgent) -> None:
         self.agent = agent
 
     def __call__(self, observations: np.ndarray) -> np.ndarray:
@@ -782,10 +841,12 @@ class RecurrentPolicy(tf.Module):
     ``value`` the critic's V(s). ``state_shape`` goes into the export's metadata.
     """
 
-    def __init__(self, nets: A3CNetworks):
+    def __init__(self, nets: A3CNetworks) -> None:
         super().__init__(name="recurrent_policy")
         self.model = nets.model
         self.continuous = nets.continuous
+        self.low: tf.Tensor | None
+        self.high: tf.Tensor | None
         self.low, self.high = (
             (tf.constant(nets.action_low), tf.constant(nets.action_high)) if nets.continuous else (None, None)
         )
@@ -803,18 +864,18 @@ class RecurrentPolicy(tf.Module):
             input_signature=[tf.TensorSpec([], tf.int32, name="batch_size")],
         )
 
-    def _clip(self, actions):
+    def _clip(self, actions: tf.Tensor) -> tf.Tensor:
         return tf.clip_by_value(actions, self.low, self.high) if self.continuous else actions
 
-    def _action(self, observation, state):
+    def _action(self, observation: tf.Tensor, state: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         parameters, _, next_state = self.model([observation, state])
         return self._clip(_distribution(parameters, self.continuous).mode()), next_state
 
-    def _sample_action(self, observation, state):
+    def _sample_action(self, observation: tf.Tensor, state: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         parameters, _, next_state = self.model([observation, state])
         seed = tf.cast(self.generator.make_seeds(1)[:, 0], tf.int32)
         return self._clip(_distribution(parameters, self.continuous).sample(seed=seed)), next_state
 
-    def _value(self, observation, state):
+    def _value(self, observation: tf.Tensor, state: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         _, values, next_state = self.model([observation, state])
         return values, next_state

@@ -145,8 +145,11 @@ class ActorCriticAgent(StochasticActing):
         action_space: gym.Space,
         env_id: str = "env",
         seed: int = 0,
-    ):
+    ) -> None:
         check_spaces(self.algorithm, env_id, observation_space, action_space, self.action_spaces)
+        # check_spaces refused anything else:
+        assert isinstance(observation_space, gym.spaces.Box)
+        assert isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box))
         self.config = config
         self.observation_space, self.action_space = observation_space, action_space
         self.observation_shape = tuple(observation_space.shape)
@@ -179,7 +182,13 @@ class ActorCriticAgent(StochasticActing):
         ).get_concrete_function()
 
     def observe(
-        self, observations, actions, rewards, next_observations, terminated, truncated
+        self,
+        observations: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_observations: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
     ) -> dict[str, float] | None:
         """Add one vector-env step to the rollout; after ``n_steps`` of them, update actor and critic."""
         step = {
@@ -220,12 +229,20 @@ class ActorCriticAgent(StochasticActing):
         )
         return {name: float(value) for name, value in metrics.items()}
 
-    def _update_step(self, observations, actions, rewards, next_observations, terminated, truncated):
+    def _update_step(
+        self,
+        observations: tf.Tensor,
+        actions: tf.Tensor,
+        rewards: tf.Tensor,
+        next_observations: tf.Tensor,
+        terminated: tf.Tensor,
+        truncated: tf.Tensor,
+    ) -> dict[str, tf.Tensor]:
         """One actor and one critic gradient step on a ``[T, num_envs]`` rollout."""
         config = self.config
         steps, envs = tf.shape(rewards)[0], tf.shape(rewards)[1]
 
-        def flat(batch):  # [T, N, ...] → [T·N, ...]
+        def flat(batch: tf.Tensor) -> tf.Tensor:  # [T, N, ...] → [T·N, ...]
             return tf.reshape(batch, tf.concat([[steps * envs], tf.shape(batch)[2:]], axis=0))
 
         next_values = tf.reshape(self.critic(flat(next_observations)), [steps, envs])

@@ -12,12 +12,14 @@ import difflib
 import math
 import typing
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from tfrl.errors import ConfigError
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+
+_Config = TypeVar("_Config", bound="AgentConfig")
 
 
 def _convert(field: dataclasses.Field, value: Any, hints: dict) -> Any:
@@ -66,13 +68,13 @@ class AgentConfig:
         """Raise ``ConfigError`` for an invalid field; subclasses extend it."""
 
     @classmethod
-    def from_preset(cls, preset: str = "default", overrides: Mapping[str, Any] | None = None):
+    def from_preset(cls: type[_Config], preset: str = "default", overrides: Mapping[str, Any] | None = None) -> _Config:
         """The named preset with ``overrides`` (field name → value or text) applied on top."""
         if preset not in cls.PRESETS:
             raise ConfigError(f"unknown preset {preset!r} for {cls.__name__}; choose one of: {', '.join(cls.PRESETS)}")
         return cls().replace(**cls.PRESETS[preset]).replace(**dict(overrides or {}))
 
-    def replace(self, **overrides: Any):
+    def replace(self: _Config, **overrides: Any) -> _Config:
         """A copy with some fields changed; values may be text, as from the command line."""
         fields = {field.name: field for field in dataclasses.fields(self)}
         hints = typing.get_type_hints(type(self))

@@ -114,7 +114,9 @@ class ExplorationNoise:
     one direction for a while; its state resets when an env's episode ends.
     """
 
-    def __init__(self, kind: str, scale: float, decay: float, theta: float, action_dim: int, rng: np.random.Generator):
+    def __init__(
+        self, kind: str, scale: float, decay: float, theta: float, action_dim: int, rng: np.random.Generator
+    ) -> None:
         self.kind, self.scale, self.decay, self.theta = kind, scale, decay, theta
         self.action_dim = action_dim
         self.rng = rng
@@ -138,7 +140,7 @@ class ExplorationNoise:
 class DeterministicPolicy(tf.Module):
     """The exported policy: ``action`` = μ(s) clipped to the bounds, ``value`` = Q(s, μ(s))."""
 
-    def __init__(self, actor: DeterministicActor, critic: QCritic, observation_shape: tuple[int, ...]):
+    def __init__(self, actor: DeterministicActor, critic: QCritic, observation_shape: tuple[int, ...]) -> None:
         super().__init__(name="deterministic_policy")
         self.actor, self.critic = actor, critic
         self.low = tf.constant(actor.action_low)
@@ -147,10 +149,10 @@ class DeterministicPolicy(tf.Module):
         self.action = tf.function(self._action, input_signature=spec)
         self.value = tf.function(self._value, input_signature=spec)
 
-    def _action(self, observation):
+    def _action(self, observation: tf.Tensor) -> tf.Tensor:
         return tf.clip_by_value(self.actor(observation), self.low, self.high)
 
-    def _value(self, observation):
+    def _value(self, observation: tf.Tensor) -> tf.Tensor:
         return self.critic([observation, self._action(observation)])
 
 
@@ -172,7 +174,7 @@ class DDPGAgent:
         action_space: gym.Space,
         env_id: str = "env",
         seed: int = 0,
-    ):
+    ) -> None:
         self.algorithm = "td3" if config.td3 else "ddpg"
         check_spaces(
             self.algorithm,
@@ -182,6 +184,8 @@ class DDPGAgent:
             self.action_spaces,
             hint="use dqn for Discrete actions, or actor-critic which handles both",
         )
+        assert isinstance(observation_space, gym.spaces.Box)  # check_spaces refused anything else
+        assert isinstance(action_space, gym.spaces.Box)
         self.config = config
         self.observation_space, self.action_space = observation_space, action_space
         self.observation_shape = tuple(observation_space.shape)
@@ -235,7 +239,7 @@ class DDPGAgent:
             network(observations)
         return network
 
-    def _actor_actions(self, observations):
+    def _actor_actions(self, observations: tf.Tensor) -> tf.Tensor:
         return self.actor(observations)
 
     def act(self, observations: np.ndarray, explore: bool = False) -> np.ndarray:
@@ -248,7 +252,13 @@ class DDPGAgent:
         return np.clip(actions, self.low, self.high).astype(np.float32)
 
     def observe(
-        self, observations, actions, rewards, next_observations, terminated, truncated
+        self,
+        observations: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_observations: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
     ) -> dict[str, float] | None:
         """Store one vector-env step and train if due; returns the training metrics when it trained."""
         before = self.env_steps
@@ -266,7 +276,14 @@ class DDPGAgent:
         )
         return {"critic_loss": float(critic_loss), "actor_loss": float(actor_loss), "mean_q": float(mean_q)}
 
-    def _train_steps(self, observations, actions, rewards, next_observations, terminated):
+    def _train_steps(
+        self,
+        observations: tf.Tensor,
+        actions: tf.Tensor,
+        rewards: tf.Tensor,
+        next_observations: tf.Tensor,
+        terminated: tf.Tensor,
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """One critic step per leading index of the batches, and the actor every ``policy_delay`` of them."""
         critic_loss, actor_loss, mean_q = tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
         for k in tf.range(tf.shape(rewards)[0]):
@@ -285,7 +302,14 @@ class DDPGAgent:
     def policy_delay(self) -> int:
         return self.config.policy_delay if self.config.td3 else 1
 
-    def _critic_step(self, observations, actions, rewards, next_observations, terminated):
+    def _critic_step(
+        self,
+        observations: tf.Tensor,
+        actions: tf.Tensor,
+        rewards: tf.Tensor,
+        next_observations: tf.Tensor,
+        terminated: tf.Tensor,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         targets = self._critic_targets(rewards, next_observations, terminated)
         with tf.GradientTape() as tape:
             q_values = [critic([observations, actions]) for critic in self.critics]
@@ -296,7 +320,7 @@ class DDPGAgent:
         self.critic_step_count.assign_add(1)
         return loss, tf.reduce_mean(q_values[0])
 
-    def _critic_targets(self, rewards, next_observations, terminated):
+    def _critic_targets(self, rewards: tf.Tensor, next_observations: tf.Tensor, terminated: tf.Tensor) -> tf.Tensor:
         """``r + γ (1 − terminated) Q′(s′, a′)``; TD3 smooths a′ and takes the smaller twin."""
         next_actions = self.actor_target(next_observations)
         if self.config.td3:
@@ -311,7 +335,7 @@ class DDPGAgent:
         )
         return tf.stop_gradient(rewards + self.config.gamma * (1.0 - terminated) * next_q)
 
-    def _actor_step(self, observations):
+    def _actor_step(self, observations: tf.Tensor) -> tf.Tensor:
         """Gradient ascent on Q₁(s, μ(s)); only the actor's variables are updated."""
         variables = self.actor.trainable_variables
         with tf.GradientTape() as tape:

@@ -157,7 +157,9 @@ def linear_schedule(start: float, end: float, duration: int, step: int) -> float
     return start + fraction * (end - start)
 
 
-def q_learning_targets(rewards, terminated, next_q_values, gamma):
+def q_learning_targets(
+    rewards: tf.Tensor, terminated: tf.Tensor, next_q_values: tf.Tensor, gamma: float | tf.Tensor
+) -> tf.Tensor:
     """Q-learning targets ``r + γ (1 − terminated) max_a' Q(s', a')``.
 
     ``gamma`` is a number or one discount per row (``γ^k`` for k-step returns).
@@ -165,7 +167,13 @@ def q_learning_targets(rewards, terminated, next_q_values, gamma):
     return rewards + gamma * (1.0 - terminated) * tf.reduce_max(next_q_values, axis=-1)
 
 
-def double_q_learning_targets(rewards, terminated, next_q_online, next_q_target, gamma):
+def double_q_learning_targets(
+    rewards: tf.Tensor,
+    terminated: tf.Tensor,
+    next_q_online: tf.Tensor,
+    next_q_target: tf.Tensor,
+    gamma: float | tf.Tensor,
+) -> tf.Tensor:
     """Double Q-learning targets ``r + γ (1 − terminated) Q_target(s', argmax_a' Q_online(s', a'))``."""
     best_actions = tf.argmax(next_q_online, axis=-1)
     return rewards + gamma * (1.0 - terminated) * tf.gather(next_q_target, best_actions, batch_dims=1)
@@ -174,17 +182,17 @@ def double_q_learning_targets(rewards, terminated, next_q_online, next_q_target,
 class QPolicy(tf.Module):
     """The exported greedy policy: ``action`` (argmax Q) and ``q_values``, batched float32 in."""
 
-    def __init__(self, q_network: QNetwork, observation_shape: tuple[int, ...]):
+    def __init__(self, q_network: QNetwork, observation_shape: tuple[int, ...]) -> None:
         super().__init__(name="q_policy")
         self.q_network = q_network
         spec = [tf.TensorSpec([None, *observation_shape], tf.float32, name="observation")]
         self.q_values = tf.function(self._q_values, input_signature=spec)
         self.action = tf.function(self._action, input_signature=spec)
 
-    def _q_values(self, observation):
+    def _q_values(self, observation: tf.Tensor) -> tf.Tensor:
         return self.q_network(observation)
 
-    def _action(self, observation):
+    def _action(self, observation: tf.Tensor) -> tf.Tensor:
         return tf.argmax(self.q_network(observation), axis=-1)
 
 
@@ -207,7 +215,7 @@ class DQNAgent:
         action_space: gym.Space,
         env_id: str = "env",
         seed: int = 0,
-    ):
+    ) -> None:
         check_spaces(
             self.algorithm,
             env_id,
@@ -216,6 +224,8 @@ class DQNAgent:
             self.action_spaces,
             hint="discretise the actions (--discretize N, a Box action space) or use a continuous-action algorithm",
         )
+        assert isinstance(observation_space, gym.spaces.Box)  # check_spaces refused anything else
+        assert isinstance(action_space, gym.spaces.Discrete)
         self.config = config
         self.observation_space, self.action_space = observation_space, action_space
         self.observation_shape = tuple(observation_space.shape)
@@ -227,6 +237,7 @@ class DQNAgent:
         soft_update(self.target_network, self.q_network, tau=1.0)
         self.optimizer = make_optimizer(config.optimizer, config.learning_rate, config.max_grad_norm)
         self.optimizer.build(self.q_network.trainable_variables)
+        self.replay: ReplayBuffer
         if config.prioritized:
             self.replay = PrioritizedReplayBuffer(
                 config.buffer_size, self.observation_shape, config.prioritized_alpha, config.prioritized_epsilon
@@ -293,7 +304,13 @@ class DQNAgent:
         return linear_schedule(config.prioritized_beta, 1.0, config.prioritized_beta_steps, self.env_steps)
 
     def observe(
-        self, observations, actions, rewards, next_observations, terminated, truncated
+        self,
+        observations: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_observations: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
     ) -> dict[str, float] | None:
         """Store one vector-env step and train if due; returns the training metrics when it trained.
 
@@ -316,7 +333,7 @@ class DQNAgent:
         if calls_due == 0:
             return None
         num_batches = calls_due * config.gradient_steps
-        if config.prioritized:
+        if isinstance(self.replay, PrioritizedReplayBuffer):  # config.prioritized
             batch = self.replay.sample(config.batch_size, num_batches, self.rng, self.beta)
             weights = batch["weights"]
         else:
@@ -331,17 +348,26 @@ class DQNAgent:
             batch["bootstrap_steps"],
             weights,
         )
-        if config.prioritized:
+        if isinstance(self.replay, PrioritizedReplayBuffer):
             self.replay.update_priorities(batch["indices"], td_errors.numpy())
         return {"loss": float(loss), "mean_q": float(mean_q)}
 
-    def _greedy_actions(self, observations):
+    def _greedy_actions(self, observations: tf.Tensor) -> tf.Tensor:
         return tf.argmax(self.q_network(observations), axis=-1)
 
-    def _online_q_values(self, observations):
+    def _online_q_values(self, observations: tf.Tensor) -> tf.Tensor:
         return self.q_network(observations)
 
-    def _train_steps(self, observations, actions, rewards, next_observations, terminated, bootstrap_steps, weights):
+    def _train_steps(
+        self,
+        observations: tf.Tensor,
+        actions: tf.Tensor,
+        rewards: tf.Tensor,
+        next_observations: tf.Tensor,
+        terminated: tf.Tensor,
+        bootstrap_steps: tf.Tensor,
+        weights: tf.Tensor,
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Run one gradient step per leading index of the batches.
 
         Returns the last loss and mean Q, and the |TD error| of every sampled row (``[K, batch]``)
@@ -360,7 +386,16 @@ class DQNAgent:
                 td_errors = tf.tensor_scatter_nd_update(td_errors, [[k]], step_td_errors[None])
         return loss, mean_q, td_errors
 
-    def _gradient_step(self, observations, actions, rewards, next_observations, terminated, discounts, weights):
+    def _gradient_step(
+        self,
+        observations: tf.Tensor,
+        actions: tf.Tensor,
+        rewards: tf.Tensor,
+        next_observations: tf.Tensor,
+        terminated: tf.Tensor,
+        discounts: tf.Tensor,
+        weights: tf.Tensor,
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         next_q_target = self.target_network(next_observations)
         if self.config.double:
             targets = double_q_learning_targets(
@@ -379,7 +414,7 @@ class DQNAgent:
             soft_update(self.target_network, self.q_network, self.config.tau)
         return loss, tf.reduce_mean(q_taken), tf.abs(targets - q_taken)
 
-    def _per_sample_loss(self, targets, predictions):
+    def _per_sample_loss(self, targets: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:
         if self.config.loss == "huber":
             return keras.losses.huber(targets[:, None], predictions[:, None])
         return tf.square(targets - predictions)

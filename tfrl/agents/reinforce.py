@@ -24,7 +24,7 @@ tensorflow-probability distribution, the exported policy module); ``actor_critic
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import gymnasium as gym
 import keras
@@ -47,7 +47,28 @@ tfd = tfp.distributions
 # ------------------------------------------------------------------------------------------------
 
 
-def build_actor(action_space: gym.Space, observation_shape: tuple[int, ...], config) -> keras.Model:
+class ActorSettings(Protocol):
+    """The config fields ``build_actor`` reads; every stochastic-policy agent's config has them."""
+
+    @property
+    def hidden_sizes(self) -> tuple[int, ...]: ...
+
+    @property
+    def activation(self) -> str: ...
+
+    @property
+    def state_dependent_scale(self) -> bool: ...
+
+    @property
+    def initial_scale(self) -> float: ...
+
+    @property
+    def min_scale(self) -> float: ...
+
+
+def build_actor(
+    action_space: gym.spaces.Discrete | gym.spaces.Box, observation_shape: tuple[int, ...], config: ActorSettings
+) -> keras.Model:
     """A built ``CategoricalActor`` for a Discrete space, ``GaussianActor`` for a Box space."""
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) != 1:
         raise EnvError(
@@ -70,7 +91,7 @@ def build_actor(action_space: gym.Space, observation_shape: tuple[int, ...], con
     return actor
 
 
-def action_distribution(actor: keras.Model, observations) -> tfd.Distribution:
+def action_distribution(actor: keras.Model, observations: tf.Tensor) -> tfp.distributions.Distribution:
     """π(·|s) for a batch: Categorical over logits, or a diagonal Normal whose log-prob sums the dimensions."""
     if isinstance(actor, CategoricalActor):
         return tfd.Categorical(logits=actor(observations), dtype=tf.int64)
@@ -83,7 +104,7 @@ def next_seed(generator: tf.random.Generator) -> tf.Tensor:
     return tf.cast(generator.make_seeds(1)[:, 0], tf.int32)
 
 
-def clip_to_bounds(actor: keras.Model, actions):
+def clip_to_bounds(actor: keras.Model, actions: tf.Tensor) -> tf.Tensor:
     """Continuous actions clipped into the Box bounds; discrete actions unchanged."""
     if isinstance(actor, GaussianActor):
         return tf.clip_by_value(actions, actor.action_low, actor.action_high)
@@ -94,7 +115,9 @@ class StochasticPolicy(tf.Module):
     """The exported policy: ``action`` (the mode: argmax or mean, inside the bounds), ``sample_action``,
     and ``value`` when a critic is given. Batched float32 observations in."""
 
-    def __init__(self, actor: keras.Model, observation_shape: tuple[int, ...], critic: keras.Model | None = None):
+    def __init__(
+        self, actor: keras.Model, observation_shape: tuple[int, ...], critic: keras.Model | None = None
+    ) -> None:
         super().__init__(name="stochastic_policy")
         self.actor = actor
         self.generator = tf.random.Generator.from_seed(0)
@@ -105,15 +128,15 @@ class StochasticPolicy(tf.Module):
             self.critic = critic
             self.value = tf.function(self._value, input_signature=spec)
 
-    def _action(self, observation):
+    def _action(self, observation: tf.Tensor) -> tf.Tensor:
         return clip_to_bounds(self.actor, action_distribution(self.actor, observation).mode())
 
-    def _sample_action(self, observation):
+    def _sample_action(self, observation: tf.Tensor) -> tf.Tensor:
         return clip_to_bounds(
             self.actor, action_distribution(self.actor, observation).sample(seed=next_seed(self.generator))
         )
 
-    def _value(self, observation):
+    def _value(self, observation: tf.Tensor) -> tf.Tensor:
         return self.critic(observation)
 
 
@@ -124,6 +147,9 @@ class StochasticActing:
     uses their log-probability, not that of the clipped action the env received.
     """
 
+    actor: keras.Model
+    action_space: gym.spaces.Discrete | gym.spaces.Box
+
     def _init_acting(self, observation_shape: tuple[int, ...], seed: int) -> None:
         self.generator = tf.random.Generator.from_seed(seed)  # checkpointed: a resumed run samples on
         spec = [tf.TensorSpec([None, *observation_shape], tf.float32)]
@@ -131,10 +157,10 @@ class StochasticActing:
         self._mode = tf.function(self._mode_actions, input_signature=spec).get_concrete_function()
         self.raw_actions: np.ndarray | None = None
 
-    def _sample_actions(self, observations):
+    def _sample_actions(self, observations: tf.Tensor) -> tf.Tensor:
         return action_distribution(self.actor, observations).sample(seed=next_seed(self.generator))
 
-    def _mode_actions(self, observations):
+    def _mode_actions(self, observations: tf.Tensor) -> tf.Tensor:
         return clip_to_bounds(self.actor, action_distribution(self.actor, observations).mode())
 
     @property
@@ -148,6 +174,7 @@ class StochasticActing:
             return self._mode(observations).numpy()
         self.raw_actions = self._sample(observations).numpy()
         if self.continuous:
+            assert isinstance(self.action_space, gym.spaces.Box)  # build_actor gives a Box a GaussianActor
             return np.clip(self.raw_actions, self.action_space.low, self.action_space.high)
         return self.raw_actions
 
@@ -158,7 +185,7 @@ class StochasticActing:
         return np.asarray(actions)
 
 
-def action_spec(action_space: gym.Space, leading: list) -> tf.TensorSpec:
+def action_spec(action_space: gym.spaces.Discrete | gym.spaces.Box, leading: list) -> tf.TensorSpec:
     """The TensorSpec of a batch of actions with ``leading`` batch dimensions."""
     if isinstance(action_space, gym.spaces.Discrete):
         return tf.TensorSpec(leading, tf.int64)
@@ -247,8 +274,11 @@ class ReinforceAgent(StochasticActing):
         action_space: gym.Space,
         env_id: str = "env",
         seed: int = 0,
-    ):
+    ) -> None:
         check_spaces(self.algorithm, env_id, observation_space, action_space, self.action_spaces)
+        # check_spaces refused anything else:
+        assert isinstance(observation_space, gym.spaces.Box)
+        assert isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box))
         self.config = config
         self.observation_space, self.action_space = observation_space, action_space
         self.observation_shape = tuple(observation_space.shape)
@@ -280,7 +310,13 @@ class ReinforceAgent(StochasticActing):
         ).get_concrete_function()
 
     def observe(
-        self, observations, actions, rewards, next_observations, terminated, truncated
+        self,
+        observations: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_observations: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
     ) -> dict[str, float] | None:
         """Extend each env's episode; when ``episodes_per_update`` are complete, learn from them."""
         if not self.episodes:
@@ -306,7 +342,9 @@ class ReinforceAgent(StochasticActing):
         )
         return {name: float(value) for name, value in metrics.items()}
 
-    def _update_step(self, observations, actions, rewards, episode_ends):
+    def _update_step(
+        self, observations: tf.Tensor, actions: tf.Tensor, rewards: tf.Tensor, episode_ends: tf.Tensor
+    ) -> dict[str, tf.Tensor]:
         """One gradient step on a batch of complete episodes laid end to end."""
         config = self.config
         returns = discounted_returns(rewards, episode_ends, config.gamma)

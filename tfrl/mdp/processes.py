@@ -243,9 +243,15 @@ class MarkovDecisionProcess:
         return self.P.shape[1]
 
     @property
+    def action_mask(self) -> np.ndarray:
+        """``available`` as the read-only boolean (S, A) array that ``__post_init__`` always stores."""
+        assert self.available is not None  # __post_init__ replaces None by the all-true mask
+        return self.available
+
+    @property
     def terminal(self) -> np.ndarray:
         """Mask of the states that offer no action (absorbing, reward 0)."""
-        return ~self.available.any(axis=1)
+        return ~np.any(self.action_mask, axis=1)
 
     def index(self, state: str | int) -> int:
         """Index of a state given by name or index."""
@@ -267,7 +273,7 @@ class MarkovDecisionProcess:
         """States where every policy stops: no action, or every action stays put with reward 0."""
         S = self.num_states
         stays = self.P[np.arange(S), :, np.arange(S)] == 1.0
-        return ((stays & (self.R == 0)) | ~self.available).all(axis=1)
+        return ((stays & (self.R == 0)) | ~self.action_mask).all(axis=1)
 
     def attractor(self, every_policy: bool) -> tuple[np.ndarray, np.ndarray]:
         """States from which some (or, with ``every_policy``, every) policy reaches a stopping state.
@@ -279,8 +285,8 @@ class MarkovDecisionProcess:
         inside = self._stopping_states()
         witness = np.full(self.num_states, -1, np.int64)
         while True:
-            enters = (self.P @ inside.astype(np.float64) > 0) & self.available
-            grows = (enters | ~self.available).all(axis=1) if every_policy else enters.any(axis=1)
+            enters = (self.P @ inside.astype(np.float64) > 0) & self.action_mask
+            grows = (enters | ~self.action_mask).all(axis=1) if every_policy else enters.any(axis=1)
             new = grows & ~inside
             if not new.any():
                 return inside, witness
@@ -298,7 +304,7 @@ class MarkovDecisionProcess:
             )
         stops_always, _ = self.attractor(every_policy=True)
         trap = ~stops_always
-        keeps = self.available & trap[:, None] & (self.P @ (~trap).astype(np.float64) == 0)
+        keeps = self.action_mask & trap[:, None] & (self.P @ (~trap).astype(np.float64) == 0)
         paying = keeps & (self.R > 0)
         if paying.any():
             s, a = np.argwhere(paying)[0]
@@ -320,7 +326,7 @@ class MarkovDecisionProcess:
         S, A = self.num_states, self.num_actions
         if pi.shape[-2:] != (S, A):
             raise ConfigError(f"policy has shape {pi.shape}; expected (..., {S}, {A}) = (states, actions)")
-        off = np.argwhere((pi != 0) & ~self.available)
+        off = np.argwhere((pi != 0) & ~self.action_mask)
         if off.size:
             *_, s, a = off[0]
             raise ConfigError(
@@ -352,8 +358,9 @@ class MarkovDecisionProcess:
 
     def uniform_policy(self) -> np.ndarray:
         """Policy choosing uniformly among the actions each state offers."""
-        counts = self.available.sum(axis=1, keepdims=True)
-        return np.divide(self.available, counts, out=np.zeros(self.available.shape), where=counts > 0)
+        available = self.action_mask
+        counts = available.sum(axis=1, keepdims=True)
+        return np.divide(available, counts, out=np.zeros(available.shape), where=counts > 0)
 
     def induced(self, policy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """P_π[..., s, s'] and R_π[..., s] of the Markov reward process a policy (or batch) induces.
@@ -444,7 +451,7 @@ class MarkovDecisionProcess:
         available = np.ones((S + 1, A), bool)
         available[S] = False
         names = [str(s) for s in range(S)] + [terminal_name]
-        return cls(P, R, gamma, names, None, available)
+        return cls(P, R, gamma, tuple(names), (), available)
 
 
 def _split(key: str, sep: str, parts: int, what: str) -> list[str]:

@@ -181,7 +181,7 @@ def book_sample(
     cum_P = np.cumsum(mdp.P, axis=2)
     steps = []
     for _ in range(number):
-        episode = []
+        episode: list[tuple[int, int, float, int]] = []
         s = int(live_states[rng.randint(live_states.size)])
         while not mdp.terminal[s] and len(episode) <= timestep_max:
             a = int(np.argmax(cum_pi[s] > rng.rand()))
@@ -195,8 +195,9 @@ def book_sample(
     rewards = np.zeros((number, T))
     for e, episode in enumerate(steps):
         if episode:
-            s, a, r, nxt = (np.array(column) for column in zip(*episode, strict=True))
-            states[e, : s.size], actions[e, : s.size], rewards[e, : s.size], next_states[e, : s.size] = s, a, r, nxt
+            s_col, a_col, r_col, next_col = (np.array(column) for column in zip(*episode, strict=True))
+            n = s_col.size
+            states[e, :n], actions[e, :n], rewards[e, :n], next_states[e, :n] = s_col, a_col, r_col, next_col
     return Episodes(states, actions, rewards, next_states, lengths, mdp.state_names, mdp.action_names)
 
 
@@ -266,7 +267,7 @@ def occupancy_measure(
     return d[:, None] * pi
 
 
-def _discounted_visits(episodes: Episodes, gamma: float) -> tuple[np.ndarray, int]:
+def _discounted_visits(episodes: Episodes, gamma: float) -> tuple[np.ndarray, np.ndarray]:
     """Per step, the (state, action) key and the weight (1 − γ)γ^t, for valid steps only."""
     A = len(episodes.action_names)
     mask = episodes.valid

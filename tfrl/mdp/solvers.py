@@ -109,16 +109,18 @@ def q_from_v(mdp: MarkovDecisionProcess, values: np.ndarray) -> np.ndarray:
     if V.shape[-1] != mdp.num_states:
         raise ConfigError(f"values have {V.shape[-1]} entries; the MDP has {mdp.num_states} states")
     Q = mdp.R + mdp.gamma * np.einsum("sat,...t->...sa", mdp.P, V)
-    return np.where(mdp.available, Q, np.nan)
+    return np.where(mdp.action_mask, Q, np.nan)
 
 
 def greedy_actions(mdp: MarkovDecisionProcess, q_values: np.ndarray) -> np.ndarray:
     """Greedy action per state from Q (first best offered action; −1 for terminal states)."""
-    Q = np.where(mdp.available, q_values, -np.inf)
+    Q = np.where(mdp.action_mask, q_values, -np.inf)
     return np.where(mdp.terminal, -1, np.argmax(Q, axis=-1))
 
 
-def _backup(mdp: MarkovDecisionProcess, V: np.ndarray, flat_P: np.ndarray, masked_R: np.ndarray):
+def _backup(
+    mdp: MarkovDecisionProcess, V: np.ndarray, flat_P: np.ndarray, masked_R: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """One Bellman optimality sweep: returns (T V, Q) with Q = −inf on actions not offered."""
     Q = masked_R + mdp.gamma * (flat_P @ V).reshape(masked_R.shape)
     TV = np.where(mdp.terminal, 0.0, Q.max(axis=1))
@@ -141,7 +143,7 @@ def value_iteration(
     """
     S, A = mdp.num_states, mdp.num_actions
     flat_P = mdp.P.reshape(S * A, S)
-    masked_R = np.where(mdp.available, mdp.R, -np.inf)
+    masked_R = np.where(mdp.action_mask, mdp.R, -np.inf)
     gamma = mdp.gamma
     bounds = extrapolate and gamma < 1.0
     V = np.zeros(S)
@@ -160,13 +162,13 @@ def value_iteration(
             converged = np.max(np.abs(delta)) < tol
             V = TV
     TV, Q = _backup(mdp, V, flat_P, masked_R)
-    q_values = np.where(mdp.available, Q, np.nan)
+    q_values = np.where(mdp.action_mask, Q, np.nan)
     return Solution(V, q_values, greedy_actions(mdp, Q), sweeps, float(np.max(np.abs(TV - V))), converged)
 
 
 def _initial_policy(mdp: MarkovDecisionProcess) -> np.ndarray:
     """A deterministic policy to start policy iteration from; with γ = 1 one that surely stops."""
-    first = np.argmax(mdp.available, axis=1)
+    first = np.argmax(mdp.action_mask, axis=1)
     if mdp.gamma == 1.0:
         _, witness = mdp.attractor(every_policy=False)
         first = np.where(witness >= 0, witness, first)
@@ -185,13 +187,13 @@ def policy_iteration(mdp: MarkovDecisionProcess, max_iterations: int = 1_000) ->
     live = ~mdp.terminal
     for iteration in range(1, max_iterations + 1):
         V = evaluate_policy(mdp, mdp.deterministic_policy(actions))
-        Q = np.where(mdp.available, q_from_v(mdp, V), -np.inf)
+        Q = np.where(mdp.action_mask, q_from_v(mdp, V), -np.inf)
         best = np.argmax(Q, axis=1)
         best_value = np.where(live, Q.max(axis=1), 0.0)
         current = np.where(live, Q[states, np.maximum(actions, 0)], 0.0)
         better = best_value > current + 1e-12 * (1.0 + np.abs(current))
         residual = float(np.max(np.abs(best_value - V)))
         if not better.any():
-            return Solution(V, np.where(mdp.available, Q, np.nan), actions, iteration, residual, True)
+            return Solution(V, np.where(mdp.action_mask, Q, np.nan), actions, iteration, residual, True)
         actions = np.where(better, best, actions)
-    return Solution(V, np.where(mdp.available, Q, np.nan), actions, max_iterations, residual, False)
+    return Solution(V, np.where(mdp.action_mask, Q, np.nan), actions, max_iterations, residual, False)
