@@ -59,7 +59,7 @@ def throughput(steps: int, repeats: int) -> dict:
                         stop_at_threshold=False,
                         overrides={"workers": workers, **overrides},
                         logdir=logdir,
-                        export_dir=None,
+                        export=False,
                         progress=False,
                     )
                     rows.append(

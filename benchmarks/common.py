@@ -44,7 +44,7 @@ def run_seeds(algorithm: str, env_id: str, target: float, args: argparse.Namespa
                 overrides=parse_overrides(args.overrides),
                 num_envs=args.num_envs,
                 logdir=logdir,
-                export_dir=None,
+                export=False,
                 progress=False,
             )
             evaluations = read_jsonl(result.run_dir / "evaluations.jsonl")

@@ -53,7 +53,7 @@ def run_part(name: str, seeds: list[int], steps: int, logdir: str) -> list[dict]
             preset=preset,
             eval_every=10_000 if env_id == "Pendulum-v1" else None,
             logdir=logdir,
-            export_dir=None,
+            export=False,
             progress=False,
         )
         evaluations = read_jsonl(result.run_dir / "evaluations.jsonl")

@@ -49,7 +49,7 @@ def _short_run(tmp_path, name):
         eval_episodes=5,
         overrides={"learning_starts": 500, "train_freq": 64, "gradient_steps": 16},
         logdir=tmp_path / name,
-        export_dir=None,
+        export=False,
         progress=False,
     )
 
@@ -116,7 +116,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert step >= 4_000 and step % 2_000 == 0
     assert restored.env_steps == step and len(restored.replay) == step
 
-    result = tfrl.train(resume=run_dir, total_steps=step + 1_000, progress=False, export_dir=None)
+    result = tfrl.train(resume=run_dir, total_steps=step + 1_000, progress=False, export=False)
     assert result.env_steps == step + 1_000
     assert len(result.agent.replay) == step + 1_000
     np.testing.assert_array_equal(result.agent.replay.observations[:step], restored.replay.observations[:step])
