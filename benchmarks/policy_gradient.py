@@ -10,13 +10,12 @@ Prints tables and writes ``benchmarks/results/policy_gradient.json``.
     python benchmarks/policy_gradient.py --parts reinforce --seeds 0 1
 """
 
-import os
+import tfrl.quiet  # first: silences TensorFlow's start-up lines
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
+# isort: split
 import argparse
 import json
+import os
 import statistics
 import tempfile
 from pathlib import Path

@@ -498,9 +498,8 @@ def train(
     export_path = settings.export_path
     if export_path is not None:
         if settings.export_final:
-            last = (
-                None if outcome["final_return"] is None else {"policy": "final", "mean_return": outcome["final_return"]}
-            )
+            last_return = logger.last_evaluation  # this run's last evaluation, or the resumed run's
+            last = None if last_return is None else {"policy": "final", "mean_return": last_return}
             export_run(agent, settings, run_dir, export_path, last)
         else:
             export_best(agent, settings, run_dir, export_path, best)
