@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -169,7 +170,7 @@ def export_policy(
         setattr(module, name, _guarded(getattr(module, name), metadata["observation_space"]))
     signatures = {name: _named_output(getattr(module, name), name).get_concrete_function() for name in endpoints}
     signatures["serving_default"] = signatures["action"]
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-new-", dir=path.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-new-{os.getpid()}-", dir=path.parent))
     try:
         os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the export from a model server
         tf.saved_model.save(module, str(staging), signatures=signatures)
@@ -198,11 +199,33 @@ def _swap_in(staging: Path, path: Path) -> None:
     check_export_target(path)  # again: something may have appeared there while the export was written
     if not path.exists():
         os.replace(staging, path)
+        _remove_leftovers(path)
         return
-    aside = Path(tempfile.mkdtemp(prefix=f".{path.name}-old-", dir=path.parent))
+    aside = Path(tempfile.mkdtemp(prefix=f".{path.name}-old-{os.getpid()}-", dir=path.parent))
     os.replace(path, aside / path.name)
     os.replace(staging, path)
     shutil.rmtree(aside)
+    _remove_leftovers(path)
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Remove what an export to ``path`` killed midway left beside it: staging or set-aside
+    directories with tfrl's names whose process is gone (never anything else)."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}-(?:new|old)-(\d+)-\w+")
+    for sibling in path.parent.iterdir():
+        match = pattern.fullmatch(sibling.name)
+        if match and sibling.is_dir() and not _process_alive(int(match.group(1))):
+            shutil.rmtree(sibling)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 _REQUIRED_METADATA = ("algorithm", "env_id", "observation_space", "action_space", "endpoints")

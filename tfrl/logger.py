@@ -77,6 +77,7 @@ class RunLogger:
             "time": round(time.perf_counter() - self.start_time, 3),
         }
         self.episodes_file.write(json.dumps(row) + "\n")
+        self.episodes_file.flush()  # a killed run's log shows how far it got; a resume cuts it back
         with self.writer.as_default(step=step):
             tf.summary.scalar("episode/return", row["return"])
             tf.summary.scalar("episode/length", row["length"])
