@@ -13,12 +13,11 @@ reached −300. Writes ``benchmarks/results/a3c_*.json``.
     python benchmarks/a3c.py --parts cartpole pendulum --seeds 0 1 2 3 4
 """
 
-import os
+import tfrl.quiet  # first: silences TensorFlow's start-up lines
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
+# isort: split
 import json
+import os
 import tempfile
 import time
 
@@ -59,7 +58,7 @@ def throughput(steps: int, repeats: int) -> dict:
                         stop_at_threshold=False,
                         overrides={"workers": workers, **overrides},
                         logdir=logdir,
-                        export_dir=None,
+                        export=False,
                         progress=False,
                     )
                     rows.append(

@@ -3,15 +3,15 @@ print a Markdown table and write JSON to ``benchmarks/results/``."""
 
 from __future__ import annotations
 
+import tfrl.quiet  # first: silences TensorFlow's start-up lines
+
+# isort: split
 import argparse
 import json
 import os
 import statistics
 import tempfile
 from pathlib import Path
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import tfrl
 from tfrl.cli import parse_overrides
@@ -44,7 +44,7 @@ def run_seeds(algorithm: str, env_id: str, target: float, args: argparse.Namespa
                 overrides=parse_overrides(args.overrides),
                 num_envs=args.num_envs,
                 logdir=logdir,
-                export_dir=None,
+                export=False,
                 progress=False,
             )
             evaluations = read_jsonl(result.run_dir / "evaluations.jsonl")

@@ -9,6 +9,9 @@ Prints the tables and writes ``results/ddpg_pendulum.json``.
     python benchmarks/ddpg_pendulum.py --algorithms td3 --seeds 0
 """
 
+import tfrl.quiet  # noqa: F401 — first: silences TensorFlow's start-up lines
+
+# isort: split
 from common import arguments, report, run_seeds
 
 

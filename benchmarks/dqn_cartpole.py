@@ -8,6 +8,9 @@ Targets: 5/5 seeds within 50k env steps, median wall time to solve <= 30 s, >= 2
     python benchmarks/dqn_cartpole.py --seeds 0 1 --set learning_rate=1e-3
 """
 
+import tfrl.quiet  # noqa: F401 — first: silences TensorFlow's start-up lines
+
+# isort: split
 from common import arguments, report, run_seeds
 
 

@@ -11,14 +11,15 @@ Prints a table and writes ``benchmarks/results/mdp_value_iteration.json``.
 Run: ``python benchmarks/mdp_value_iteration.py``
 """
 
+import tfrl.quiet  # noqa: F401 — first: silences TensorFlow's start-up lines
+
+# isort: split
 import functools
 import json
 import os
 import platform
 import time
 from pathlib import Path
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import tensorflow as tf

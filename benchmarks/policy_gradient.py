@@ -10,13 +10,12 @@ Prints tables and writes ``benchmarks/results/policy_gradient.json``.
     python benchmarks/policy_gradient.py --parts reinforce --seeds 0 1
 """
 
-import os
+import tfrl.quiet  # first: silences TensorFlow's start-up lines
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
+# isort: split
 import argparse
 import json
+import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -53,7 +52,7 @@ def run_part(name: str, seeds: list[int], steps: int, logdir: str) -> list[dict]
             preset=preset,
             eval_every=10_000 if env_id == "Pendulum-v1" else None,
             logdir=logdir,
-            export_dir=None,
+            export=False,
             progress=False,
         )
         evaluations = read_jsonl(result.run_dir / "evaluations.jsonl")

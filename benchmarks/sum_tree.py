@@ -11,6 +11,9 @@ with the machine's load average beside the timings (the machine may be shared).
     python benchmarks/sum_tree.py --sizes 1000000 --repeats 2000
 """
 
+import tfrl.quiet  # noqa: F401 — first: silences TensorFlow's start-up lines
+
+# isort: split
 import argparse
 import functools
 import json

@@ -10,11 +10,9 @@ to the parent, which applies them with the global optimizers and shares the new 
 has no reward threshold, so the run trains for ``--steps``; the tutorials' plots stop near −400.
 """
 
-import os
+import tfrl.quiet  # first: silences TensorFlow's start-up lines
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
+# isort: split
 import argparse
 
 import tfrl

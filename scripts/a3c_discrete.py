@@ -12,11 +12,9 @@ worker's env steps per second (TensorBoard: train/worker_<i>/env_steps_per_secon
 global policy and stops once it averages 475 over 20 greedy episodes.
 """
 
-import os
+import tfrl.quiet  # first: silences TensorFlow's start-up lines
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
+# isort: split
 import argparse
 
 import numpy as np

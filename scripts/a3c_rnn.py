@@ -11,11 +11,9 @@ state; ``initial_state(batch_size)`` gives the zeros an episode starts from, and
 keeps the state for you.
 """
 
-import os
+import tfrl.quiet  # first: silences TensorFlow's start-up lines
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
+# isort: split
 import argparse
 
 import numpy as np

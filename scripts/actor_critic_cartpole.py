@@ -11,11 +11,9 @@ small entropy bonus and clips gradient norms. The run stops once the greedy poli
 20 evaluation episodes, and the policy (with a ``value`` endpoint for the critic) is exported.
 """
 
-import os
+import tfrl.quiet  # first: silences TensorFlow's start-up lines
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
+# isort: split
 import argparse
 
 import numpy as np

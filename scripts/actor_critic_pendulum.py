@@ -13,11 +13,9 @@ the returns printed are Pendulum's own (about −1,200 for a random policy, −1
 Pendulum has no reward threshold, so the run goes on for ``--steps``.
 """
 
-import os
+import tfrl.quiet  # first: silences TensorFlow's start-up lines
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
+# isort: split
 import argparse
 
 import tfrl

@@ -10,11 +10,9 @@ noise N(0, 3) decaying ×0.9995 per step, rewards divided by 10 for learning. Pe
 episodes end by a time limit (truncation), so their last transition still bootstraps.
 """
 
-import os
+import tfrl.quiet  # first: silences TensorFlow's start-up lines
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
+# isort: split
 import argparse
 
 import tfrl

@@ -15,10 +15,10 @@ and at times above 10, Double DQN's rarely above 0.
 Writes ``scripts/results/double_dqn_pendulum.png`` (Q curves and returns) and ``.json`` (the numbers).
 """
 
-import os
+import tfrl.quiet  # noqa: F401 — first: silences TensorFlow's start-up lines
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# isort: split
+
 
 import argparse
 import json

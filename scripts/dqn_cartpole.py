@@ -9,11 +9,9 @@ run stops once the greedy policy averages 475 over 20 evaluation episodes, then 
 exported as a SavedModel that plain TensorFlow can load.
 """
 
-import os
+import tfrl.quiet  # first: silences TensorFlow's start-up lines
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
+# isort: split
 import argparse
 
 import tensorflow as tf

@@ -13,10 +13,10 @@ its action, so its accumulated reward should turn upward sooner than natural DQN
 Writes ``scripts/results/dueling_dqn_pendulum.png`` (training loss and accumulated reward) and ``.json``.
 """
 
-import os
+import tfrl.quiet  # noqa: F401 — first: silences TensorFlow's start-up lines
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# isort: split
+
 
 import argparse
 import json

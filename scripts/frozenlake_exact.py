@@ -14,11 +14,11 @@ with plain ``tf.saved_model.load`` and played for many seeded episodes in lock-s
 Run: ``python scripts/frozenlake_exact.py [--episodes 2000] [--seed 0]``
 """
 
+import tfrl.quiet  # noqa: F401 — first: silences TensorFlow's start-up lines
+
+# isort: split
 import argparse
 import functools
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import gymnasium as gym
 import tensorflow as tf

@@ -8,9 +8,10 @@ The sampled numbers use ``RandomState(0)`` in the book's call order, so they equ
 Run: ``python scripts/mdp_chapter3.py``
 """
 
-import os
+import tfrl.quiet  # noqa: F401 — first: silences TensorFlow's start-up lines
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# isort: split
+
 
 import numpy as np
 

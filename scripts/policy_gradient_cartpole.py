@@ -9,11 +9,9 @@ return that followed it — one gradient step on −log π(a|s)·v_t. The run st
 policy (argmax) averages 475 over 20 evaluation episodes, and the policy is exported.
 """
 
-import os
+import tfrl.quiet  # first: silences TensorFlow's start-up lines
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
+# isort: split
 import argparse
 
 import numpy as np

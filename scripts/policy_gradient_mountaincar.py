@@ -12,11 +12,9 @@ episode 154, −2,009 at 387, −1,006 at 489 and −502 at 628 — millions of 
 budget is 3M. (This script is not part of tfrl's benchmarks; its learning curve has not been measured.)
 """
 
-import os
+import tfrl.quiet  # first: silences TensorFlow's start-up lines
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
+# isort: split
 import argparse
 
 import gymnasium as gym

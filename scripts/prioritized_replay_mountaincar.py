@@ -15,11 +15,9 @@ prioritized agent finishing its episodes in fewer total steps. Writes
 ``scripts/results/prioritized_replay_mountaincar.png`` (cumulative steps per episode) and ``.json``.
 """
 
-import os
+import tfrl.quiet  # noqa: F401 — first: silences TensorFlow's start-up lines
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
+# isort: split
 import argparse
 import json
 import time

@@ -10,11 +10,9 @@ finds the flag. With OU noise at half the action range, TD3 solves it (mean eval
 >= 90, the env's threshold) in about 25k env steps on seed 0.
 """
 
-import os
+import tfrl.quiet  # first: silences TensorFlow's start-up lines
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
+# isort: split
 import argparse
 
 import tfrl

@@ -211,7 +211,7 @@ def test_ctrl_c_stops_every_worker_and_leaves_a_checkpoint_to_resume_from(tmp_pa
     assert "continue with: tfrl train --resume" in stdout
     assert not [pid for pid in workers if _running(pid)]
     run_dir = next(tmp_path.iterdir())
-    _settings, agent = restore_run(run_dir)
+    _settings, agent, _best = restore_run(run_dir)
     assert agent.env_steps > 0 and agent.global_step == agent.env_steps // agent.config.update_every
     assert json.loads((run_dir / "run.json").read_text())["config"]["workers"] == 2
 
@@ -266,7 +266,7 @@ def test_recurrent_state_restarts_at_episode_boundaries():
 def test_recurrent_policy_export_round_trip(tmp_path):
     agent = _agent("a3c-rnn", "Pendulum-v1", rnn_units=16)
     settings = RunSettings("a3c-rnn", "Pendulum-v1")
-    path = export_run(agent, settings, tmp_path / "run", tmp_path / "export", final_return=None)
+    path = export_run(agent, settings, tmp_path / "run", tmp_path / "export")
     metadata = json.loads((path / "assets" / "tfrl.json").read_text())
     assert metadata["state_shape"] == [16] and metadata["algorithm"] == "a3c-rnn"
 
@@ -306,7 +306,7 @@ def test_continuous_a3c_learns_pendulum(tmp_path):
         eval_every=20_000,
         overrides={"workers": 2},
         logdir=tmp_path,
-        export_dir=None,
+        export=False,
         progress=False,
     )
     evaluations = read_jsonl(result.run_dir / "evaluations.jsonl")

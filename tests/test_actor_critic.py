@@ -188,7 +188,7 @@ def test_continuous_export_round_trip(tmp_path):
         ActorCriticConfig(hidden_sizes=(8,), initial_scale=3.0), PENDULUM_OBSERVATIONS, PENDULUM_ACTIONS, "Pendulum-v1"
     )
     settings = RunSettings(algorithm="actor-critic", env_id="Pendulum-v1")
-    path = export_run(agent, settings, tmp_path / "run", tmp_path / "export", final_return=None)
+    path = export_run(agent, settings, tmp_path / "run", tmp_path / "export")
     policy = tfrl.load_policy(path)
     observations = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
     action = policy.action(observations)

@@ -97,7 +97,28 @@ def test_evaluate_and_export_commands(capsys, cartpole_run, tmp_path):
     out = tmp_path / "exported"
     assert main(["export", str(cartpole_run.run_dir), "--out", str(out)]) == 0
     metadata = json.loads((out / "assets" / "tfrl.json").read_text())
-    assert metadata["env_steps"] == cartpole_run.env_steps and metadata["evaluation"] is None
+    assert metadata["env_steps"] == cartpole_run.env_steps
+    assert metadata["evaluation"]["policy"] == "best" and metadata["evaluation"]["env_step"] == cartpole_run.best_step
+    assert main(["export", str(cartpole_run.run_dir), "--out", str(out), "--final"]) == 0  # replaces its own export
+    assert json.loads((out / "assets" / "tfrl.json").read_text())["evaluation"] is None
+
+
+def test_export_never_deletes_a_directory_it_did_not_write(capsys, cartpole_run, tmp_path, monkeypatch):
+    mydata = tmp_path / "mydata"
+    mydata.mkdir()
+    (mydata / "notes.txt").write_text("mine")
+    error = _error(capsys, "export", str(cartpole_run.run_dir), "--out", str(mydata))
+    assert "is a directory that is not a tfrl export" in error and str(mydata) in error
+    assert (mydata / "notes.txt").read_text() == "mine" and len(list(mydata.iterdir())) == 1
+    monkeypatch.chdir(mydata)
+    assert "is a directory that is not a tfrl export" in _error(
+        capsys, "export", str(cartpole_run.run_dir), "--out", "."
+    )
+    assert [path.name for path in mydata.iterdir()] == ["notes.txt"]
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    assert "exists and is not a directory" in _error(capsys, "export", str(cartpole_run.run_dir), "--out", str(a_file))
+    assert a_file.read_text() == "x"
 
 
 def test_list_shows_algorithms_presets_and_defaults(capsys):

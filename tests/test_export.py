@@ -26,7 +26,11 @@ def test_export_layout_and_metadata(cartpole_run):
         "start": 0,
     }
     assert metadata["env_steps"] == cartpole_run.env_steps
-    assert metadata["evaluation"] == {"mean_return": cartpole_run.final_return, "episodes": 20}
+    evaluation = metadata["evaluation"]
+    assert evaluation["policy"] == "best" and evaluation["episodes"] == 20
+    assert evaluation["mean_return"] == cartpole_run.best_return and evaluation["env_step"] == cartpole_run.best_step
+    # the run stopped at its first solving evaluation, which is therefore its best one
+    assert cartpole_run.best_step == cartpole_run.env_steps and cartpole_run.best_return == cartpole_run.final_return
     assert set(metadata["endpoints"]) == {"action", "q_values"}
 
 

@@ -153,10 +153,10 @@ def test_a_run_resumes_from_its_checkpoint_with_the_same_networks_and_sampler(tm
         checkpoint_every=1_000,
         stop_at_threshold=False,
         logdir=tmp_path,
-        export_dir=None,
+        export=False,
         progress=False,
     )
-    _, restored = restore_run(first.run_dir)
+    _, restored, _ = restore_run(first.run_dir)
     assert restored.env_steps == first.env_steps == 2_000
     assert int(restored.updates.numpy()) == int(first.agent.updates.numpy()) > 0
     for ours, theirs in zip(
@@ -166,6 +166,6 @@ def test_a_run_resumes_from_its_checkpoint_with_the_same_networks_and_sampler(tm
     ):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
     np.testing.assert_array_equal(restored.generator.state.numpy(), first.agent.generator.state.numpy())
-    resumed = tfrl.train(resume=first.run_dir, total_steps=3_000, export_dir=None, progress=False)
+    resumed = tfrl.train(resume=first.run_dir, total_steps=3_000, export=False, progress=False)
     assert resumed.env_steps == 3_000
     assert [row["step"] for row in read_jsonl(first.run_dir / "evaluations.jsonl")] == [1_000, 2_000, 3_000]

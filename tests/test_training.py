@@ -49,7 +49,7 @@ def _short_run(tmp_path, name):
         eval_episodes=5,
         overrides={"learning_starts": 500, "train_freq": 64, "gradient_steps": 16},
         logdir=tmp_path / name,
-        export_dir=None,
+        export=False,
         progress=False,
     )
 
@@ -104,7 +104,7 @@ def _checkpoint_steps(run_root: Path) -> list[int]:
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     process = _start_training(tmp_path, "--checkpoint-every", "2000")
-    _wait_for(lambda: len(_checkpoint_steps(tmp_path)) >= 2 and (tmp_path.glob("*/checkpoints/checkpoint")), process)
+    _wait_for(lambda: len(list(tmp_path.glob("*/checkpoints/ckpt-*.index"))) >= 2, process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     run_dir = next(tmp_path.iterdir())
@@ -116,7 +116,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert step >= 4_000 and step % 2_000 == 0
     assert restored.env_steps == step and len(restored.replay) == step
 
-    result = tfrl.train(resume=run_dir, total_steps=step + 1_000, progress=False, export_dir=None)
+    result = tfrl.train(resume=run_dir, total_steps=step + 1_000, progress=False, export=False)
     assert result.env_steps == step + 1_000
     assert len(result.agent.replay) == step + 1_000
     np.testing.assert_array_equal(result.agent.replay.observations[:step], restored.replay.observations[:step])
@@ -126,14 +126,17 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert [row["episode"] for row in episodes] == list(range(1, len(episodes) + 1))
 
 
-def test_ctrl_c_leaves_a_checkpoint_to_resume_from(tmp_path):
+@pytest.mark.parametrize(
+    ("sent", "code", "said"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+def test_ctrl_c_and_sigterm_leave_a_checkpoint_to_resume_from(tmp_path, sent, code, said):
     process = _start_training(tmp_path, "--checkpoint-every", "100000")
     _wait_for(lambda: list(tmp_path.glob("*/run.json")), process)
     time.sleep(4)  # the run directory exists once the agent is built: let it train a while
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sent)
     output, _ = process.communicate(timeout=60)
-    assert process.returncode == 130, output
-    assert "continue with: tfrl train --resume" in output
+    assert process.returncode == code, output
+    assert f"{said} at step" in output and "continue with: tfrl train --resume" in output
     steps = _checkpoint_steps(tmp_path)
     assert len(steps) == 1 and steps[0] > 0
     run_dir = next(tmp_path.iterdir())

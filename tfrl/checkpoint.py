@@ -1,15 +1,22 @@
-"""Checkpoints of a run: TensorFlow state through ``tf.train.CheckpointManager``, numpy state beside it.
+"""Checkpoints of a run: TensorFlow state in ``ckpt-<step>.*``, numpy state in ``state-<step>.npz``.
 
 The TF checkpoint holds networks, target networks, optimizer slots and graph-side counters. The
-numpy state (replay memory, RNG state, Python counters) goes to ``state-<step>.npz``, written
-*before* the TF checkpoint: the manager's index file is written last, so a run killed at any moment
-resumes from a checkpoint whose two halves match.
+numpy state (replay memory, RNG state, Python counters, the best policy's weights) goes to
+``state-<step>.npz``. Both halves are written under a temporary name and renamed (TensorFlow writes
+a checkpoint's ``.index`` last), numpy first, so a kill at any instant leaves every older checkpoint
+intact and a newer one either complete or visibly incomplete.
+
+``restore`` does not trust an index file: it lists the checkpoints on disk, newest first, and
+restores the first complete one, reporting each one it skipped and why.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +24,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfrl.errors import CheckpointError
+from tfrl.errors import CheckpointError, TrainingDiverged
 
 _JSON_KEY = "__json__"
+_TF_INDEX = re.compile(r"ckpt-(\d+)\.index")
+_STATE_FILE = re.compile(r"state-(\d+)\.npz")
 
 
 def _flatten(state: dict, prefix: str = "") -> tuple[dict[str, np.ndarray], dict]:
@@ -59,10 +68,27 @@ def save_numpy_state(path: Path, state: dict) -> None:
 
 
 def load_numpy_state(path: Path) -> dict:
-    with np.load(path, allow_pickle=False) as data:
-        flat = {key: data[key] for key in data.files if key != _JSON_KEY}
-        flat.update(json.loads(str(data[_JSON_KEY])))
+    """The state ``save_numpy_state`` wrote; ``CheckpointError`` naming the file if it is damaged."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            flat = {key: data[key] for key in data.files if key != _JSON_KEY}
+            flat.update(json.loads(str(data[_JSON_KEY])))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"{path} is truncated or corrupt ({type(error).__name__}: {error})") from None
     return _unflatten(flat)
+
+
+def networks_finite(agent: Any) -> bool:
+    """Whether every weight of the agent's networks is a finite number."""
+    return all(np.isfinite(weights).all() for network in agent.networks().values() for weights in network.get_weights())
+
+
+def require_finite_weights(agent: Any, step: int) -> None:
+    """Raise ``TrainingDiverged`` if a network weight is NaN or infinite: such weights are never kept."""
+    if not networks_finite(agent):
+        raise TrainingDiverged(f"training diverged at env step {step}: the network weights hold NaN or infinite values")
 
 
 def _trackable(item: Any) -> Any:
@@ -71,47 +97,95 @@ def _trackable(item: Any) -> Any:
 
 
 class Checkpointer:
-    """Saves and restores an agent's ``trackables()`` and ``numpy_state()`` in ``directory``."""
+    """Saves and restores an agent's ``trackables()`` and ``numpy_state()`` in ``directory``.
 
-    def __init__(self, directory: str | os.PathLike[str], agent: Any, max_to_keep: int = 3) -> None:
+    ``extra_state`` (returning a dict of numpy arrays and JSON values) lets the training loop keep its
+    own state, the best policy, in the same file; a restore leaves it in ``restored_extra_state``.
+    A checkpoint never holds NaN or infinite weights: ``save`` raises ``TrainingDiverged`` instead.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        agent: Any,
+        max_to_keep: int = 3,
+        extra_state: Callable[[], dict[str, Any]] | None = None,
+    ):
         self.directory = Path(directory)
         self.agent = agent
+        self.max_to_keep = max_to_keep
         self.checkpoint = tf.train.Checkpoint(**{name: _trackable(item) for name, item in agent.trackables().items()})
-        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.directory), max_to_keep=max_to_keep)
+        self.extra_state = extra_state or dict
+        self.restored_extra_state: dict[str, Any] = {}
+        self.skipped: list[str] = []  # what the last restore passed over, one line each
 
-    def save(self, step: int) -> str:
+    def save(self, step: int) -> Path:
         """Checkpoint the agent at env step ``step``; keeps the newest ``max_to_keep``."""
+        require_finite_weights(self.agent, step)
         self.directory.mkdir(parents=True, exist_ok=True)
-        save_numpy_state(self._state_path(step), self.agent.numpy_state())
-        path = self.manager.save(checkpoint_number=step)
-        kept = {self._step_of(checkpoint) for checkpoint in self.manager.checkpoints}
-        for state_file in self.directory.glob("state-*.npz"):
-            if int(state_file.stem.split("-")[1]) not in kept:
-                state_file.unlink()
-        return path
+        save_numpy_state(self._state_path(step), {**self.agent.numpy_state(), "_extra": self.extra_state()})
+        prefix = self.checkpoint.write(str(self.directory / f"ckpt-{step}"))
+        self._prune()
+        return Path(prefix)
+
+    def steps(self) -> list[int]:
+        """Env steps of the checkpoints on disk with both halves present, newest first."""
+        if not self.directory.is_dir():
+            return []
+        tf_steps, state_steps = set(), set()
+        for path in self.directory.iterdir():
+            if match := _TF_INDEX.fullmatch(path.name):
+                tf_steps.add(int(match.group(1)))
+            elif match := _STATE_FILE.fullmatch(path.name):
+                state_steps.add(int(match.group(1)))
+        return sorted(tf_steps & state_steps, reverse=True)
 
     def restore(self) -> int:
-        """Restore the newest checkpoint into the agent; returns its env step."""
-        latest = self.manager.latest_checkpoint
-        if latest is None:
-            raise CheckpointError(f"no checkpoint in {self.directory}: the run stopped before its first checkpoint")
-        step = self._step_of(latest)
+        """Restore the newest complete checkpoint into the agent; returns its env step.
+
+        A damaged checkpoint is skipped for the next older one; ``self.skipped`` says which and why.
+        """
+        self.skipped = self._incomplete()
+        for step in self.steps():
+            try:
+                state = load_numpy_state(self._state_path(step))
+                self._restore_tf(step)
+                self.agent.load_numpy_state(state)
+            except CheckpointError as error:
+                self.skipped.append(f"skipped checkpoint at step {step}: {error}")
+                continue
+            self.restored_extra_state = state.get("_extra", {})
+            return step
+        found = "; ".join(self.skipped) if self.skipped else "the run stopped before its first checkpoint"
+        raise CheckpointError(f"no complete checkpoint in {self.directory}: {found}")
+
+    def _restore_tf(self, step: int) -> None:
+        prefix = str(self.directory / f"ckpt-{step}")
         try:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            self.checkpoint.read(prefix).assert_existing_objects_matched()
         except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError) as error:
-            raise CheckpointError(
-                f"checkpoint {latest} is corrupt or from a different configuration: {error}"
-            ) from None
-        state_path = self._state_path(step)
-        try:
-            self.agent.load_numpy_state(load_numpy_state(state_path))
-        except (OSError, KeyError, ValueError) as error:
-            raise CheckpointError(f"replay/RNG state {state_path} is missing or corrupt: {error}") from None
-        return step
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise CheckpointError(f"{prefix} is corrupt or from a different configuration ({first_line})") from None
+
+    def _incomplete(self) -> list[str]:
+        """One line for each checkpoint of which only one half is on disk (a kill while it was written)."""
+        if not self.directory.is_dir():
+            return []
+        complete = set(self.steps())
+        lines = []
+        for path in sorted(self.directory.iterdir()):
+            match = _TF_INDEX.fullmatch(path.name) or _STATE_FILE.fullmatch(path.name)
+            if match and int(match.group(1)) not in complete:
+                lines.append(f"skipped checkpoint at step {match.group(1)}: only {path.name} was written")
+        return lines
+
+    def _prune(self) -> None:
+        """Remove checkpoints older than the newest ``max_to_keep``, and leftovers of interrupted writes."""
+        keep = set(self.steps()[: self.max_to_keep])
+        for path in self.directory.iterdir():
+            match = re.fullmatch(r"(?:ckpt|state)-(\d+)\..*", path.name)
+            if match and int(match.group(1)) not in keep and path.is_file():
+                path.unlink()
 
     def _state_path(self, step: int) -> Path:
         return self.directory / f"state-{step}.npz"
-
-    @staticmethod
-    def _step_of(checkpoint_path: str) -> int:
-        return int(checkpoint_path.rsplit("-", 1)[1])

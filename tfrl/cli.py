@@ -15,37 +15,12 @@ Bad input (an unknown env, a bad config value, a path that is not an export) pri
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tfrl.errors import ConfigError, TfrlError
-
-
-def _quiet_tensorflow() -> None:
-    """Hide TensorFlow's start-up log lines; only for the command line, never on library import.
-
-    Some lines (absl's "All log messages before absl::InitializeLog()", CUDA probing on a machine
-    without a GPU) are written from C++ before the log level applies, so TensorFlow is imported
-    here with the stderr file descriptor pointed at /dev/null. An import that fails still raises
-    its Python exception, printed after stderr is restored.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved_stderr = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved_stderr, 2)
-        os.close(saved_stderr)
-        os.close(devnull)
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
@@ -111,9 +86,15 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--logdir", default="runs", help="where run directories are created (default: runs)")
     train.add_argument(
-        "--export-dir", default="saved_models", help="where the policy is exported (default: saved_models)"
+        "--export-dir",
+        help="where the policy is exported (default: saved_models; a resumed run keeps its own)",
     )
     train.add_argument("--no-export", action="store_true", help="do not export the policy at the end")
+    train.add_argument(
+        "--export-final",
+        action="store_true",
+        help="export the last weights instead of the best-evaluated ones",
+    )
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -123,9 +104,10 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--env", dest="env_id", help="env id (default: the one it was trained on)")
 
-    export = commands.add_parser("export", help="export the policy of a run's last checkpoint")
+    export = commands.add_parser("export", help="export the best-evaluated policy of a run's newest checkpoint")
     export.add_argument("run_dir")
-    export.add_argument("--out", help="export directory (default: saved_models/<algo>-<env>)")
+    export.add_argument("--out", help="export directory (default: the run's export place, saved_models/<algo>-<env>)")
+    export.add_argument("--final", action="store_true", help="export the checkpoint's last weights, not the best ones")
 
     plot = commands.add_parser("plot", help="draw a run's learning curves to a PNG (needs tfrl[plot])")
     plot.add_argument("run_dir")
@@ -164,7 +146,9 @@ def _train(args: argparse.Namespace) -> int:
         stop_at_threshold=not args.no_early_stop,
         discretize=args.discretize,
         logdir=args.logdir,
-        export_dir=None if args.no_export else args.export_dir,
+        export_dir=args.export_dir,
+        export=False if args.no_export else None,
+        export_final=True if args.export_final else None,
         resume=args.resume,
         progress=not args.no_progress,
     )
@@ -174,9 +158,12 @@ def _train(args: argparse.Namespace) -> int:
         f"{status} after {result.env_steps} env steps in {result.wall_seconds:.1f}s "
         f"({result.train_steps_per_second:.0f} training steps/s); evaluation return {score}"
     )
+    if result.best_return is not None:
+        print(f"best evaluation return {result.best_return:.1f} at env step {result.best_step}")
     print(f"run: {result.run_dir}")
     if result.export_path is not None:
-        print(f"policy: {result.export_path}")
+        which = "last" if result.export_final else "best-evaluated"
+        print(f"policy ({which}): {result.export_path}")
     return 0
 
 
@@ -197,12 +184,21 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from tfrl.training import export_run, restore_run
+    from tfrl.export import DEFAULT_EXPORT_DIR, check_export_target
+    from tfrl.training import export_best, export_run, restore_run
 
-    settings, agent = restore_run(args.run_dir)
-    out = args.out or str(Path("saved_models") / f"{settings.algorithm}-{settings.env_id}")
-    export_run(agent, settings, args.run_dir, out, final_return=None)
-    print(f"exported {settings.algorithm} on {settings.env_id} at step {agent.env_steps} to {out}")
+    settings, agent, best = restore_run(args.run_dir)
+    out = Path(args.out or settings.export_path or Path(DEFAULT_EXPORT_DIR) / f"{settings.algorithm}-{settings.env_id}")
+    check_export_target(out)
+    if args.final or best.weights is None:
+        export_run(agent, settings, args.run_dir, out)
+        print(f"exported {settings.algorithm} on {settings.env_id}, last weights at step {agent.env_steps}, to {out}")
+    else:
+        export_best(agent, settings, Path(args.run_dir), out, best)
+        print(
+            f"exported {settings.algorithm} on {settings.env_id}, best-evaluated policy "
+            f"(return {best.score:.1f} at step {best.step}), to {out}"
+        )
     return 0
 
 
@@ -242,15 +238,18 @@ def _list(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    _quiet_tensorflow()
+    import tfrl.quiet  # noqa: F401 — TensorFlow loads here, its start-up lines silenced
+
     handlers = {"train": _train, "evaluate": _evaluate, "export": _export, "plot": _plot, "list": _list}
     try:
         return handlers[args.command](args)
     except TfrlError as error:
         print(f"tfrl: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as interrupt:
+        from tfrl.training import Terminated
+
+        return 143 if isinstance(interrupt, Terminated) else 130
 
 
 if __name__ == "__main__":

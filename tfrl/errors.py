@@ -21,5 +21,9 @@ class CheckpointError(TfrlError):
     """A run directory or checkpoint that is missing, foreign or corrupt."""
 
 
+class TrainingDiverged(TfrlError):
+    """A loss or a network weight became NaN or infinite: the run stops, keeping its last finite checkpoint."""
+
+
 class WorkerError(TfrlError):
     """A worker process of a parallel agent (A3C) raised or died; the message names the worker and the cause."""

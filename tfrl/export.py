@@ -2,9 +2,12 @@
 
 An export is a directory that ``tf.saved_model.load`` opens in a process that never imported tfrl:
 
-- ``action(observation)``: batched float32 ``[None, *obs_shape]`` → the deterministic action; also the
-  ``serving_default`` signature. ``sample_action``, ``q_values`` and ``value`` where the agent has them.
-- ``assets/tfrl.json``: algorithm, env id, spaces, config, training steps, evaluation score.
+- ``action(observation)``: a batch ``[None, *obs_shape]`` as the env gives it (int64 for Discrete and
+  MultiDiscrete spaces, float32 otherwise) → the deterministic action; also the ``serving_default``
+  signature. A float observation holding NaN or infinity is refused inside the graph.
+  ``sample_action``, ``q_values`` and ``value`` where the agent has them.
+- ``assets/tfrl.json``: algorithm, env id, spaces, config, training steps, and the score of this
+  policy (by default the run's best-evaluated one) with the env step it was reached at.
 - ``<network>.keras`` beside it: the trainable networks, for fine-tuning in Keras.
 """
 
@@ -12,18 +15,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from google.protobuf.message import DecodeError
 
 from tfrl import __version__
 from tfrl.errors import ExportError
 
+DEFAULT_EXPORT_DIR = "saved_models"
 METADATA_FILE = Path("assets") / "tfrl.json"
 FORMAT = "tfrl-policy"
 ENDPOINTS = ("action", "sample_action", "q_values", "value")
@@ -71,15 +77,88 @@ class GridActionPolicy(tf.Module):
         )
 
 
+def observation_dtype(space: Mapping[str, Any]) -> tf.DType:
+    """The dtype an export takes observations in: the env's own integers for Discrete and
+    MultiDiscrete spaces, float32 for everything else."""
+    return tf.int64 if space.get("type") in ("Discrete", "MultiDiscrete") else tf.float32
+
+
+def _guarded(function: Any, observation_space: Mapping[str, Any]) -> Any:
+    """``function`` behind the export's input contract: observations in the env's dtype, cast to
+    float32 for the networks, and refused inside the graph when a float holds NaN or infinity.
+
+    The check is an ``Assert`` in the SavedModel itself, so it holds in TF Serving, ``TFSMLayer`` and
+    every other caller that never sees Python; converters that cannot run it (TFLite) drop it.
+    """
+    dtype = observation_dtype(observation_space)
+    observation_spec, *rest = function.input_signature
+    spec = [tf.TensorSpec(observation_spec.shape, dtype, name="observation"), *rest]
+
+    def guarded(observation: tf.Tensor, *state: tf.Tensor) -> Any:
+        if dtype.is_floating:
+            finite = tf.reduce_all(tf.math.is_finite(observation))
+            message = "observation holds NaN or infinite values; a policy cannot act on them"
+            with tf.control_dependencies([tf.debugging.Assert(finite, [message])]):
+                observation = tf.identity(observation)
+        return function(tf.cast(observation, tf.float32), *state)
+
+    return tf.function(guarded, input_signature=spec)
+
+
+def is_export(path: Path) -> bool:
+    """Whether ``path`` is a directory that tfrl exported (its metadata says so)."""
+    try:
+        return json.loads((path / METADATA_FILE).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_export_target(path: str | os.PathLike | None) -> None:
+    """Refuse, before anything is written, an export path tfrl may not replace.
+
+    tfrl writes a new export or replaces an earlier tfrl export (or an empty directory); it never
+    deletes anything else, so an existing file, or a directory holding anything but a tfrl export,
+    is an ``ExportError`` naming it.
+    """
+    if path is None:
+        return
+    path = Path(path)
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ExportError(f"cannot export to {path}: {parent} is a file, not a directory")
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise ExportError(
+            f"cannot export to {path}: it exists and is not a directory; tfrl replaces only an earlier tfrl export"
+        )
+    if path.is_dir() and any(path.iterdir()) and not is_export(path):
+        raise ExportError(
+            f"cannot export to {path}: it is a directory that is not a tfrl export, and tfrl never deletes "
+            "what it did not write; choose another path (--export-dir / --out) or empty it yourself"
+        )
+    existing = next(parent for parent in (path, *path.parents) if parent.exists())
+    if not os.access(existing, os.W_OK):
+        raise ExportError(f"cannot export to {path}: {existing} is not writable")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def export_policy(
     agent: Any, path: str | os.PathLike, metadata: dict[str, Any], action_grid: np.ndarray | None = None
 ) -> Path:
-    """Write ``agent.policy()`` and its networks to ``path``, replacing what was there only on success.
+    """Write ``agent.policy()`` and its networks to ``path``, replacing an earlier export only on success.
 
-    With ``action_grid`` (rows = the real actions of a discretised env) the policy is wrapped in a
+    The export is written complete under a temporary name beside ``path``; then an earlier export
+    at ``path`` is renamed aside, the new one renamed in, and the old one removed, so a kill at any
+    instant leaves a complete export (the new or the old one) and never a half-written one. With
+    ``action_grid`` (rows = the real actions of a discretised env) the policy is wrapped in a
     ``GridActionPolicy``, so ``action`` returns real actions rather than indices.
     """
     path = Path(path)
+    check_export_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module = agent.policy() if action_grid is None else GridActionPolicy(agent.policy(), action_grid)
     # Keras 3 models are not children in TensorFlow's object graph: without this their weights are
@@ -87,25 +166,69 @@ def export_policy(
     # NaN). ``weight.value`` is the tf.Variable the functions capture.
     module.network_weights = [weight.value for network in agent.networks().values() for weight in network.weights]
     endpoints = [name for name in ENDPOINTS if hasattr(module, name)]
+    for name in endpoints:
+        setattr(module, name, _guarded(getattr(module, name), metadata["observation_space"]))
     signatures = {name: _named_output(getattr(module, name), name).get_concrete_function() for name in endpoints}
     signatures["serving_default"] = signatures["action"]
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-new-{os.getpid()}-", dir=path.parent))
     try:
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the export from a model server
         tf.saved_model.save(module, str(staging), signatures=signatures)
         for name, network in agent.networks().items():
             network.save(staging / f"{name}.keras")
         (staging / METADATA_FILE).parent.mkdir(exist_ok=True)
-        full_metadata = {"format": FORMAT, "tfrl_version": __version__, "endpoints": endpoints, **metadata}
+        full_metadata = {
+            "format": FORMAT,
+            "tfrl_version": __version__,
+            "endpoints": endpoints,
+            "observation_dtype": observation_dtype(metadata["observation_space"]).name,
+            **metadata,
+        }
         if hasattr(module, "state_shape"):  # a recurrent policy: endpoints take and return a state
             full_metadata["state_shape"] = list(module.state_shape)
         (staging / METADATA_FILE).write_text(json.dumps(full_metadata, indent=2))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(staging, path)
+        _swap_in(staging, path)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
     return path
+
+
+def _swap_in(staging: Path, path: Path) -> None:
+    """Put the complete export ``staging`` at ``path``; an earlier export there goes only afterwards."""
+    check_export_target(path)  # again: something may have appeared there while the export was written
+    if not path.exists():
+        os.replace(staging, path)
+        _remove_leftovers(path)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{path.name}-old-{os.getpid()}-", dir=path.parent))
+    os.replace(path, aside / path.name)
+    os.replace(staging, path)
+    shutil.rmtree(aside)
+    _remove_leftovers(path)
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Remove what an export to ``path`` killed midway left beside it: staging or set-aside
+    directories with tfrl's names whose process is gone (never anything else)."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}-(?:new|old)-(\d+)-\w+")
+    for sibling in path.parent.iterdir():
+        match = pattern.fullmatch(sibling.name)
+        if match and sibling.is_dir() and not _process_alive(int(match.group(1))):
+            shutil.rmtree(sibling)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_REQUIRED_METADATA = ("algorithm", "env_id", "observation_space", "action_space", "endpoints")
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -115,15 +238,35 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         raise ExportError(f"no such policy directory: {path}")
     if not (path / "saved_model.pb").exists():
         raise ExportError(f"{path} is not a SavedModel (no saved_model.pb); pass a directory written by tfrl export")
+    metadata_path = path / METADATA_FILE
     try:
-        metadata = json.loads((path / METADATA_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
+        metadata = json.loads(metadata_path.read_text())
+    except (OSError, ValueError):
         raise ExportError(
-            f"{path} is a SavedModel but not a tfrl export: {METADATA_FILE} is missing or unreadable"
+            f"{path} is a SavedModel but not a tfrl export: {metadata_path} is missing or unreadable"
         ) from None
-    if metadata.get("format") != FORMAT:
-        raise ExportError(f"{path / METADATA_FILE} is not tfrl policy metadata (format {metadata.get('format')!r})")
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        found = metadata.get("format") if isinstance(metadata, dict) else type(metadata).__name__
+        raise ExportError(f"{metadata_path} is not tfrl policy metadata (format {found!r})")
+    missing = [key for key in _REQUIRED_METADATA if key not in metadata]
+    if not missing and "shape" not in metadata["observation_space"]:
+        missing = ["observation_space.shape"]
+    if missing:
+        raise ExportError(f"{metadata_path} is damaged: it has no {', '.join(missing)}")
     return metadata
+
+
+def _load_saved_model(path: Path) -> Any:
+    """``tf.saved_model.load``, with a damaged or incomplete export named instead of a deep traceback."""
+    try:
+        return tf.saved_model.load(str(path))
+    except (OSError, ValueError, tf.errors.OpError, DecodeError) as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if not (path / "variables").is_dir():
+            detail = "its variables/ directory is missing"
+        raise ExportError(
+            f"{path} is a damaged export: saved_model.pb or variables/ cannot be read ({detail})"
+        ) from None
 
 
 class Policy:
@@ -135,14 +278,16 @@ class Policy:
 
     A recurrent export (``state_shape`` in its metadata) keeps one state row per observation row
     between calls, starting from zeros; call ``reset_state(batch_size)`` when new episodes begin.
-    A stateless policy's ``reset_state`` does nothing.
+    A stateless policy's ``reset_state`` does nothing. Observations of the wrong shape, or holding
+    NaN or infinity, are an ``ExportError`` that names them.
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.metadata = read_metadata(self.path)
         self.observation_shape = tuple(self.metadata["observation_space"]["shape"])
-        self._module = tf.saved_model.load(str(self.path))
+        self.observation_dtype = np.dtype(self.metadata.get("observation_dtype", "float32"))
+        self._module = _load_saved_model(self.path)
         self.endpoints = tuple(self.metadata["endpoints"])
         self.state_shape = tuple(self.metadata["state_shape"]) if "state_shape" in self.metadata else None
         self.state: np.ndarray | None = None
@@ -156,9 +301,9 @@ class Policy:
         return f"Policy({self.metadata['algorithm']} on {self.metadata['env_id']}, from {self.path})"
 
     def __call__(self, observation: Any) -> np.ndarray:
-        return self.action(observation)
+        return self._run("action", observation)
 
-    def __getattr__(self, name: str) -> Callable[[Any], np.ndarray]:
+    def __getattr__(self, name: str) -> Any:
         if name in ENDPOINTS:
             if name not in self.__dict__.get("endpoints", ()):
                 raise AttributeError(
@@ -167,15 +312,25 @@ class Policy:
             return lambda observation: self._run(name, observation)
         raise AttributeError(name)
 
-    def _run(self, endpoint: str, observation: Any) -> np.ndarray:
-        observation = np.asarray(observation, dtype=np.float32)
+    def _checked(self, observation: Any) -> tuple[np.ndarray, bool]:
+        """The observation as a batch in the export's dtype, and whether it was a single one."""
+        observation = np.asarray(observation)
         single = observation.shape == self.observation_shape
         if not single and observation.shape[1:] != self.observation_shape:
+            expected = ", ".join(map(str, self.observation_shape))
             raise ExportError(
                 f"observation has shape {observation.shape}, but this policy ({self.metadata['algorithm']} on "
-                f"{self.metadata['env_id']}) expects {self.observation_shape} or a batch (N, {', '.join(map(str, self.observation_shape))})"
+                f"{self.metadata['env_id']}) expects {self.observation_shape} or a batch (N, {expected})"
             )
         batch = observation[None] if single else observation
+        if batch.dtype.kind in "fc" and not np.isfinite(batch).all():
+            rows = np.flatnonzero(~np.isfinite(batch.reshape(len(batch), -1)).all(axis=1))
+            where = "the observation" if single else f"observation row(s) {rows[:5].tolist()}"
+            raise ExportError(f"{where} holds NaN or infinite values; a policy cannot act on them")
+        return batch.astype(self.observation_dtype, copy=False), single
+
+    def _run(self, endpoint: str, observation: Any) -> np.ndarray:
+        batch, single = self._checked(observation)
         if self.state_shape is None:
             result = getattr(self._module, endpoint)(tf.constant(batch)).numpy()
         else:

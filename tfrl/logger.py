@@ -47,7 +47,8 @@ class RunLogger:
         self.writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard"))
         self.episode_count = sum(1 for _ in read_jsonl(self.run_dir / EPISODES_FILE))
         self.recent_returns: list[float] = [row["return"] for row in read_jsonl(self.run_dir / EPISODES_FILE)[-20:]]
-        self.last_evaluation: float | None = None
+        evaluations = read_jsonl(self.run_dir / EVALUATIONS_FILE)
+        self.last_evaluation: float | None = evaluations[-1]["mean"] if evaluations else None
         self.start_time = time.perf_counter()
         self.start_step = start_step
         self._progress = Progress(
@@ -76,6 +77,7 @@ class RunLogger:
             "time": round(time.perf_counter() - self.start_time, 3),
         }
         self.episodes_file.write(json.dumps(row) + "\n")
+        self.episodes_file.flush()  # a killed run's log shows how far it got; a resume cuts it back
         with self.writer.as_default(step=step):
             tf.summary.scalar("episode/return", row["return"])
             tf.summary.scalar("episode/length", row["length"])

@@ -7,10 +7,15 @@ A run lives in ``runs/<algo>-<env>-<seed>-<time>/``: ``run.json`` (what to rebui
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import signal
+import sys
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +24,10 @@ import numpy as np
 
 from tfrl import __version__
 from tfrl.agents import get_agent, make_config
-from tfrl.agents.config import AgentConfig
-from tfrl.checkpoint import Checkpointer
+from tfrl.checkpoint import Checkpointer, networks_finite, require_finite_weights
 from tfrl.envs import action_grid, describe_space, final_observations, make_env, make_vector_env
-from tfrl.errors import CheckpointError, ConfigError
-from tfrl.export import export_policy
+from tfrl.errors import CheckpointError, ConfigError, TrainingDiverged
+from tfrl.export import DEFAULT_EXPORT_DIR, check_export_target, export_policy
 from tfrl.logger import RunLogger
 
 RUN_FILE = "run.json"
@@ -88,7 +92,11 @@ def evaluate(
 
 @dataclasses.dataclass
 class RunSettings:
-    """Everything that defines a run besides the agent's config; saved in ``run.json``."""
+    """Everything that defines a run besides the agent's config; saved in ``run.json``.
+
+    ``export_dir`` is where the policy goes at the end (None: no export); ``export_final`` exports
+    the last weights instead of the best-evaluated ones. Both are kept so ``--resume`` honours them.
+    """
 
     algorithm: str
     env_id: str
@@ -100,6 +108,8 @@ class RunSettings:
     checkpoint_every: int = 10_000
     stop_at_threshold: bool = True
     discretize: int | None = None  # N evenly spaced actions per dimension of a Box action space
+    export_dir: str | None = DEFAULT_EXPORT_DIR
+    export_final: bool = False
 
     def validate(self) -> None:
         for name in ("total_steps", "num_envs", "eval_every", "eval_episodes", "checkpoint_every"):
@@ -108,10 +118,21 @@ class RunSettings:
         if self.discretize is not None and self.discretize < 2:
             raise ConfigError(f"discretize must be at least 2 actions, got {self.discretize}")
 
+    @property
+    def export_path(self) -> Path | None:
+        """Where this run's policy is exported, or None for a run that exports nothing."""
+        if self.export_dir is None:
+            return None
+        return Path(self.export_dir) / f"{self.algorithm}-{self.env_id}"
+
 
 @dataclasses.dataclass
 class TrainResult:
-    """What ``train`` returns: where things were written and how the run ended."""
+    """What ``train`` returns: where things were written and how the run ended.
+
+    ``final_return`` is the last evaluation's mean return; ``best_return`` the best one, reached at
+    env step ``best_step``: that policy is the export unless the run was told ``export_final``.
+    """
 
     run_dir: Path
     export_path: Path | None
@@ -120,7 +141,147 @@ class TrainResult:
     final_return: float | None
     wall_seconds: float
     train_steps_per_second: float
-    agent: Any = dataclasses.field(repr=False)
+    best_return: float | None = None
+    best_step: int | None = None
+    export_final: bool = False
+    agent: Any = dataclasses.field(default=None, repr=False)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what Docker, systemd, Kubernetes and Slurm send): handled like Ctrl-C, with a checkpoint."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated(f"received {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into ``Terminated`` for the duration of a run (main thread only: signals go there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def require_finite_metrics(step: int, metrics: Mapping[str, float]) -> None:
+    """Raise ``TrainingDiverged`` if a training metric (a loss, a mean Q) is NaN or infinite."""
+    for name, value in metrics.items():
+        if not np.isfinite(value):
+            raise TrainingDiverged(
+                f"training diverged at env step {step}: {name} is {value} "
+                "(a learning rate too high for this problem is the usual cause)"
+            )
+
+
+class BestPolicy:
+    """The best-evaluated weights of a run so far, its score, and where it was reached.
+
+    Each evaluation that beats the best so far keeps a copy of every network's weights (a few
+    arrays, copied a few dozen times a run). ``applied`` puts them into the networks for an export
+    and then restores the current ones; ``state`` / ``load_state`` go into each checkpoint.
+    """
+
+    def __init__(self, agent: Any):
+        self.agent = agent
+        self.score: float | None = None
+        self.std: float | None = None
+        self.step: int | None = None
+        self.episode: int | None = None
+        self.episodes_evaluated = 0
+        self.weights: dict[str, list[np.ndarray]] | None = None
+
+    def consider(self, step: int, returns: np.ndarray, episode: int) -> bool:
+        """Keep the agent's weights if ``returns`` beat the best mean so far; True when they did."""
+        mean = float(np.mean(returns))
+        if self.score is not None and mean <= self.score:
+            return False
+        self.score, self.std, self.step, self.episode = mean, float(np.std(returns)), step, episode
+        self.episodes_evaluated = len(returns)
+        self.weights = {name: network.get_weights() for name, network in self.agent.networks().items()}
+        return True
+
+    def metadata(self) -> dict[str, Any] | None:
+        """The export's ``evaluation`` entry for this policy."""
+        if self.score is None:
+            return None
+        return {
+            "policy": "best",
+            "mean_return": self.score,
+            "std_return": self.std,
+            "episodes": self.episodes_evaluated,
+            "env_step": self.step,
+            "training_episode": self.episode,
+        }
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[None]:
+        """The best weights in the agent's networks inside the block, the current ones after it."""
+        if self.weights is None:
+            yield
+            return
+        networks = self.agent.networks()
+        current = {name: network.get_weights() for name, network in networks.items()}
+        try:
+            for name, network in networks.items():
+                network.set_weights(self.weights[name])
+            yield
+        finally:
+            for name, network in networks.items():
+                network.set_weights(current[name])
+
+    def state(self) -> dict[str, Any]:
+        scalars = {
+            "score": self.score,
+            "std": self.std,
+            "step": self.step,
+            "episode": self.episode,
+            "episodes_evaluated": self.episodes_evaluated,
+        }
+        if self.weights is None:
+            return scalars
+        weights = {
+            name: {str(index): array for index, array in enumerate(arrays)} for name, arrays in self.weights.items()
+        }
+        return {**scalars, "weights": weights}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        if not state:
+            return
+        self.score, self.std = state["score"], state["std"]
+        self.step, self.episode = state["step"], state["episode"]
+        self.episodes_evaluated = int(state["episodes_evaluated"])
+        weights = state.get("weights")
+        self.weights = (
+            None
+            if weights is None
+            else {name: [arrays[key] for key in sorted(arrays, key=int)] for name, arrays in weights.items()}
+        )
+
+
+class TrackedEvaluator:
+    """The run's evaluator, plus what every evaluation must do whoever calls it (the shared loop or A3C):
+    refuse non-finite weights first, and keep the best policy after."""
+
+    def __init__(self, evaluator: Evaluator, agent: Any, best: BestPolicy, logger: RunLogger):
+        self.evaluator, self.agent, self.best, self.logger = evaluator, agent, best, logger
+        self.seconds = 0.0
+
+    def __call__(self, policy: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        step = self.agent.env_steps
+        require_finite_weights(self.agent, step)
+        start = time.perf_counter()
+        returns = self.evaluator(policy)
+        self.seconds += time.perf_counter() - start
+        self.best.consider(step, returns, self.logger.episode_count)
+        return returns
+
+    def close(self) -> None:
+        self.evaluator.close()
 
 
 def _new_run_dir(logdir: str | Path, settings: RunSettings) -> Path:
@@ -130,7 +291,12 @@ def _new_run_dir(logdir: str | Path, settings: RunSettings) -> Path:
     while run_dir.exists():
         suffix += 1
         run_dir = base.with_name(f"{base.name}-{suffix}")
-    run_dir.mkdir(parents=True)
+    try:
+        run_dir.mkdir(parents=True)
+    except OSError as error:
+        raise ConfigError(
+            f"cannot create the run directory {run_dir} under --logdir {logdir}: {error.strerror}"
+        ) from None
     return run_dir
 
 
@@ -150,7 +316,7 @@ def load_run(run_dir: str | Path) -> tuple[RunSettings, dict[str, Any]]:
 
 def _resumed_settings(
     run_dir: Path, algorithm: str | None, env_id: str | None, total_steps: int | None
-) -> tuple[RunSettings, AgentConfig]:
+) -> tuple[RunSettings, Any]:
     """The saved settings and config of ``run_dir``, checked against what the caller named."""
     settings, config_dict = load_run(run_dir)
     for given, saved, what in ((algorithm, settings.algorithm, "algorithm"), (env_id, settings.env_id, "env")):
@@ -164,7 +330,7 @@ def _resumed_settings(
     return settings, config_class().replace(**config_dict)
 
 
-def build_agent(settings: RunSettings, config: AgentConfig) -> Any:
+def build_agent(settings: RunSettings, config: Any) -> Any:
     """A fresh agent for ``settings``, seeded so the same seed gives the same run."""
     agent_class, _ = get_agent(settings.algorithm)
     keras.utils.set_random_seed(settings.seed)
@@ -175,19 +341,27 @@ def build_agent(settings: RunSettings, config: AgentConfig) -> Any:
         probe.close()
 
 
-def restore_run(run_dir: str | Path) -> tuple[RunSettings, Any]:
-    """``(settings, agent)`` of a run directory, the agent restored from its newest checkpoint."""
+def restore_run(run_dir: str | Path) -> tuple[RunSettings, Any, BestPolicy]:
+    """``(settings, agent, best)`` of a run directory, restored from its newest complete checkpoint."""
     settings, config = _resumed_settings(Path(run_dir), None, None, None)
     agent = build_agent(settings, config)
-    Checkpointer(Path(run_dir) / "checkpoints", agent).restore()
-    return settings, agent
+    checkpointer = Checkpointer(Path(run_dir) / "checkpoints", agent)
+    checkpointer.restore()
+    best = BestPolicy(agent)
+    best.load_state(checkpointer.restored_extra_state.get("best", {}))
+    return settings, agent, best
 
 
 def export_run(
-    agent: Any, settings: RunSettings, run_dir: str | Path, path: str | Path, final_return: float | None
+    agent: Any,
+    settings: RunSettings,
+    run_dir: str | Path,
+    path: str | Path,
+    evaluation: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Export ``agent``'s policy with the metadata of the run it came from.
+    """Export ``agent``'s current weights with the metadata of the run it came from.
 
+    ``evaluation`` describes the score of these weights (``BestPolicy.metadata`` for the best ones).
     For a run on discretised actions the export's ``action`` returns the env's real action (the grid
     row of the chosen index), so it drives the unwrapped env; ``q_values`` stay over the grid's rows.
     """
@@ -198,25 +372,25 @@ def export_run(
         probe.close()
         grid = action_grid(action_space, settings.discretize)
         discrete = {"discretize": settings.discretize, "action_grid": grid.tolist()}
-    return export_policy(
-        agent,
-        path,
-        {
-            "algorithm": settings.algorithm,
-            "env_id": settings.env_id,
-            "observation_space": describe_space(agent.observation_space),
-            "action_space": describe_space(action_space),
-            **discrete,
-            "config": agent.config.to_dict(),
-            "seed": settings.seed,
-            "env_steps": agent.env_steps,
-            "evaluation": None
-            if final_return is None
-            else {"mean_return": final_return, "episodes": settings.eval_episodes},
-            "run_dir": str(run_dir),
-        },
-        action_grid=grid,
-    )
+    metadata = {
+        "algorithm": settings.algorithm,
+        "env_id": settings.env_id,
+        "observation_space": describe_space(agent.observation_space),
+        "action_space": describe_space(action_space),
+        **discrete,
+        "config": agent.config.to_dict(),
+        "seed": settings.seed,
+        "env_steps": agent.env_steps,
+        "evaluation": None if evaluation is None else dict(evaluation),
+        "run_dir": str(run_dir),
+    }
+    return export_policy(agent, path, metadata, action_grid=grid)
+
+
+def export_best(agent: Any, settings: RunSettings, run_dir: Path, path: Path, best: BestPolicy) -> Path:
+    """Export the best-evaluated weights (the current ones if the run was never evaluated)."""
+    with best.applied():
+        return export_run(agent, settings, run_dir, path, best.metadata())
 
 
 def _reward_threshold(env_id: str) -> float | None:
@@ -231,7 +405,7 @@ def train(
     algorithm: str | None = None,
     env_id: str | None = None,
     *,
-    config: AgentConfig | None = None,
+    config: Any = None,
     preset: str = "default",
     overrides: Mapping[str, Any] | None = None,
     seed: int = 0,
@@ -243,95 +417,174 @@ def train(
     stop_at_threshold: bool = True,
     discretize: int | None = None,
     logdir: str | Path = "runs",
-    export_dir: str | Path | None = "saved_models",
+    export_dir: str | Path | None = None,
+    export: bool | None = None,
+    export_final: bool | None = None,
     resume: str | Path | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train ``algorithm`` on ``env_id`` and export the policy; or continue the run in ``resume``.
+    """Train ``algorithm`` on ``env_id`` and export its best-evaluated policy; or continue the run in ``resume``.
 
     ``config`` (a Config instance) wins over ``preset`` + ``overrides``; otherwise the registry
     entry's defaults apply (``double-dqn`` is DQN with ``double=True``). ``discretize=N`` trains on
-    a Box action space cut into N evenly spaced actions per dimension. With ``resume``, the saved
-    settings and config are used; ``total_steps`` may still be raised to train longer.
+    a Box action space cut into N evenly spaced actions per dimension.
+
+    The policy goes to ``<export_dir>/<algorithm>-<env_id>`` (``export_dir`` defaults to
+    ``saved_models``; ``export=False`` exports nothing); it is the best-evaluated policy unless
+    ``export_final``. A resumed run keeps the saved settings, export place included, unless these
+    arguments say otherwise; ``total_steps`` may be raised to train longer. The export target is
+    checked before training starts: tfrl replaces only an earlier tfrl export.
     """
     if resume is not None:
         run_dir = Path(resume)
         settings, config = _resumed_settings(run_dir, algorithm, env_id, total_steps)
         if discretize is not None and discretize != settings.discretize:
             raise ConfigError(f"{run_dir} was trained with discretize={settings.discretize}, not {discretize}")
+        _apply_export_choice(settings, export_dir, export, export_final)
+        check_export_target(settings.export_path)
         agent = build_agent(settings, config)
     else:
         if algorithm is None or env_id is None:
             raise ConfigError("train needs an algorithm and an env id (or resume=<run dir>)")
         agent_class, _ = get_agent(algorithm)
         config = config or make_config(algorithm, preset, overrides)
-        given = {
-            "total_steps": total_steps,
-            "num_envs": num_envs,
-            "eval_every": eval_every,
-            "checkpoint_every": checkpoint_every,
-        }
+        defaults = agent_class.run_defaults
         settings = RunSettings(
             algorithm=algorithm,
             env_id=env_id,
             seed=seed,
+            total_steps=defaults["total_steps"] if total_steps is None else total_steps,
+            num_envs=defaults["num_envs"] if num_envs is None else num_envs,
+            eval_every=defaults["eval_every"] if eval_every is None else eval_every,
             eval_episodes=eval_episodes,
+            checkpoint_every=defaults["checkpoint_every"] if checkpoint_every is None else checkpoint_every,
             stop_at_threshold=stop_at_threshold,
             discretize=discretize,
-            **{name: agent_class.run_defaults[name] if value is None else value for name, value in given.items()},
         )
         settings.validate()
+        _apply_export_choice(settings, export_dir, export, export_final)
+        check_export_target(settings.export_path)  # before any training: a bad target must not waste a run
         agent = build_agent(settings, config)  # refuses an unknown env or unfit spaces before any file is written
         run_dir = _new_run_dir(logdir, settings)
-        (run_dir / RUN_FILE).write_text(
-            json.dumps(
-                {"settings": dataclasses.asdict(settings), "config": config.to_dict(), "tfrl_version": __version__},
-                indent=2,
-            )
-        )
+        _write_run_file(run_dir, settings, config)
+    if resume is not None:
+        _write_run_file(run_dir, settings, config)
 
-    checkpointer = Checkpointer(run_dir / "checkpoints", agent)
-    start_step = checkpointer.restore() if resume is not None else 0
+    best = BestPolicy(agent)
+    checkpointer = Checkpointer(run_dir / "checkpoints", agent, extra_state=lambda: {"best": best.state()})
+    start_step = 0
+    if resume is not None:
+        start_step = checkpointer.restore()
+        for line in checkpointer.skipped:
+            print(f"tfrl: {line}", file=sys.stderr)
+        best.load_state(checkpointer.restored_extra_state.get("best", {}))
     logger = RunLogger(run_dir, settings.total_steps, start_step, progress)
     try:
-        loop = _agent_runner if hasattr(agent, "run") else _collect_loop
-        outcome = loop(agent, settings, logger, checkpointer, start_step)
-    except KeyboardInterrupt:
-        checkpointer.save(agent.env_steps)
+        with _sigterm_as_interrupt():
+            loop = _agent_runner if hasattr(agent, "run") else _collect_loop
+            outcome = loop(agent, settings, logger, checkpointer, best, start_step)
+    except KeyboardInterrupt as interrupt:
+        _save_if_finite(checkpointer, agent)
         logger.close()
-        print(f"\ninterrupted at step {agent.env_steps}; continue with: tfrl train --resume {run_dir}")
+        why = "terminated" if isinstance(interrupt, Terminated) else "interrupted"
+        print(f"\n{why} at step {agent.env_steps}; continue with: tfrl train --resume {run_dir}")
         raise
+    except TrainingDiverged as error:
+        logger.close()
+        raise TrainingDiverged(_diverged_message(error, run_dir, checkpointer, agent, settings, best)) from None
     logger.close()
 
-    export_path = None
+    export_path = settings.export_path
+    if export_path is not None:
+        if settings.export_final:
+            last_return = logger.last_evaluation  # this run's last evaluation, or the resumed run's
+            last = None if last_return is None else {"policy": "final", "mean_return": last_return}
+            export_run(agent, settings, run_dir, export_path, last)
+        else:
+            export_best(agent, settings, run_dir, export_path, best)
+    return TrainResult(
+        run_dir=run_dir,
+        export_path=export_path,
+        agent=agent,
+        best_return=best.score,
+        best_step=best.step,
+        export_final=settings.export_final,
+        **outcome,
+    )
+
+
+def _apply_export_choice(
+    settings: RunSettings, export_dir: str | Path | None, export: bool | None, export_final: bool | None
+) -> None:
+    """Settle where (and whether, and which policy) the run exports: explicit arguments win over saved ones."""
     if export_dir is not None:
-        export_path = export_run(
-            agent,
-            settings,
-            run_dir,
-            Path(export_dir) / f"{settings.algorithm}-{settings.env_id}",
-            outcome["final_return"],
-        )
-    return TrainResult(run_dir=run_dir, export_path=export_path, agent=agent, **outcome)
+        settings.export_dir = str(export_dir)
+    if export is False:
+        settings.export_dir = None
+    elif export is True and settings.export_dir is None:
+        settings.export_dir = str(export_dir or DEFAULT_EXPORT_DIR)
+    if export_final is not None:
+        settings.export_final = export_final
+
+
+def _write_run_file(run_dir: Path, settings: RunSettings, config: Any) -> None:
+    record = {"settings": dataclasses.asdict(settings), "config": config.to_dict(), "tfrl_version": __version__}
+    temporary = run_dir / f".{RUN_FILE}.tmp"
+    temporary.write_text(json.dumps(record, indent=2))
+    os.replace(temporary, run_dir / RUN_FILE)
+
+
+def _save_if_finite(checkpointer: Checkpointer, agent: Any) -> None:
+    """Checkpoint on the way out, unless the weights went bad (then the last finite checkpoint stays)."""
+    if networks_finite(agent):
+        checkpointer.save(agent.env_steps)
+
+
+def _diverged_message(
+    error: TrainingDiverged,
+    run_dir: Path,
+    checkpointer: Checkpointer,
+    agent: Any,
+    settings: RunSettings,
+    best: BestPolicy,
+) -> str:
+    """The divergence, what was kept, and the best policy exported so the run's good part is not lost."""
+    steps = checkpointer.steps()
+    kept = (
+        f"the last finite checkpoint (step {steps[0]}) is in {run_dir}"
+        if steps
+        else f"no checkpoint was written in {run_dir}"
+    )
+    export_path = settings.export_path
+    if export_path is not None and best.weights is not None:
+        export_best(agent, settings, run_dir, export_path, best)
+        exported = f"the best policy (return {best.score:.1f} at step {best.step}) was exported to {export_path}"
+    else:
+        exported = "nothing was exported (no finite policy was evaluated)"
+    return f"{error}; {kept}; {exported}"
 
 
 def _agent_runner(
-    agent: Any, settings: RunSettings, logger: RunLogger, checkpointer: Checkpointer, start_step: int
+    agent: Any, settings: RunSettings, logger: RunLogger, checkpointer: Checkpointer, best: BestPolicy, start_step: int
 ) -> dict:
-    """For an agent that brings its own runner (A3C's worker processes): the same evaluator, threshold,
-    logger and checkpointer as ``_collect_loop``, and the same outcome keys back."""
+    """For an agent that brings its own runner (A3C's worker processes): the same evaluator (best-policy
+    tracking and finite check included), threshold, logger and checkpointer as ``_collect_loop``."""
     threshold = _reward_threshold(settings.env_id) if settings.stop_at_threshold else None
-    evaluator = Evaluator(
-        settings.env_id, settings.eval_episodes, settings.seed + EVALUATION_SEED_OFFSET, settings.discretize
-    )
+    evaluator = TrackedEvaluator(_run_evaluator(settings), agent, best, logger)
     try:
         return agent.run(settings, logger, checkpointer, evaluator, start_step, threshold)
     finally:
         evaluator.close()
 
 
+def _run_evaluator(settings: RunSettings) -> Evaluator:
+    return Evaluator(
+        settings.env_id, settings.eval_episodes, settings.seed + EVALUATION_SEED_OFFSET, settings.discretize
+    )
+
+
 def _collect_loop(
-    agent: Any, settings: RunSettings, logger: RunLogger, checkpointer: Checkpointer, start_step: int
+    agent: Any, settings: RunSettings, logger: RunLogger, checkpointer: Checkpointer, best: BestPolicy, start_step: int
 ) -> dict:
     """Step all vector envs at once; the agent decides when to learn from what it observes.
 
@@ -340,9 +593,7 @@ def _collect_loop(
     """
     threshold = _reward_threshold(settings.env_id) if settings.stop_at_threshold else None
     envs = make_vector_env(settings.env_id, settings.num_envs, discretize=settings.discretize)
-    evaluator = Evaluator(
-        settings.env_id, settings.eval_episodes, settings.seed + EVALUATION_SEED_OFFSET, settings.discretize
-    )
+    evaluator = TrackedEvaluator(_run_evaluator(settings), agent, best, logger)
     # A resumed run starts fresh episodes: env states are not checkpointed, so use new seeds.
     observations, _ = envs.reset(seed=settings.seed + start_step)
     episode_returns = np.zeros(settings.num_envs)
@@ -351,7 +602,7 @@ def _collect_loop(
     next_eval = (step // settings.eval_every + 1) * settings.eval_every
     next_checkpoint = (step // settings.checkpoint_every + 1) * settings.checkpoint_every
     next_metrics = step  # training metrics go to TensorBoard at most once per METRICS_EVERY env steps
-    final_return, solved, eval_seconds = None, False, 0.0
+    final_return, solved = None, False
     start = time.perf_counter()
     try:
         while step < settings.total_steps:
@@ -359,7 +610,12 @@ def _collect_loop(
             next_observations, rewards, terminated, truncated, info = envs.step(actions)
             done = terminated | truncated
             metrics = agent.observe(
-                observations, actions, rewards, final_observations(next_observations, done, info), terminated, truncated
+                observations,
+                actions,
+                rewards,
+                final_observations(next_observations, done, info),
+                terminated,
+                truncated,
             )
             observations = next_observations
             step = agent.env_steps
@@ -368,13 +624,13 @@ def _collect_loop(
             for index in np.flatnonzero(done):
                 logger.episode(step, episode_returns[index], episode_lengths[index])
                 episode_returns[index], episode_lengths[index] = 0.0, 0
-            if metrics is not None and step >= next_metrics:
-                logger.metrics(step, metrics)
-                next_metrics = step + METRICS_EVERY
+            if metrics is not None:
+                require_finite_metrics(step, metrics)
+                if step >= next_metrics:
+                    logger.metrics(step, metrics)
+                    next_metrics = step + METRICS_EVERY
             if step >= next_eval or step >= settings.total_steps:
-                eval_start = time.perf_counter()
                 returns = evaluator(lambda batch: agent.act(batch, explore=False))
-                eval_seconds += time.perf_counter() - eval_start
                 logger.evaluation(step, returns)
                 final_return = float(np.mean(returns))
                 next_eval += settings.eval_every
@@ -398,5 +654,5 @@ def _collect_loop(
         "solved": solved,
         "final_return": final_return,
         "wall_seconds": wall,
-        "train_steps_per_second": (step - start_step) / max(wall - eval_seconds, 1e-9),
+        "train_steps_per_second": (step - start_step) / max(wall - evaluator.seconds, 1e-9),
     }

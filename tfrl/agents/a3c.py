@@ -40,6 +40,7 @@ import os
 import signal
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
@@ -192,10 +193,42 @@ class A3CConfig(AgentConfig):
             "initial_scale", self.initial_scale > self.min_scale, f"a number above min_scale={self.min_scale}"
         )
         self.require_choice("optimizer", ("adam", "rmsprop"))
+        affordable = available_memory_bytes() // WORKER_MEMORY_BYTES
+        self._require(
+            "workers",
+            self.worker_count <= max(affordable, 1),
+            f"at most {affordable} on this machine: each worker process holds TensorFlow "
+            f"(about {WORKER_MEMORY_BYTES / 2**30:.1f} GiB) and {available_memory_bytes() / 2**30:.1f} GiB of memory is free",
+        )
 
     @property
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1
+
+    def warn_about_machine(self) -> None:
+        """Warn when workers outnumber the cores: they then share them, and each update arrives later."""
+        cores = os.cpu_count() or 1
+        if self.worker_count > cores:
+            warnings.warn(
+                f"more A3C workers ({self.worker_count}) than CPU cores ({cores}): they will take turns on the cores",
+                UserWarning,
+                stacklevel=2,
+            )
+
+
+WORKER_MEMORY_BYTES = 700 * 2**20  # peak resident size of one CartPole worker process (TensorFlow, XLA, nets), measured
+
+
+def available_memory_bytes() -> int:
+    """Memory the machine can still give to new processes (MemAvailable), or all of it if unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -718,6 +751,7 @@ class A3CAgent:
         Returns what ``training.train`` reports: env_steps, solved, final_return, wall_seconds and
         train_steps_per_second (evaluation time excluded).
         """
+        self.config.warn_about_machine()
         specs = [
             WorkerSpec(
                 index,

@@ -117,5 +117,9 @@ class AgentConfig:
         for name in names:
             self._require(name, all(size > 0 for size in getattr(self, name)), "positive layer sizes")
 
+    def require_batch_fits(self, batch: str = "batch_size", buffer: str = "buffer_size") -> None:
+        """A batch cannot be drawn from a replay memory smaller than itself."""
+        self._require(batch, getattr(self, batch) <= getattr(self, buffer), f"at most {buffer}={getattr(self, buffer)}")
+
     def require_choice(self, name: str, choices: tuple[str, ...]) -> None:
         self._require(name, getattr(self, name) in choices, f"one of {', '.join(choices)}")

@@ -105,6 +105,7 @@ class DDPGConfig(AgentConfig):
         self._require("tau", 0.0 < self.tau <= 1.0, "a number in (0, 1]")
         self.require_layer_sizes("hidden_sizes")
         self.require_choice("noise_type", ("gaussian", "ou"))
+        self.require_batch_fits()
 
 
 class ExplorationNoise:

@@ -149,6 +149,7 @@ class DQNConfig(AgentConfig):
         self.require_layer_sizes("hidden_sizes")
         self.require_choice("optimizer", ("adam", "rmsprop"))
         self.require_choice("loss", ("huber", "mse"))
+        self.require_batch_fits()
 
 
 def linear_schedule(start: float, end: float, duration: int, step: int) -> float:
