@@ -276,7 +276,8 @@ def test_dueling_export_round_trip(option_runs):
     metadata = json.loads((result.export_path / "assets" / "tfrl.json").read_text())
     assert metadata["algorithm"] == "dueling-dqn" and metadata["config"]["dueling"] is True
     observations = np.random.default_rng(2).uniform(-0.5, 0.5, (32, 4)).astype(np.float32)
-    expected = result.agent.q_network(observations).numpy()
+    with result.best.applied():  # the export is the best-evaluated policy
+        expected = result.agent.q_network(observations).numpy()
     policy = tf.saved_model.load(str(result.export_path))
     np.testing.assert_allclose(policy.q_values(observations).numpy(), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(policy.action(observations).numpy(), expected.argmax(axis=1))

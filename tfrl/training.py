@@ -145,6 +145,7 @@ class TrainResult:
     best_step: int | None = None
     export_final: bool = False
     agent: Any = dataclasses.field(default=None, repr=False)
+    best: BestPolicy | None = dataclasses.field(default=None, repr=False)
 
 
 class Terminated(KeyboardInterrupt):
@@ -509,6 +510,7 @@ def train(
         best_return=best.score,
         best_step=best.step,
         export_final=settings.export_final,
+        best=best,
         **outcome,
     )
 
