@@ -49,7 +49,7 @@ def test_n_step_windows_flush_on_termination_and_bootstrap_after_truncation():
             observations,
             np.array([t, t]),
             np.array(rewards),
-            [*observations, 0, 1],
+            observations + np.array([0.0, 1.0]),
             np.array(terminated),
             np.array(truncated),
         )
