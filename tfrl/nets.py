@@ -2,7 +2,9 @@
 
 Each network is a ``keras.Model`` subclass registered under the ``tfrl`` package with a
 ``get_config``, so a saved ``.keras`` file loads in any Keras project that has tfrl installed.
-Observations of any shape are flattened first, so the same classes serve vectors and grids.
+Observations enter through an ``ObservationEncoder`` built from the env's observation space: Box
+observations of any shape are flattened, so the same classes serve vectors and grids; Discrete and
+MultiDiscrete ones are one-hot encoded, so an integer state index works as it comes from the env.
 """
 
 from __future__ import annotations
@@ -26,6 +28,61 @@ def _flatten(observations):
     return ops.reshape(observations, (ops.shape(observations)[0], -1))
 
 
+ENCODED_SPACES = ("Discrete", "MultiDiscrete", "MultiBinary")
+
+
+@keras.saving.register_keras_serializable(package="tfrl")
+class ObservationEncoder(layers.Layer):
+    """Turns a batch of observations, as the env gives them, into float32 features ``[batch, d]``.
+
+    ``space`` describes the observation space (``tfrl.envs.observation_encoding`` writes it):
+
+    - ``None``, a Box: cast to float32 and flatten all but the batch axis. Networks saved before
+      encoders existed have no ``observation_space`` in their config and get exactly this.
+    - ``{"type": "Discrete", "n": n, "start": s}``: the one-hot of ``x − s``, width ``n``, from
+      observations of shape ``[batch]``. A one-hot gives every state its own first-layer weights; the
+      raw index would make the network's output a smooth function of an arbitrary numbering.
+    - ``{"type": "MultiDiscrete", "nvec": [...], "start": [...]}``: the one-hots of the components
+      (row-major), concatenated: width ``Σ nvec``.
+    - ``{"type": "MultiBinary", ...}``: cast and flatten, like a Box.
+
+    Integer observations may arrive as integers or as float32 (how the agents store them: exact for
+    any index below 2^24).
+    """
+
+    def __init__(self, space: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        kind = None if space is None else space.get("type")
+        if kind is not None and kind not in ENCODED_SPACES:
+            raise ValueError(
+                f"an observation encoder takes None (a Box) or a {' / '.join(ENCODED_SPACES)} space, got {space}"
+            )
+        self.space = None if space is None else dict(space)
+        self.kind = kind
+        if kind == "Discrete":
+            self.sizes, self.starts = [int(space["n"])], [int(space.get("start", 0))]
+        elif kind == "MultiDiscrete":
+            self.sizes = [int(size) for size in space["nvec"]]
+            self.starts = [int(start) for start in space.get("start", [0] * len(self.sizes))]
+            if len(self.starts) != len(self.sizes):
+                raise ValueError(f"MultiDiscrete needs one start per component, got {space}")
+
+    def call(self, observations):
+        if self.kind not in ("Discrete", "MultiDiscrete"):
+            return _flatten(ops.cast(observations, "float32"))
+        indices = ops.reshape(ops.cast(observations, "int32"), (-1, len(self.sizes)))
+        one_hots = [
+            ops.one_hot(indices[:, component] - start, size, dtype="float32")
+            for component, (size, start) in enumerate(zip(self.sizes, self.starts, strict=True))
+        ]
+        return one_hots[0] if len(one_hots) == 1 else ops.concatenate(one_hots, axis=-1)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(space=self.space)
+        return config
+
+
 def dueling_aggregate(values, advantages):
     """``Q = V + A − mean_a A``: subtracting the mean makes V and A identifiable (Wang et al. 2016)."""
     return values + advantages - ops.mean(advantages, axis=-1, keepdims=True)
@@ -44,6 +101,8 @@ class QNetwork(keras.Model):
         hidden_sizes: units of each hidden layer of the MLP trunk.
         activation: any Keras activation name, used by every hidden layer.
         dueling: separate value and advantage heads instead of one Q head.
+        observation_space: the observation space as ``tfrl.envs.observation_encoding`` describes it
+            (None for a Box), which picks the ``ObservationEncoder``.
     """
 
     def __init__(
@@ -52,9 +111,12 @@ class QNetwork(keras.Model):
         hidden_sizes: Sequence[int] = (64, 64),
         activation: str = "relu",
         dueling: bool = False,
+        observation_space: dict | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.observation_space = observation_space
+        self.encoder = ObservationEncoder(observation_space, name="encoder")
         self.num_actions = int(num_actions)
         self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
         self.activation = activation
@@ -67,7 +129,7 @@ class QNetwork(keras.Model):
             self.q_head = layers.Dense(self.num_actions, name="q_values")
 
     def call(self, observations):
-        features = _flatten(observations)
+        features = self.encoder(observations)
         for layer in self.trunk:
             features = layer(features)
         if self.dueling:
@@ -81,6 +143,7 @@ class QNetwork(keras.Model):
             hidden_sizes=list(self.hidden_sizes),
             activation=self.activation,
             dueling=self.dueling,
+            observation_space=self.observation_space,
         )
         return config
 
@@ -103,10 +166,21 @@ class CategoricalActor(keras.Model):
         num_actions: size of the discrete action space.
         hidden_sizes: units of each hidden layer of the MLP trunk.
         activation: any Keras activation name, used by every hidden layer.
+        observation_space: the observation space as ``tfrl.envs.observation_encoding`` describes it
+            (None for a Box), which picks the ``ObservationEncoder``.
     """
 
-    def __init__(self, num_actions: int, hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh", **kwargs):
+    def __init__(
+        self,
+        num_actions: int,
+        hidden_sizes: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        observation_space: dict | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
+        self.observation_space = observation_space
+        self.encoder = ObservationEncoder(observation_space, name="encoder")
         self.num_actions = int(num_actions)
         self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
         self.activation = activation
@@ -114,14 +188,19 @@ class CategoricalActor(keras.Model):
         self.logits_head = layers.Dense(self.num_actions, name="logits")
 
     def call(self, observations):
-        features = _flatten(observations)
+        features = self.encoder(observations)
         for layer in self.trunk:
             features = layer(features)
         return self.logits_head(features)
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(num_actions=self.num_actions, hidden_sizes=list(self.hidden_sizes), activation=self.activation)
+        config.update(
+            num_actions=self.num_actions,
+            hidden_sizes=list(self.hidden_sizes),
+            activation=self.activation,
+            observation_space=self.observation_space,
+        )
         return config
 
 
@@ -142,6 +221,8 @@ class GaussianActor(keras.Model):
         state_dependent_scale: scale from a head on the trunk (True) or a free parameter (False).
         initial_scale: the scale before training (sets the bias of the scale head or the parameter).
         min_scale: the floor added after the softplus.
+        observation_space: the observation space as ``tfrl.envs.observation_encoding`` describes it
+            (None for a Box), which picks the ``ObservationEncoder``.
     """
 
     def __init__(
@@ -153,9 +234,12 @@ class GaussianActor(keras.Model):
         state_dependent_scale: bool = False,
         initial_scale: float = 1.0,
         min_scale: float = 1e-3,
+        observation_space: dict | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.observation_space = observation_space
+        self.encoder = ObservationEncoder(observation_space, name="encoder")
         self.action_low = [float(value) for value in action_low]
         self.action_high = [float(value) for value in action_high]
         self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
@@ -182,7 +266,7 @@ class GaussianActor(keras.Model):
             )
 
     def call(self, observations):
-        features = _flatten(observations)
+        features = self.encoder(observations)
         for layer in self.trunk:
             features = layer(features)
         mean = self._centre + self._half_range * ops.tanh(self.mean_head(features))
@@ -203,6 +287,7 @@ class GaussianActor(keras.Model):
             state_dependent_scale=self.state_dependent_scale,
             initial_scale=self.initial_scale,
             min_scale=self.min_scale,
+            observation_space=self.observation_space,
         )
         return config
 
@@ -214,24 +299,36 @@ class ValueCritic(keras.Model):
     Args:
         hidden_sizes: units of each hidden layer of the MLP trunk.
         activation: any Keras activation name, used by every hidden layer.
+        observation_space: the observation space as ``tfrl.envs.observation_encoding`` describes it
+            (None for a Box), which picks the ``ObservationEncoder``.
     """
 
-    def __init__(self, hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh", **kwargs):
+    def __init__(
+        self,
+        hidden_sizes: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        observation_space: dict | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
+        self.observation_space = observation_space
+        self.encoder = ObservationEncoder(observation_space, name="encoder")
         self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
         self.activation = activation
         self.trunk = _dense_trunk(self.hidden_sizes, activation, "hidden")
         self.value_head = layers.Dense(1, name="value")
 
     def call(self, observations):
-        features = _flatten(observations)
+        features = self.encoder(observations)
         for layer in self.trunk:
             features = layer(features)
         return ops.squeeze(self.value_head(features), axis=-1)
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(hidden_sizes=list(self.hidden_sizes), activation=self.activation)
+        config.update(
+            hidden_sizes=list(self.hidden_sizes), activation=self.activation, observation_space=self.observation_space
+        )
         return config
 
 
@@ -242,6 +339,8 @@ class DeterministicActor(keras.Model):
     Args:
         action_low, action_high: the Box action space's bounds (one entry per action dimension).
         hidden_sizes, activation: the MLP trunk.
+        observation_space: the observation space as ``tfrl.envs.observation_encoding`` describes it
+            (None for a Box), which picks the ``ObservationEncoder``.
     """
 
     def __init__(
@@ -250,9 +349,12 @@ class DeterministicActor(keras.Model):
         action_high: Sequence[float],
         hidden_sizes: Sequence[int] = (256, 256),
         activation: str = "relu",
+        observation_space: dict | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.observation_space = observation_space
+        self.encoder = ObservationEncoder(observation_space, name="encoder")
         self.action_low = [float(value) for value in action_low]
         self.action_high = [float(value) for value in action_high]
         self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
@@ -263,7 +365,7 @@ class DeterministicActor(keras.Model):
         self._half_range = [(high - low) / 2 for low, high in zip(self.action_low, self.action_high, strict=True)]
 
     def call(self, observations):
-        features = _flatten(observations)
+        features = self.encoder(observations)
         for layer in self.trunk:
             features = layer(features)
         return ops.convert_to_tensor(self._centre) + ops.convert_to_tensor(self._half_range) * self.action_head(
@@ -277,6 +379,7 @@ class DeterministicActor(keras.Model):
             action_high=self.action_high,
             hidden_sizes=list(self.hidden_sizes),
             activation=self.activation,
+            observation_space=self.observation_space,
         )
         return config
 
@@ -285,11 +388,25 @@ class DeterministicActor(keras.Model):
 class QCritic(keras.Model):
     """Q(s, a) for continuous actions: the observation and the action enter the MLP together.
 
-    Called as ``critic([observations, actions])``, one Q-value per row.
+    Called as ``critic([observations, actions])``, one Q-value per row. The observations go through
+    the ``ObservationEncoder``; the actions (a Box) are flattened.
+
+    Args:
+        hidden_sizes, activation: the MLP trunk.
+        observation_space: the observation space as ``tfrl.envs.observation_encoding`` describes it
+            (None for a Box), which picks the ``ObservationEncoder``.
     """
 
-    def __init__(self, hidden_sizes: Sequence[int] = (256, 256), activation: str = "relu", **kwargs):
+    def __init__(
+        self,
+        hidden_sizes: Sequence[int] = (256, 256),
+        activation: str = "relu",
+        observation_space: dict | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
+        self.observation_space = observation_space
+        self.encoder = ObservationEncoder(observation_space, name="encoder")
         self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
         self.activation = activation
         self.trunk = _dense_trunk(self.hidden_sizes, activation, "hidden")
@@ -297,14 +414,16 @@ class QCritic(keras.Model):
 
     def call(self, inputs):
         observations, actions = inputs
-        features = ops.concatenate([_flatten(observations), _flatten(actions)], axis=-1)
+        features = ops.concatenate([self.encoder(observations), _flatten(actions)], axis=-1)
         for layer in self.trunk:
             features = layer(features)
         return ops.squeeze(self.q_head(features), axis=-1)
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(hidden_sizes=list(self.hidden_sizes), activation=self.activation)
+        config.update(
+            hidden_sizes=list(self.hidden_sizes), activation=self.activation, observation_space=self.observation_space
+        )
         return config
 
 
@@ -326,6 +445,8 @@ class RecurrentActorCritic(keras.Model):
         actor_hidden_sizes, critic_hidden_sizes: Dense layers between the cell and each head.
         activation: any Keras activation name, used by every Dense hidden layer.
         initial_scale, min_scale: the Gaussian scale before training, and its floor.
+        observation_space: the observation space as ``tfrl.envs.observation_encoding`` describes it
+            (None for a Box), which picks the ``ObservationEncoder``.
     """
 
     def __init__(
@@ -339,6 +460,7 @@ class RecurrentActorCritic(keras.Model):
         activation: str = "relu6",
         initial_scale: float = 1.0,
         min_scale: float = 1e-3,
+        observation_space: dict | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -352,6 +474,8 @@ class RecurrentActorCritic(keras.Model):
         self.critic_hidden_sizes = tuple(int(size) for size in critic_hidden_sizes)
         self.activation = activation
         self.initial_scale, self.min_scale = float(initial_scale), float(min_scale)
+        self.observation_space = observation_space
+        self.encoder = ObservationEncoder(observation_space, name="encoder")
         self.cell = layers.GRUCell(self.units, name="gru")
         self.actor_trunk = _dense_trunk(self.actor_hidden_sizes, activation, "actor_hidden")
         self.critic_trunk = _dense_trunk(self.critic_hidden_sizes, activation, "critic_hidden")
@@ -369,7 +493,7 @@ class RecurrentActorCritic(keras.Model):
 
     def call(self, inputs):
         observations, state = inputs
-        cell_output, next_state = self.cell(_flatten(observations), state)
+        cell_output, next_state = self.cell(self.encoder(observations), state)
         actor_features = critic_features = cell_output
         for layer in self.actor_trunk:
             actor_features = layer(actor_features)
@@ -404,5 +528,6 @@ class RecurrentActorCritic(keras.Model):
             activation=self.activation,
             initial_scale=self.initial_scale,
             min_scale=self.min_scale,
+            observation_space=self.observation_space,
         )
         return config
