@@ -60,9 +60,9 @@ def test_value_critic_outputs_one_value_per_observation():
 
 
 def test_build_actor_picks_the_network_for_the_space():
-    config = ActorCriticConfig(hidden_sizes=(8,))
-    assert isinstance(build_actor(gym.spaces.Discrete(3), (3,), config), CategoricalActor)
-    gaussian = build_actor(gym.spaces.Box(-2.0, 2.0, (1,)), (3,), config)
+    config, observation_space = ActorCriticConfig(hidden_sizes=(8,)), gym.spaces.Box(-1.0, 1.0, (3,))
+    assert isinstance(build_actor(gym.spaces.Discrete(3), observation_space, config), CategoricalActor)
+    gaussian = build_actor(gym.spaces.Box(-2.0, 2.0, (1,)), observation_space, config)
     assert isinstance(gaussian, GaussianActor) and gaussian.action_low == [-2.0] and gaussian.action_high == [2.0]
 
 

@@ -52,7 +52,7 @@ import tensorflow_probability as tfp
 from tfrl.agents.config import AgentConfig
 from tfrl.agents.dqn import make_optimizer
 from tfrl.agents.reinforce import StochasticPolicy, action_spec, build_actor
-from tfrl.envs import check_spaces, make_env
+from tfrl.envs import check_spaces, make_env, observation_encoding
 from tfrl.errors import EnvError, WorkerError
 from tfrl.nets import RecurrentActorCritic, ValueCritic
 from tfrl.replay import n_step_returns
@@ -235,14 +235,17 @@ class A3CNetworks:
                 activation=config.activation,
                 initial_scale=config.initial_scale,
                 min_scale=config.min_scale,
+                observation_space=observation_encoding(observation_space),
                 **space,
             )
             self.state_size = config.rnn_units
             self.model([observation, np.zeros((1, self.state_size), np.float32)])
             self.actor_variables, self.critic_variables = self.model.actor_variables, self.model.critic_variables
         else:
-            self.actor = build_actor(action_space, self.observation_shape, config)
-            self.critic = ValueCritic(config.critic_hidden_sizes, config.activation)
+            self.actor = build_actor(action_space, observation_space, config)
+            self.critic = ValueCritic(
+                config.critic_hidden_sizes, config.activation, observation_space=observation_encoding(observation_space)
+            )
             self.critic(observation)
             self.state_size = 0
             self.actor_variables, self.critic_variables = (

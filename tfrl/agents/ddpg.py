@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from tfrl.agents.common import make_optimizer, training_calls_due
 from tfrl.agents.config import AgentConfig
-from tfrl.envs import check_spaces
+from tfrl.envs import check_spaces, observation_encoding
 from tfrl.nets import DeterministicActor, QCritic, soft_update
 from tfrl.replay import ReplayBuffer
 
@@ -192,12 +192,21 @@ class DDPGAgent:
         self.graph_rng = tf.random.Generator.from_seed(seed)
         self.env_steps = 0
 
-        self.actor = self._build(DeterministicActor(self.low, self.high, config.hidden_sizes, config.activation))
-        self.actor_target = self._build(DeterministicActor(self.low, self.high, config.hidden_sizes, config.activation))
+        encoding = observation_encoding(observation_space)
+        self.actor = self._build(
+            DeterministicActor(self.low, self.high, config.hidden_sizes, config.activation, observation_space=encoding)
+        )
+        self.actor_target = self._build(
+            DeterministicActor(self.low, self.high, config.hidden_sizes, config.activation, observation_space=encoding)
+        )
         self.critics = [
-            self._build(QCritic(config.hidden_sizes, config.activation)) for _ in range(2 if config.td3 else 1)
+            self._build(QCritic(config.hidden_sizes, config.activation, observation_space=encoding))
+            for _ in range(2 if config.td3 else 1)
         ]
-        self.critic_targets = [self._build(QCritic(config.hidden_sizes, config.activation)) for _ in self.critics]
+        self.critic_targets = [
+            self._build(QCritic(config.hidden_sizes, config.activation, observation_space=encoding))
+            for _ in self.critics
+        ]
         for target, online in zip([self.actor_target, *self.critic_targets], [self.actor, *self.critics], strict=True):
             soft_update(target, online, tau=1.0)
         self.critic_variables = [variable for critic in self.critics for variable in critic.trainable_variables]

@@ -36,7 +36,7 @@ import tensorflow as tf
 
 from tfrl.agents.common import make_optimizer, training_calls_due
 from tfrl.agents.config import AgentConfig
-from tfrl.envs import check_spaces
+from tfrl.envs import check_spaces, observation_encoding
 from tfrl.nets import QNetwork, soft_update
 from tfrl.replay import NStepCollector, PrioritizedReplayBuffer, ReplayBuffer
 
@@ -257,7 +257,13 @@ class DQNAgent:
         ).get_concrete_function()
 
     def _build_network(self) -> QNetwork:
-        network = QNetwork(self.num_actions, self.config.hidden_sizes, self.config.activation, self.config.dueling)
+        network = QNetwork(
+            self.num_actions,
+            self.config.hidden_sizes,
+            self.config.activation,
+            self.config.dueling,
+            observation_space=observation_encoding(self.observation_space),
+        )
         network(np.zeros((1, *self.observation_shape), np.float32))
         return network
 
