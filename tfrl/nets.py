@@ -52,16 +52,17 @@ class ObservationEncoder(layers.Layer):
 
     def __init__(self, space: dict | None = None, **kwargs):
         super().__init__(**kwargs)
-        kind = None if space is None else space.get("type")
-        if kind is not None and kind not in ENCODED_SPACES:
+        self.space = None if space is None else dict(space)
+        self.kind = None if space is None else space.get("type")
+        if space is None:
+            return
+        if self.kind not in ENCODED_SPACES:
             raise ValueError(
                 f"an observation encoder takes None (a Box) or a {' / '.join(ENCODED_SPACES)} space, got {space}"
             )
-        self.space = None if space is None else dict(space)
-        self.kind = kind
-        if kind == "Discrete":
+        if self.kind == "Discrete":
             self.sizes, self.starts = [int(space["n"])], [int(space.get("start", 0))]
-        elif kind == "MultiDiscrete":
+        elif self.kind == "MultiDiscrete":
             self.sizes = [int(size) for size in space["nvec"]]
             self.starts = [int(start) for start in space.get("start", [0] * len(self.sizes))]
             if len(self.starts) != len(self.sizes):

@@ -71,7 +71,8 @@ def build_actor(action_space: gym.Space, observation_space: gym.Space, config) -
             min_scale=config.min_scale,
             observation_space=encoding,
         )
-    actor(np.zeros((1, *observation_space.shape), np.float32))
+    observation_shape = tuple(observation_space.shape)
+    actor(np.zeros((1, *observation_shape), np.float32))
     return actor
 
 
