@@ -320,6 +320,7 @@ def test_dqn_reaches_the_optimal_success_rate_on_slippery_frozenlake(tmp_path):
     result = tfrl.train(
         "dqn",
         "FrozenLake-v1",
+        preset="frozenlake",
         total_steps=100_000,
         eval_every=100_000,
         stop_at_threshold=False,
