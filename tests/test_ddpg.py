@@ -117,7 +117,7 @@ def test_actions_stay_within_bounds_for_any_observation(explore):
 
 def test_actor_maps_tanh_onto_asymmetric_bounds():
     agent = _agent()
-    squashed = agent.actor.action_head(agent.actor.trunk[1](agent.actor.trunk[0](np.ones((1, 3), np.float32)))).numpy()
+    squashed = np.tanh(agent.actor.head.action(agent.actor.features(np.ones((1, 3), np.float32))).numpy())
     np.testing.assert_allclose(
         agent.actor(np.ones((1, 3), np.float32)).numpy(), [[0.5, 1.0]] + squashed * [[0.5, 2.0]], rtol=1e-5
     )

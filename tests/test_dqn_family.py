@@ -127,9 +127,9 @@ def test_dueling_aggregation():
     network = QNetwork(5, (16,), dueling=True)
     observations = np.random.default_rng(0).normal(size=(7, 4)).astype(np.float32)
     q_values = network(observations).numpy()
-    features = network.trunk[0](observations)
-    values = network.value_head(features).numpy()
-    advantages = network.advantage_head(features).numpy()
+    features = network.features(observations)
+    values = network.head.value(features).numpy()
+    advantages = network.head.advantages(features).numpy()
     np.testing.assert_allclose(
         q_values, values + advantages - advantages.mean(axis=1, keepdims=True), rtol=1e-5, atol=1e-6
     )

@@ -22,6 +22,7 @@ def test_export_layout_and_metadata(cartpole_run):
     assert metadata["algorithm"] == "dqn" and metadata["env_id"] == "CartPole-v1"
     assert metadata["observation_space"]["shape"] == [4] and metadata["action_space"] == {
         "type": "Discrete",
+        "shape": [],
         "n": 2,
         "start": 0,
     }

@@ -48,7 +48,7 @@ def test_gaussian_mean_stays_inside_asymmetric_bounds_and_scale_above_its_floor(
     assert (mean >= [-1.0, 0.0]).all() and (mean <= [3.0, 2.0]).all()
     assert np.abs(mean - [1.0, 1.0]).max() > 0.9  # it does reach out toward the bounds, around the centre
     np.testing.assert_allclose(scale, 0.5, rtol=1e-5)  # a state-independent scale starts at initial_scale
-    actor.raw_scale.assign([-50.0, -50.0])
+    actor.head.raw_scale.assign([-50.0, -50.0])
     assert (actor(OBSERVATIONS)[1].numpy() >= 0.05).all()
     # samples are clipped into the bounds for the env
     clipped = clip_to_bounds(actor, np.array([[-9.0, 9.0]], np.float32)).numpy()
@@ -60,9 +60,9 @@ def test_value_critic_outputs_one_value_per_observation():
 
 
 def test_build_actor_picks_the_network_for_the_space():
-    config = ActorCriticConfig(hidden_sizes=(8,))
-    assert isinstance(build_actor(gym.spaces.Discrete(3), (3,), config), CategoricalActor)
-    gaussian = build_actor(gym.spaces.Box(-2.0, 2.0, (1,)), (3,), config)
+    config, observation_space = ActorCriticConfig(hidden_sizes=(8,)), gym.spaces.Box(-1.0, 1.0, (3,))
+    assert isinstance(build_actor(gym.spaces.Discrete(3), observation_space, config), CategoricalActor)
+    gaussian = build_actor(gym.spaces.Box(-2.0, 2.0, (1,)), observation_space, config)
     assert isinstance(gaussian, GaussianActor) and gaussian.action_low == [-2.0] and gaussian.action_high == [2.0]
 
 

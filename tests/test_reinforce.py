@@ -54,7 +54,7 @@ def test_update_matches_a_hand_computed_reinforce_gradient():
     agent.optimizer = keras.optimizers.SGD(learning_rate=1.0)
     agent.optimizer.build(agent.actor.trainable_variables)
     agent._update = tf.function(agent._update_step)  # the same update, stepping with SGD
-    kernel, bias = (weight.numpy().astype(np.float64) for weight in agent.actor.logits_head.weights)
+    kernel, bias = (weight.numpy().astype(np.float64) for weight in agent.actor.head.logits.weights)
 
     s = np.array([[0.1, -0.2, 0.3], [0.5, 0.4, -0.6], [-0.7, 0.8, 0.9]], np.float32)
     a = np.array([0, 1, 1])
@@ -67,8 +67,8 @@ def test_update_matches_a_hand_computed_reinforce_gradient():
     p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     # loss = −(1/T) Σ v_t log p_t[a_t]  ⇒  ∂loss/∂logits_t = −(v_t / T)(onehot(a_t) − p_t)
     d_logits = -(v / 3.0)[:, None] * (np.eye(2)[a] - p)
-    np.testing.assert_allclose(agent.actor.logits_head.kernel.numpy(), kernel - s.T @ d_logits, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(agent.actor.logits_head.bias.numpy(), bias - d_logits.sum(axis=0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(agent.actor.head.logits.kernel.numpy(), kernel - s.T @ d_logits, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(agent.actor.head.logits.bias.numpy(), bias - d_logits.sum(axis=0), rtol=1e-4, atol=1e-6)
 
 
 def test_episodes_of_any_length_never_retrace(monkeypatch):

@@ -212,3 +212,30 @@ def test_entry_points_quiet_tensorflow_before_importing_it():
         env={key: value for key, value in os.environ.items() if not key.startswith("TF_")},
     )
     assert result.stderr == ""
+
+
+def test_a_negative_seed_and_an_unknown_activation_are_one_clear_line(capsys, tmp_path):
+    common = ["train", "dqn", "--env", "CartPole-v1", "--steps", "100", "--logdir", str(tmp_path)]
+    assert "seed must be an integer from 0 to" in _error(capsys, *common, "--seed", "-1")
+    assert "activation='bogus' is invalid" in _error(capsys, *common, "--set", "activation=bogus")
+
+
+def test_load_policy_refuses_ragged_and_float32_overflowing_observations(collapsing_run):
+    policy = load_policy(collapsing_run.export_path)
+    with pytest.raises(ExportError, match="not an array of numbers of one shape"):
+        policy([[0.0, 0.0], [0.0]])
+    with pytest.raises(ExportError, match=r"NaN or infinite values \(in float32\)"):
+        policy(np.array([1e40, 0.0, 0.0, 0.0]))
+
+
+def test_a_killed_tensorflow_checkpoint_write_leaves_nothing_behind(tmp_path):
+    from tfrl.agents.dqn import DQNConfig
+    from tfrl.checkpoint import Checkpointer
+    from tfrl.training import RunSettings, build_agent
+
+    agent = build_agent(RunSettings("dqn", "CartPole-v1"), DQNConfig())
+    leftover = tmp_path / "ckpt-500_temp"
+    leftover.mkdir()
+    (leftover / "part-00000-of-00001.data-00000-of-00001.tempstate123").write_bytes(b"half")
+    Checkpointer(tmp_path, agent).save(1_000)
+    assert not leftover.exists() and Checkpointer(tmp_path, agent).steps() == [1_000]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -183,6 +184,9 @@ class Checkpointer:
         """Remove checkpoints older than the newest ``max_to_keep``, and leftovers of interrupted writes."""
         keep = set(self.steps()[: self.max_to_keep])
         for path in self.directory.iterdir():
+            if re.fullmatch(r"ckpt-\d+_temp", path.name) and path.is_dir():  # TensorFlow's, from a killed write
+                shutil.rmtree(path)
+                continue
             match = re.fullmatch(r"(?:ckpt|state)-(\d+)\..*", path.name)
             if match and int(match.group(1)) not in keep and path.is_file():
                 path.unlink()

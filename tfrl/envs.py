@@ -1,6 +1,14 @@
 """Gymnasium helpers: seeded envs and vector envs, and checks that an agent fits an env.
 
 Always the gymnasium API: ``terminated`` stops bootstrapping, ``truncated`` (a time limit) does not.
+
+Observations: agents take Box, Discrete, MultiDiscrete and MultiBinary spaces as the env gives them;
+their networks encode them (``observation_encoding`` → ``tfrl.nets.ObservationEncoder``). Dict and
+Tuple spaces of those are flattened into a Box by ``make_env`` and ``make_vector_env`` with
+gymnasium's own ``FlattenObservation`` rather than by an encoder of ours: it already one-hot encodes
+their Discrete and MultiDiscrete parts, in a fixed order (Dict keys sorted), and a Box is what the
+export and every other tool downstream already handle. Any other space (Text, Graph, Sequence, or a
+Dict or Tuple holding one) is refused with one clear ``EnvError``.
 """
 
 from __future__ import annotations
@@ -13,6 +21,26 @@ import gymnasium as gym
 import numpy as np
 
 from tfrl.errors import EnvError
+from tfrl.nets import resolve_torso
+
+ENCODED_OBSERVATIONS = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+_SUPPORTED_OBSERVATIONS = (
+    "Box, Discrete, MultiDiscrete and MultiBinary observations, and Dict or Tuple ones made only of those "
+    "(tfrl.make_env flattens them into a Box with gymnasium.wrappers.FlattenObservation)"
+)
+
+
+def _flattenable(space: gym.Space) -> bool:
+    """Whether ``space`` is a Dict or Tuple made only of spaces the networks encode (nesting allowed)."""
+    if not isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)):
+        return False
+    parts = space.spaces.values() if isinstance(space, gym.spaces.Dict) else space.spaces
+    return all(isinstance(part, ENCODED_OBSERVATIONS) or _flattenable(part) for part in parts)
+
+
+def _flatten_observations(env: gym.Env) -> gym.Env:
+    """``env`` seen through ``FlattenObservation`` when its observations are a Dict or Tuple we can flatten."""
+    return gym.wrappers.FlattenObservation(env) if _flattenable(env.observation_space) else env
 
 
 def _unknown_env_message(env_id: str) -> str:
@@ -63,15 +91,18 @@ class DiscretizeActions(gym.ActionWrapper):
 
 
 def _make(env_id: str, discretize: int | None, **kwargs: Any) -> gym.Env:
-    """``gym.make``, then the discretising wrapper when ``discretize`` is given."""
-    env = gym.make(env_id, **kwargs)
+    """``gym.make``, Dict/Tuple observations flattened, then the discretising wrapper when asked for."""
+    env = _flatten_observations(gym.make(env_id, **kwargs))
     return env if discretize is None else DiscretizeActions(env, discretize)
 
 
 def make_env(env_id: str, seed: int | None = None, discretize: int | None = None, **kwargs: Any) -> gym.Env:
     """``gym.make`` with a clear ``EnvError`` for an unknown id or a missing extra; seeds its spaces.
 
-    ``discretize=N`` wraps a Box action space into N evenly spaced actions per dimension.
+    Dict and Tuple observations (of Box, Discrete, MultiDiscrete and MultiBinary parts) are flattened
+    into one Box with gymnasium's ``FlattenObservation``, so every agent sees an array (see the module
+    docstring for why). ``discretize=N`` wraps a Box action space into N evenly spaced actions per
+    dimension. ``kwargs`` go to ``gym.make`` (e.g. ``is_slippery=False``, ``max_episode_steps=50``).
     """
     if env_id not in gym.envs.registry:
         raise EnvError(_unknown_env_message(env_id))
@@ -81,6 +112,7 @@ def make_env(env_id: str, seed: int | None = None, discretize: int | None = None
         raise EnvError(f"environment {env_id!r} needs an extra dependency: {error}") from error
     except gym.error.Error as error:
         raise EnvError(f"cannot make environment {env_id!r}: {error}") from error
+    env = _flatten_observations(env)
     if discretize is not None:
         try:
             env = DiscretizeActions(env, discretize)
@@ -100,7 +132,8 @@ def make_vector_env(
 
     Same-step reset puts each finished episode's last observation in ``info["final_obs"]``, which the
     training loop needs for correct targets. Seed it through ``reset(seed=...)``: sub-env ``i`` gets
-    ``seed + i``. ``discretize=N`` wraps every sub-env's Box action space as ``make_env`` does.
+    ``seed + i``. Every sub-env is wrapped as ``make_env`` wraps it: Dict/Tuple observations
+    flattened, and with ``discretize=N`` its Box action space discretised.
     """
     if num_envs < 1:
         raise EnvError(f"num_envs must be at least 1, got {num_envs}")
@@ -124,18 +157,63 @@ def final_observations(next_observations: np.ndarray, done: np.ndarray, info: di
 
 
 def describe_space(space: gym.Space) -> dict:
-    """A JSON-friendly description of a space, for export metadata."""
+    """A JSON-friendly description of a space, for export metadata.
+
+    Every kind has ``type`` and ``shape`` (the shape of one observation or action: ``[]`` for
+    Discrete, whose values are single integers); Discrete adds ``n`` and ``start``, MultiDiscrete
+    ``nvec`` and ``start``, MultiBinary ``n``, Box its bounds.
+    """
+    shape = None if space.shape is None else list(space.shape)
     if isinstance(space, gym.spaces.Discrete):
-        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+        return {"type": "Discrete", "shape": shape, "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return {
+            "type": "MultiDiscrete",
+            "shape": shape,
+            "dtype": str(space.dtype),
+            "nvec": space.nvec.tolist(),
+            "start": space.start.tolist(),
+        }
+    if isinstance(space, gym.spaces.MultiBinary):
+        return {"type": "MultiBinary", "shape": shape, "n": np.asarray(space.n).tolist()}
     if isinstance(space, gym.spaces.Box):
         return {
             "type": "Box",
-            "shape": list(space.shape),
+            "shape": shape,
             "dtype": str(space.dtype),
             "low": np.asarray(space.low, np.float64).tolist(),
             "high": np.asarray(space.high, np.float64).tolist(),
         }
-    return {"type": type(space).__name__, "repr": repr(space)}
+    return {"type": type(space).__name__, "shape": shape, "repr": repr(space)}
+
+
+def observation_encoding(space: gym.Space) -> dict | None:
+    """How ``tfrl.nets.ObservationEncoder`` turns observations of ``space`` into features.
+
+    None for a Box (cast to float32); uint8 frames are scaled by 1/255 too. Otherwise the JSON-friendly ``describe_space`` entries the
+    encoder needs: ``n`` and ``start`` of a Discrete space (one-hot), ``nvec`` and ``start`` of a
+    MultiDiscrete one, flattened to one entry per component (one one-hot each), the type of a
+    MultiBinary one (cast and flatten).
+    """
+    if isinstance(space, gym.spaces.Box):
+        return {"type": "Box", "scale": 1 / 255} if space.dtype == np.uint8 else None
+    if isinstance(space, gym.spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return {"type": "MultiDiscrete", "nvec": space.nvec.ravel().tolist(), "start": space.start.ravel().tolist()}
+    if isinstance(space, gym.spaces.MultiBinary):
+        return {"type": "MultiBinary"}
+    raise EnvError(f"no observation encoding for {space}: supported are {_SUPPORTED_OBSERVATIONS}")
+
+
+def network_inputs(space: gym.Space, torso: str) -> dict[str, Any]:
+    """The keyword arguments every ``tfrl.nets`` network takes for observations of ``space``: its
+    encoder description and its torso (``torso="auto"`` resolved: convolutional for images)."""
+    try:
+        resolved = resolve_torso(torso, tuple(space.shape or ()))
+    except ValueError as error:
+        raise EnvError(f"{error} ({space})") from None
+    return {"observation_space": observation_encoding(space), "torso": resolved}
 
 
 def check_spaces(
@@ -146,14 +224,14 @@ def check_spaces(
     action_spaces: Iterable[type[gym.Space]],
     hint: str = "",
 ) -> None:
-    """Raise ``EnvError`` unless the env has Box observations and one of ``action_spaces``."""
+    """Raise ``EnvError`` unless the env's observations can be encoded and its actions are one of ``action_spaces``."""
     allowed = tuple(action_spaces)
     if not isinstance(action_space, allowed):
         names = " or ".join(kind.__name__ for kind in allowed)
         message = f"{algorithm} needs a {names} action space, but {env_id} has {action_space}"
         raise EnvError(f"{message}; {hint}" if hint else message)
-    if not isinstance(observation_space, gym.spaces.Box):
+    if not isinstance(observation_space, ENCODED_OBSERVATIONS):
         raise EnvError(
-            f"{algorithm} needs Box (array) observations, but {env_id} has {observation_space}; "
-            "wrap it, e.g. with gymnasium.wrappers.FlattenObservation"
+            f"{algorithm} cannot take the observations of {env_id}, {observation_space}: "
+            f"supported are {_SUPPORTED_OBSERVATIONS}"
         )

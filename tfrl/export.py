@@ -314,7 +314,10 @@ class Policy:
 
     def _checked(self, observation: Any) -> tuple[np.ndarray, bool]:
         """The observation as a batch in the export's dtype, and whether it was a single one."""
-        observation = np.asarray(observation)
+        try:
+            observation = np.asarray(observation, dtype=self.observation_dtype)
+        except (ValueError, TypeError) as error:
+            raise ExportError(f"observation is not an array of numbers of one shape: {error}") from None
         single = observation.shape == self.observation_shape
         if not single and observation.shape[1:] != self.observation_shape:
             expected = ", ".join(map(str, self.observation_shape))
@@ -323,11 +326,11 @@ class Policy:
                 f"{self.metadata['env_id']}) expects {self.observation_shape} or a batch (N, {expected})"
             )
         batch = observation[None] if single else observation
-        if batch.dtype.kind in "fc" and not np.isfinite(batch).all():
+        if batch.dtype.kind == "f" and not np.isfinite(batch).all():  # after the cast: 1e40 is inf in float32
             rows = np.flatnonzero(~np.isfinite(batch.reshape(len(batch), -1)).all(axis=1))
             where = "the observation" if single else f"observation row(s) {rows[:5].tolist()}"
-            raise ExportError(f"{where} holds NaN or infinite values; a policy cannot act on them")
-        return batch.astype(self.observation_dtype, copy=False), single
+            raise ExportError(f"{where} holds NaN or infinite values (in float32); a policy cannot act on them")
+        return batch, single
 
     def _run(self, endpoint: str, observation: Any) -> np.ndarray:
         batch, single = self._checked(observation)

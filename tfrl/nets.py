@@ -1,54 +1,382 @@
-"""Keras networks for every agent.
+"""Keras networks for every agent, each an encoder, a torso and a head.
 
-Each network is a ``keras.Model`` subclass registered under the ``tfrl`` package with a
-``get_config``, so a saved ``.keras`` file loads in any Keras project that has tfrl installed.
-Observations of any shape are flattened first, so the same classes serve vectors and grids.
+    observations (as the env gives them)
+      → ObservationEncoder   one-hot for Discrete / MultiDiscrete, float32 (uint8 frames scaled to [0, 1])
+      → torso                MLP, or ConvTorso for image observations (Nature-DQN or MinAtar sizes)
+      → head                 QHead (optional dueling), CategoricalHead, GaussianHead, DeterministicHead, ValueHead
+
+Every piece is a small Keras layer registered under the ``tfrl`` package with a ``get_config``, and
+the networks the agents use (``QNetwork``, ``CategoricalActor``, …) are ``keras.Model`` subclasses
+composed of them, so a convolutional network is one choice (``torso="nature"``) and not a copy, and
+a saved ``.keras`` file loads in any Keras project that has tfrl installed. ``resolve_torso`` picks
+the torso for an observation space: rank-3 Box observations (height, width, channels) get a
+convolutional one, everything else an MLP.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import keras
 from keras import layers, ops
 
-if TYPE_CHECKING:
-    import tensorflow as tf
+ENCODED_SPACES = ("Box", "Discrete", "MultiDiscrete", "MultiBinary")
+TORSOS = ("mlp", "nature", "minatar")
+CONV_TORSOS: dict[str, dict[str, Any]] = {
+    # Mnih et al. 2015 (Nature): 32 8×8 stride 4, 64 4×4 stride 2, 64 3×3 stride 1, dense 512.
+    "nature": {"filters": (32, 64, 64), "kernel_sizes": (8, 4, 3), "strides": (4, 2, 1), "units": 512},
+    # Young & Tian 2019 (MinAtar): one 16-filter 3×3 stride-1 convolution, dense 128, for 10×10 frames.
+    "minatar": {"filters": (16,), "kernel_sizes": (3,), "strides": (1,), "units": 128},
+}
+NATURE_MIN_SIZE = 36  # the Nature torso's three convolutions need frames at least this wide
 
 
-def _dense_trunk(hidden_sizes: Sequence[int], activation: str, prefix: str) -> list[layers.Dense]:
-    """The hidden layers every MLP here shares: one Dense layer per entry of ``hidden_sizes``."""
-    return [
-        layers.Dense(size, activation=activation, name=f"{prefix}_{index}") for index, size in enumerate(hidden_sizes)
-    ]
+def _flatten(tensor: Any) -> Any:
+    """Flatten everything but the batch axis."""
+    return ops.reshape(tensor, (ops.shape(tensor)[0], -1))
 
 
-def _flatten(observations: tf.Tensor) -> tf.Tensor:
-    """Flatten everything but the batch axis, so image-like observations work unchanged."""
-    return ops.reshape(observations, (ops.shape(observations)[0], -1))
+def resolve_torso(torso: str, observation_shape: Sequence[int]) -> str:
+    """The torso a network gets: ``torso`` itself, or for ``"auto"`` a convolutional one for rank-3
+    (height, width, channels) observations — Nature-DQN's for frames at least 36 wide, MinAtar's for
+    smaller ones — and an MLP for everything else."""
+    if torso != "auto":
+        if torso not in TORSOS:
+            raise ValueError(f"torso={torso!r} is not one of auto, {', '.join(TORSOS)}")
+        if torso != "mlp" and len(observation_shape) != 3:
+            raise ValueError(
+                f"torso={torso!r} is convolutional and needs (height, width, channels) observations, "
+                f"got shape {tuple(observation_shape)}"
+            )
+        return torso
+    if len(observation_shape) != 3:
+        return "mlp"
+    return "nature" if min(observation_shape[:2]) >= NATURE_MIN_SIZE else "minatar"
 
 
-def dueling_aggregate(values: tf.Tensor, advantages: tf.Tensor) -> tf.Tensor:
+# ------------------------------------------------------------------------------------------------
+# Encoder and torsos.
+# ------------------------------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="tfrl")
+class ObservationEncoder(layers.Layer):
+    """Turns a batch of observations, as the env gives them, into float32 features.
+
+    ``space`` describes the observation space (``tfrl.envs.observation_encoding`` writes it):
+
+    - ``None``, a Box: cast to float32, shape kept (the torso flattens or convolves).
+    - ``{"type": "Box", "scale": s}``: the same, times ``s`` — ``1/255`` for uint8 frames, so the
+      network (and the SavedModel) takes frames as the env gives them and scales inside.
+    - ``{"type": "Discrete", "n": n, "start": s}``: the one-hot of ``x − s``, width ``n``, from
+      observations of shape ``[batch]``. A one-hot gives every state its own first-layer weights; the
+      raw index would make the network's output a smooth function of an arbitrary numbering.
+    - ``{"type": "MultiDiscrete", "nvec": [...], "start": [...]}``: the one-hots of the components
+      (row-major), concatenated: width ``Σ nvec``.
+    - ``{"type": "MultiBinary", ...}``: cast to float32, like a Box.
+
+    Integer observations may arrive as integers or as float32 (how the agents store them: exact for
+    any index below 2^24).
+    """
+
+    def __init__(self, space: dict[str, Any] | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.space = None if space is None else dict(space)
+        self.kind = None if space is None else space.get("type")
+        self.scale = 1.0 if space is None else float(space.get("scale", 1.0))
+        self.sizes: list[int] = []
+        self.starts: list[int] = []
+        if space is None:
+            return
+        if self.kind not in ENCODED_SPACES:
+            raise ValueError(f"an observation encoder takes None or a {' / '.join(ENCODED_SPACES)} space, got {space}")
+        if self.kind == "Discrete":
+            self.sizes, self.starts = [int(space["n"])], [int(space.get("start", 0))]
+        elif self.kind == "MultiDiscrete":
+            self.sizes = [int(size) for size in space["nvec"]]
+            self.starts = [int(start) for start in space.get("start", [0] * len(self.sizes))]
+            if len(self.starts) != len(self.sizes):
+                raise ValueError(f"MultiDiscrete needs one start per component, got {space}")
+
+    def call(self, observations: Any) -> Any:
+        if not self.sizes:
+            features = ops.cast(observations, "float32")
+            return features * self.scale if self.scale != 1.0 else features
+        indices = ops.reshape(ops.cast(observations, "int32"), (-1, len(self.sizes)))
+        one_hots = [
+            ops.one_hot(indices[:, component] - start, size, dtype="float32")
+            for component, (size, start) in enumerate(zip(self.sizes, self.starts, strict=True))
+        ]
+        return one_hots[0] if len(one_hots) == 1 else ops.concatenate(one_hots, axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "space": self.space}
+
+
+@keras.saving.register_keras_serializable(package="tfrl")
+class MLP(layers.Layer):
+    """Flatten, then one Dense layer per entry of ``hidden_sizes`` (none: flatten only)."""
+
+    def __init__(self, hidden_sizes: Sequence[int] = (64, 64), activation: str = "relu", **kwargs: Any):
+        super().__init__(**kwargs)
+        self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
+        self.activation = activation
+        self.dense = [
+            layers.Dense(size, activation=activation, name=f"hidden_{index}")
+            for index, size in enumerate(self.hidden_sizes)
+        ]
+
+    def call(self, features: Any) -> Any:
+        features = _flatten(features)
+        for layer in self.dense:
+            features = layer(features)
+        return features
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "hidden_sizes": list(self.hidden_sizes), "activation": self.activation}
+
+
+@keras.saving.register_keras_serializable(package="tfrl")
+class ConvTorso(layers.Layer):
+    """Convolutions over (height, width, channels) frames, flattened into one Dense layer (ReLU
+    throughout, valid padding, as in the Nature DQN and MinAtar networks: ``CONV_TORSOS``)."""
+
+    def __init__(
+        self,
+        filters: Sequence[int],
+        kernel_sizes: Sequence[int],
+        strides: Sequence[int],
+        units: int,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.filters = tuple(int(value) for value in filters)
+        self.kernel_sizes = tuple(int(value) for value in kernel_sizes)
+        self.strides = tuple(int(value) for value in strides)
+        self.units = int(units)
+        self.convolutions = [
+            layers.Conv2D(count, size, strides=stride, activation="relu", name=f"conv_{index}")
+            for index, (count, size, stride) in enumerate(
+                zip(self.filters, self.kernel_sizes, self.strides, strict=True)
+            )
+        ]
+        self.dense = layers.Dense(self.units, activation="relu", name="dense")
+
+    def call(self, frames: Any) -> Any:
+        for layer in self.convolutions:
+            frames = layer(frames)
+        return self.dense(_flatten(frames))
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "filters": list(self.filters),
+            "kernel_sizes": list(self.kernel_sizes),
+            "strides": list(self.strides),
+            "units": self.units,
+        }
+
+
+def make_torso(torso: str, hidden_sizes: Sequence[int], activation: str) -> layers.Layer:
+    """The torso layer named ``torso`` (``"mlp"`` uses ``hidden_sizes`` and ``activation``)."""
+    if torso == "mlp":
+        return MLP(hidden_sizes, activation, name="torso")
+    if torso not in CONV_TORSOS:
+        raise ValueError(f"torso={torso!r} is not one of {', '.join(TORSOS)}")
+    return ConvTorso(**CONV_TORSOS[torso], name="torso")
+
+
+# ------------------------------------------------------------------------------------------------
+# Heads.
+# ------------------------------------------------------------------------------------------------
+
+
+def dueling_aggregate(values: Any, advantages: Any) -> Any:
     """``Q = V + A − mean_a A``: subtracting the mean makes V and A identifiable (Wang et al. 2016)."""
     return values + advantages - ops.mean(advantages, axis=-1, keepdims=True)
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
-class QNetwork(keras.Model):
-    """Maps a batch of observations to one Q-value per discrete action.
+class QHead(layers.Layer):
+    """One Q-value per discrete action; with ``dueling``, V(s) and advantages A(s, a) combined by
+    ``dueling_aggregate``."""
 
-    With ``dueling`` the trunk feeds two heads, a state value V(s) and advantages A(s, a), combined
-    by ``dueling_aggregate``; V learns from every transition, whatever action it took, which helps
-    when many actions have nearly the same value (the 25 torques of the dueling tutorial).
+    def __init__(self, num_actions: int, dueling: bool = False, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.num_actions, self.dueling = int(num_actions), bool(dueling)
+        if self.dueling:
+            self.value = layers.Dense(1, name="value")
+            self.advantages = layers.Dense(self.num_actions, name="advantages")
+        else:
+            self.q_values = layers.Dense(self.num_actions, name="q_values")
+
+    def call(self, features: Any) -> Any:
+        if self.dueling:
+            return dueling_aggregate(self.value(features), self.advantages(features))
+        return self.q_values(features)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "num_actions": self.num_actions, "dueling": self.dueling}
+
+
+@keras.saving.register_keras_serializable(package="tfrl")
+class CategoricalHead(layers.Layer):
+    """The logits of a categorical policy over ``num_actions`` actions."""
+
+    def __init__(self, num_actions: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.num_actions = int(num_actions)
+        self.logits = layers.Dense(self.num_actions, name="logits")
+
+    def call(self, features: Any) -> Any:
+        return self.logits(features)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "num_actions": self.num_actions}
+
+
+class _Bounded(layers.Layer):
+    """A head whose outputs live inside Box bounds: ``centre + half_range · tanh(·)``."""
+
+    def __init__(self, action_low: Iterable[float], action_high: Iterable[float], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.action_low = [float(value) for value in action_low]
+        self.action_high = [float(value) for value in action_high]
+        if len(self.action_low) != len(self.action_high):
+            raise ValueError(f"action bounds differ in length: {self.action_low} vs {self.action_high}")
+        self.centre = [(high + low) / 2 for low, high in zip(self.action_low, self.action_high, strict=True)]
+        self.half_range = [(high - low) / 2 for low, high in zip(self.action_low, self.action_high, strict=True)]
+
+    def squash(self, raw: Any) -> Any:
+        return ops.convert_to_tensor(self.centre) + ops.convert_to_tensor(self.half_range) * ops.tanh(raw)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "action_low": self.action_low, "action_high": self.action_high}
+
+
+@keras.saving.register_keras_serializable(package="tfrl")
+class GaussianHead(_Bounded):
+    """Mean and scale of a diagonal Gaussian policy: the mean squashed inside the bounds, the scale
+    ``softplus(·) + min_scale`` — from a Dense layer on the features (``state_dependent_scale``, the
+    tutorials' design) or one learned parameter per action dimension, which keeps exploration from
+    collapsing on states the critic happens to like. Both start at ``initial_scale``."""
+
+    def __init__(
+        self,
+        action_low: Iterable[float],
+        action_high: Iterable[float],
+        state_dependent_scale: bool = False,
+        initial_scale: float = 1.0,
+        min_scale: float = 1e-3,
+        **kwargs: Any,
+    ):
+        super().__init__(action_low, action_high, **kwargs)
+        self.state_dependent_scale = bool(state_dependent_scale)
+        self.initial_scale, self.min_scale = float(initial_scale), float(min_scale)
+        if self.initial_scale <= self.min_scale:
+            raise ValueError(f"initial_scale={initial_scale} must exceed min_scale={min_scale}")
+        size = len(self.action_low)
+        raw_initial = math.log(math.expm1(self.initial_scale - self.min_scale))  # softplus⁻¹
+        self.mean = layers.Dense(size, name="mean")
+        if self.state_dependent_scale:
+            self.scale = layers.Dense(size, bias_initializer=keras.initializers.Constant(raw_initial), name="scale")
+        else:
+            self.raw_scale = self.add_weight(
+                shape=(size,), initializer=keras.initializers.Constant(raw_initial), name="raw_scale"
+            )
+
+    def call(self, features: Any) -> Any:
+        mean = self.squash(self.mean(features))
+        raw_scale = (
+            self.scale(features) if self.state_dependent_scale else ops.broadcast_to(self.raw_scale, ops.shape(mean))
+        )
+        return mean, ops.softplus(raw_scale) + self.min_scale
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "state_dependent_scale": self.state_dependent_scale,
+            "initial_scale": self.initial_scale,
+            "min_scale": self.min_scale,
+        }
+
+
+@keras.saving.register_keras_serializable(package="tfrl")
+class DeterministicHead(_Bounded):
+    """μ(s): a deterministic continuous action inside the bounds."""
+
+    def __init__(self, action_low: Iterable[float], action_high: Iterable[float], **kwargs: Any):
+        super().__init__(action_low, action_high, **kwargs)
+        self.action = layers.Dense(len(self.action_low), name="action")
+
+    def call(self, features: Any) -> Any:
+        return self.squash(self.action(features))
+
+
+@keras.saving.register_keras_serializable(package="tfrl")
+class ValueHead(layers.Layer):
+    """One value per row, shape ``[batch]``: V(s), or Q(s, a) on state-action features."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.value = layers.Dense(1, name="value")
+
+    def call(self, features: Any) -> Any:
+        return ops.squeeze(self.value(features), axis=-1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Networks: encoder → torso → head.
+# ------------------------------------------------------------------------------------------------
+
+
+class _Network(keras.Model):
+    """What every network shares: the encoder, the torso and their config.
 
     Args:
-        num_actions: size of the discrete action space.
-        hidden_sizes: units of each hidden layer of the MLP trunk.
-        activation: any Keras activation name, used by every hidden layer.
-        dueling: separate value and advantage heads instead of one Q head.
+        hidden_sizes: units of each hidden layer of the MLP torso (unused by a convolutional torso).
+        activation: any Keras activation name, used by every MLP hidden layer.
+        observation_space: the observation space as ``tfrl.envs.observation_encoding`` describes it
+            (None for a Box), which picks the ``ObservationEncoder``.
+        torso: ``"mlp"``, ``"nature"`` or ``"minatar"`` (``resolve_torso`` picks one for a space).
     """
+
+    def __init__(
+        self,
+        hidden_sizes: Sequence[int],
+        activation: str,
+        observation_space: dict[str, Any] | None,
+        torso: str,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
+        self.activation = activation
+        self.observation_space = observation_space
+        self.torso_kind = torso
+        self.encoder = ObservationEncoder(observation_space, name="encoder")
+        self.torso = make_torso(torso, self.hidden_sizes, activation)
+
+    def features(self, observations: Any) -> Any:
+        return self.torso(self.encoder(observations))
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "hidden_sizes": list(self.hidden_sizes),
+            "activation": self.activation,
+            "observation_space": self.observation_space,
+            "torso": self.torso_kind,
+        }
+
+
+@keras.saving.register_keras_serializable(package="tfrl")
+class QNetwork(_Network):
+    """Maps a batch of observations to one Q-value per discrete action (``QHead``; with ``dueling``,
+    V learns from every transition, whatever action it took, which helps when many actions have
+    nearly the same value — the 25 torques of the dueling tutorial)."""
 
     def __init__(
         self,
@@ -56,37 +384,19 @@ class QNetwork(keras.Model):
         hidden_sizes: Sequence[int] = (64, 64),
         activation: str = "relu",
         dueling: bool = False,
+        observation_space: dict[str, Any] | None = None,
+        torso: str = "mlp",
         **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.num_actions = int(num_actions)
-        self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
-        self.activation = activation
-        self.dueling = bool(dueling)
-        self.trunk = _dense_trunk(self.hidden_sizes, activation, "hidden")
-        if self.dueling:
-            self.value_head = layers.Dense(1, name="value")
-            self.advantage_head = layers.Dense(self.num_actions, name="advantages")
-        else:
-            self.q_head = layers.Dense(self.num_actions, name="q_values")
+    ):
+        super().__init__(hidden_sizes, activation, observation_space, torso, **kwargs)
+        self.num_actions, self.dueling = int(num_actions), bool(dueling)
+        self.head = QHead(self.num_actions, self.dueling, name="head")
 
-    def call(self, observations: tf.Tensor) -> tf.Tensor:
-        features = _flatten(observations)
-        for layer in self.trunk:
-            features = layer(features)
-        if self.dueling:
-            return dueling_aggregate(self.value_head(features), self.advantage_head(features))
-        return self.q_head(features)
+    def call(self, observations: Any) -> Any:
+        return self.head(self.features(observations))
 
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            num_actions=self.num_actions,
-            hidden_sizes=list(self.hidden_sizes),
-            activation=self.activation,
-            dueling=self.dueling,
-        )
-        return config
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "num_actions": self.num_actions, "dueling": self.dueling}
 
 
 def soft_update(target: keras.Model, source: keras.Model, tau: float) -> None:
@@ -100,54 +410,36 @@ def soft_update(target: keras.Model, source: keras.Model, tau: float) -> None:
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
-class CategoricalActor(keras.Model):
-    """Maps a batch of observations to the logits of a categorical policy over discrete actions.
-
-    Args:
-        num_actions: size of the discrete action space.
-        hidden_sizes: units of each hidden layer of the MLP trunk.
-        activation: any Keras activation name, used by every hidden layer.
-    """
+class CategoricalActor(_Network):
+    """Maps a batch of observations to the logits of a categorical policy over discrete actions."""
 
     def __init__(
-        self, num_actions: int, hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh", **kwargs: Any
-    ) -> None:
-        super().__init__(**kwargs)
+        self,
+        num_actions: int,
+        hidden_sizes: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        observation_space: dict[str, Any] | None = None,
+        torso: str = "mlp",
+        **kwargs: Any,
+    ):
+        super().__init__(hidden_sizes, activation, observation_space, torso, **kwargs)
         self.num_actions = int(num_actions)
-        self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
-        self.activation = activation
-        self.trunk = _dense_trunk(self.hidden_sizes, activation, "hidden")
-        self.logits_head = layers.Dense(self.num_actions, name="logits")
+        self.head = CategoricalHead(self.num_actions, name="head")
 
-    def call(self, observations: tf.Tensor) -> tf.Tensor:
-        features = _flatten(observations)
-        for layer in self.trunk:
-            features = layer(features)
-        return self.logits_head(features)
+    def call(self, observations: Any) -> Any:
+        return self.head(self.features(observations))
 
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(num_actions=self.num_actions, hidden_sizes=list(self.hidden_sizes), activation=self.activation)
-        return config
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "num_actions": self.num_actions}
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
-class GaussianActor(keras.Model):
-    """Maps a batch of observations to the mean and scale of a diagonal Gaussian policy.
-
-    The mean is ``tanh(·)`` scaled to the action bounds, ``centre + half_range · tanh(·)``, so the
-    deterministic action always lies inside them. The scale is ``softplus(·) + min_scale``: positive,
-    and never so small that log-probabilities explode. With ``state_dependent_scale`` (the tutorials'
-    design) a second head computes it from the observation; otherwise it is one learned parameter per
-    action dimension, which keeps exploration from collapsing on states the critic happens to like.
+class GaussianActor(_Network):
+    """Maps a batch of observations to the mean and scale of a diagonal Gaussian policy (``GaussianHead``).
 
     Args:
         action_low, action_high: the bounds of the Box action space (one value per dimension).
-        hidden_sizes: units of each hidden layer of the MLP trunk.
-        activation: any Keras activation name, used by every hidden layer.
-        state_dependent_scale: scale from a head on the trunk (True) or a free parameter (False).
-        initial_scale: the scale before training (sets the bias of the scale head or the parameter).
-        min_scale: the floor added after the softplus.
+        state_dependent_scale, initial_scale, min_scale: see ``GaussianHead``.
     """
 
     def __init__(
@@ -159,96 +451,45 @@ class GaussianActor(keras.Model):
         state_dependent_scale: bool = False,
         initial_scale: float = 1.0,
         min_scale: float = 1e-3,
+        observation_space: dict[str, Any] | None = None,
+        torso: str = "mlp",
         **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.action_low = [float(value) for value in action_low]
-        self.action_high = [float(value) for value in action_high]
-        self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
-        self.activation = activation
-        self.state_dependent_scale = bool(state_dependent_scale)
-        self.initial_scale = float(initial_scale)
-        self.min_scale = float(min_scale)
-        if self.initial_scale <= self.min_scale:
-            raise ValueError(f"initial_scale={initial_scale} must exceed min_scale={min_scale}")
-        action_size = len(self.action_low)
-        low, high = ops.convert_to_tensor(self.action_low), ops.convert_to_tensor(self.action_high)
-        self._centre, self._half_range = (high + low) / 2.0, (high - low) / 2.0
-        # softplus⁻¹(initial_scale − min_scale): the pre-activation that gives initial_scale.
-        raw_initial = math.log(math.expm1(self.initial_scale - self.min_scale))
-        self.trunk = _dense_trunk(self.hidden_sizes, activation, "hidden")
-        self.mean_head = layers.Dense(action_size, name="mean")
-        if self.state_dependent_scale:
-            self.scale_head = layers.Dense(
-                action_size, bias_initializer=keras.initializers.Constant(raw_initial), name="scale"
-            )
-        else:
-            self.raw_scale = self.add_weight(
-                shape=(action_size,), initializer=keras.initializers.Constant(raw_initial), name="raw_scale"
-            )
+    ):
+        super().__init__(hidden_sizes, activation, observation_space, torso, **kwargs)
+        self.head = GaussianHead(action_low, action_high, state_dependent_scale, initial_scale, min_scale, name="head")
+        self.action_low, self.action_high = self.head.action_low, self.head.action_high
 
-    def call(self, observations: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        features = _flatten(observations)
-        for layer in self.trunk:
-            features = layer(features)
-        mean = self._centre + self._half_range * ops.tanh(self.mean_head(features))
-        raw_scale = (
-            self.scale_head(features)
-            if self.state_dependent_scale
-            else ops.broadcast_to(self.raw_scale, ops.shape(mean))
-        )
-        return mean, ops.softplus(raw_scale) + self.min_scale
+    def call(self, observations: Any) -> Any:
+        return self.head(self.features(observations))
 
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            action_low=self.action_low,
-            action_high=self.action_high,
-            hidden_sizes=list(self.hidden_sizes),
-            activation=self.activation,
-            state_dependent_scale=self.state_dependent_scale,
-            initial_scale=self.initial_scale,
-            min_scale=self.min_scale,
-        )
-        return config
+    def get_config(self) -> dict[str, Any]:
+        head = self.head.get_config()
+        keys = ("action_low", "action_high", "state_dependent_scale", "initial_scale", "min_scale")
+        return {**super().get_config(), **{key: head[key] for key in keys}}
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
-class ValueCritic(keras.Model):
-    """Maps a batch of observations to state values V(s), shape ``[batch]``.
+class ValueCritic(_Network):
+    """Maps a batch of observations to state values V(s), shape ``[batch]``."""
 
-    Args:
-        hidden_sizes: units of each hidden layer of the MLP trunk.
-        activation: any Keras activation name, used by every hidden layer.
-    """
+    def __init__(
+        self,
+        hidden_sizes: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        observation_space: dict[str, Any] | None = None,
+        torso: str = "mlp",
+        **kwargs: Any,
+    ):
+        super().__init__(hidden_sizes, activation, observation_space, torso, **kwargs)
+        self.head = ValueHead(name="head")
 
-    def __init__(self, hidden_sizes: Sequence[int] = (64, 64), activation: str = "tanh", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
-        self.activation = activation
-        self.trunk = _dense_trunk(self.hidden_sizes, activation, "hidden")
-        self.value_head = layers.Dense(1, name="value")
-
-    def call(self, observations: tf.Tensor) -> tf.Tensor:
-        features = _flatten(observations)
-        for layer in self.trunk:
-            features = layer(features)
-        return ops.squeeze(self.value_head(features), axis=-1)
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(hidden_sizes=list(self.hidden_sizes), activation=self.activation)
-        return config
+    def call(self, observations: Any) -> Any:
+        return self.head(self.features(observations))
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
-class DeterministicActor(keras.Model):
-    """μ(s): a deterministic continuous action inside the bounds, ``centre + half_range · tanh(·)``.
-
-    Args:
-        action_low, action_high: the Box action space's bounds (one entry per action dimension).
-        hidden_sizes, activation: the MLP trunk.
-    """
+class DeterministicActor(_Network):
+    """μ(s): a deterministic continuous action inside the Box bounds (``DeterministicHead``)."""
 
     def __init__(
         self,
@@ -256,81 +497,65 @@ class DeterministicActor(keras.Model):
         action_high: Iterable[float],
         hidden_sizes: Sequence[int] = (256, 256),
         activation: str = "relu",
+        observation_space: dict[str, Any] | None = None,
+        torso: str = "mlp",
         **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.action_low = [float(value) for value in action_low]
-        self.action_high = [float(value) for value in action_high]
-        self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
-        self.activation = activation
-        self.trunk = _dense_trunk(self.hidden_sizes, activation, "hidden")
-        self.action_head = layers.Dense(len(self.action_low), activation="tanh", name="action")
-        self._centre = [(high + low) / 2 for low, high in zip(self.action_low, self.action_high, strict=True)]
-        self._half_range = [(high - low) / 2 for low, high in zip(self.action_low, self.action_high, strict=True)]
+    ):
+        super().__init__(hidden_sizes, activation, observation_space, torso, **kwargs)
+        self.head = DeterministicHead(action_low, action_high, name="head")
+        self.action_low, self.action_high = self.head.action_low, self.head.action_high
 
-    def call(self, observations: tf.Tensor) -> tf.Tensor:
-        features = _flatten(observations)
-        for layer in self.trunk:
-            features = layer(features)
-        return ops.convert_to_tensor(self._centre) + ops.convert_to_tensor(self._half_range) * self.action_head(
-            features
-        )
+    def call(self, observations: Any) -> Any:
+        return self.head(self.features(observations))
 
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            action_low=self.action_low,
-            action_high=self.action_high,
-            hidden_sizes=list(self.hidden_sizes),
-            activation=self.activation,
-        )
-        return config
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "action_low": self.action_low, "action_high": self.action_high}
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
-class QCritic(keras.Model):
-    """Q(s, a) for continuous actions: the observation and the action enter the MLP together.
+class QCritic(_Network):
+    """Q(s, a) for continuous actions, called as ``critic([observations, actions])``, one value per row.
 
-    Called as ``critic([observations, actions])``, one Q-value per row.
+    With an MLP torso the observation and the action enter the hidden layers together (the torso
+    only flattens); a convolutional torso first turns frames into features, then the action joins
+    them for the hidden layers.
     """
 
-    def __init__(self, hidden_sizes: Sequence[int] = (256, 256), activation: str = "relu", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        hidden_sizes: Sequence[int] = (256, 256),
+        activation: str = "relu",
+        observation_space: dict[str, Any] | None = None,
+        torso: str = "mlp",
+        **kwargs: Any,
+    ):
+        super().__init__((), activation, observation_space, torso, **kwargs)
         self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
-        self.activation = activation
-        self.trunk = _dense_trunk(self.hidden_sizes, activation, "hidden")
-        self.q_head = layers.Dense(1, name="q_value")
+        self.joint = MLP(self.hidden_sizes, activation, name="joint")
+        self.head = ValueHead(name="head")
 
-    def call(self, inputs: Sequence[tf.Tensor]) -> tf.Tensor:
+    def call(self, inputs: Any) -> Any:
         observations, actions = inputs
-        features = ops.concatenate([_flatten(observations), _flatten(actions)], axis=-1)
-        for layer in self.trunk:
-            features = layer(features)
-        return ops.squeeze(self.q_head(features), axis=-1)
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(hidden_sizes=list(self.hidden_sizes), activation=self.activation)
-        return config
+        joined = ops.concatenate([_flatten(self.features(observations)), _flatten(actions)], axis=-1)
+        return self.head(self.joint(joined))
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
-class RecurrentActorCritic(keras.Model):
+class RecurrentActorCritic(_Network):
     """A GRU cell whose state is carried from step to step, feeding an actor head and a critic head (A3C-RNN).
 
     Called as ``model([observations, state])`` with ``state`` of shape ``[batch, units]``; returns
     ``(policy, values, next_state)``. ``policy`` is the logits of a categorical policy when
     ``num_actions`` is given, else ``(mean, scale)`` of a diagonal Gaussian inside
-    ``action_low``/``action_high`` (mean ``centre + half_range · tanh``, scale ``softplus + min_scale``
-    from its own head, as in the tutorial). The cell belongs to the critic's side, as in the
-    tutorial's A3C_RNN.py: ``critic_variables`` are the cell and value layers, ``actor_variables`` the rest.
+    ``action_low``/``action_high`` with a state-dependent scale, as in the tutorial. The torso (a
+    flatten, or convolutions for frames) and the cell belong to the critic's side, as in the
+    tutorial's A3C_RNN.py: ``critic_variables`` are those and the value layers, ``actor_variables`` the rest.
 
     Args:
         units: size of the GRU state.
         num_actions: discrete action count, or None for a Box space.
         action_low, action_high: the Box bounds (one value per dimension), or None for a discrete space.
         actor_hidden_sizes, critic_hidden_sizes: Dense layers between the cell and each head.
-        activation: any Keras activation name, used by every Dense hidden layer.
         initial_scale, min_scale: the Gaussian scale before training, and its floor.
     """
 
@@ -345,71 +570,59 @@ class RecurrentActorCritic(keras.Model):
         activation: str = "relu6",
         initial_scale: float = 1.0,
         min_scale: float = 1e-3,
+        observation_space: dict[str, Any] | None = None,
+        torso: str = "mlp",
         **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        if (num_actions is None) == (action_low is None):
+    ):
+        super().__init__((), activation, observation_space, torso, **kwargs)
+        if (num_actions is None) == (action_low is None or action_high is None):
             raise ValueError("give num_actions for a discrete space or action_low/action_high for a Box, not both")
         self.units = int(units)
         self.num_actions = None if num_actions is None else int(num_actions)
-        self.action_low = None if action_low is None else [float(value) for value in action_low]
-        self.action_high = None if action_high is None else [float(value) for value in action_high]
         self.actor_hidden_sizes = tuple(int(size) for size in actor_hidden_sizes)
         self.critic_hidden_sizes = tuple(int(size) for size in critic_hidden_sizes)
-        self.activation = activation
         self.initial_scale, self.min_scale = float(initial_scale), float(min_scale)
         self.cell = layers.GRUCell(self.units, name="gru")
-        self.actor_trunk = _dense_trunk(self.actor_hidden_sizes, activation, "actor_hidden")
-        self.critic_trunk = _dense_trunk(self.critic_hidden_sizes, activation, "critic_hidden")
-        self.value_head = layers.Dense(1, name="value")
-        if self.num_actions is not None:
-            self.logits_head = layers.Dense(self.num_actions, name="logits")
-        else:
-            assert self.action_low is not None  # the check above: a Box space gives action_low
-            low, high = ops.convert_to_tensor(self.action_low), ops.convert_to_tensor(self.action_high)
-            self._centre, self._half_range = (high + low) / 2.0, (high - low) / 2.0
-            raw_initial = math.log(math.expm1(self.initial_scale - self.min_scale))
-            self.mean_head = layers.Dense(len(self.action_low), name="mean")
-            self.scale_head = layers.Dense(
-                len(self.action_low), bias_initializer=keras.initializers.Constant(raw_initial), name="scale"
+        self.actor_trunk = MLP(self.actor_hidden_sizes, activation, name="actor_trunk")
+        self.critic_trunk = MLP(self.critic_hidden_sizes, activation, name="critic_trunk")
+        self.value_head = ValueHead(name="value_head")
+        self.policy_head: layers.Layer
+        if action_low is not None and action_high is not None:
+            self.policy_head = GaussianHead(
+                action_low, action_high, True, self.initial_scale, self.min_scale, name="policy_head"
             )
+        else:
+            self.policy_head = CategoricalHead(int(num_actions or 0), name="policy_head")
+        self.action_low = getattr(self.policy_head, "action_low", None)
+        self.action_high = getattr(self.policy_head, "action_high", None)
 
-    def call(self, inputs: Sequence[tf.Tensor]) -> tuple[Any, tf.Tensor, tf.Tensor]:
+    def call(self, inputs: Any) -> Any:
         observations, state = inputs
-        cell_output, next_state = self.cell(_flatten(observations), state)
-        actor_features = critic_features = cell_output
-        for layer in self.actor_trunk:
-            actor_features = layer(actor_features)
-        for layer in self.critic_trunk:
-            critic_features = layer(critic_features)
-        values = ops.squeeze(self.value_head(critic_features), axis=-1)
-        if self.num_actions is not None:
-            return self.logits_head(actor_features), values, next_state
-        mean = self._centre + self._half_range * ops.tanh(self.mean_head(actor_features))
-        scale = ops.softplus(self.scale_head(actor_features)) + self.min_scale
-        return (mean, scale), values, next_state
+        cell_output, next_state = self.cell(self.features(observations), state)
+        values = self.value_head(self.critic_trunk(cell_output))
+        return self.policy_head(self.actor_trunk(cell_output)), values, next_state
 
     @property
     def critic_variables(self) -> list:
-        layers_ = [self.cell, *self.critic_trunk, self.value_head]
-        return [variable for layer in layers_ for variable in layer.trainable_variables]
+        critic_layers = [self.encoder, self.torso, self.cell, self.critic_trunk, self.value_head]
+        return [variable for layer in critic_layers for variable in layer.trainable_variables]
 
     @property
     def actor_variables(self) -> list:
         critic = {id(variable) for variable in self.critic_variables}
         return [variable for variable in self.trainable_variables if id(variable) not in critic]
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(
-            units=self.units,
-            num_actions=self.num_actions,
-            action_low=self.action_low,
-            action_high=self.action_high,
-            actor_hidden_sizes=list(self.actor_hidden_sizes),
-            critic_hidden_sizes=list(self.critic_hidden_sizes),
-            activation=self.activation,
-            initial_scale=self.initial_scale,
-            min_scale=self.min_scale,
-        )
-        return config
+        del config["hidden_sizes"]
+        return {
+            **config,
+            "units": self.units,
+            "num_actions": self.num_actions,
+            "action_low": self.action_low,
+            "action_high": self.action_high,
+            "actor_hidden_sizes": list(self.actor_hidden_sizes),
+            "critic_hidden_sizes": list(self.critic_hidden_sizes),
+            "initial_scale": self.initial_scale,
+            "min_scale": self.min_scale,
+        }

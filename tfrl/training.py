@@ -33,6 +33,7 @@ from tfrl.logger import RunLogger
 RUN_FILE = "run.json"
 METRICS_EVERY = 1_000
 EVALUATION_SEED_OFFSET = 1_000_000  # evaluation episodes never share seeds with training envs
+MAX_SEED = 2**31 - 1  # numpy and TensorFlow take seeds below 2**32, with room for the offsets added to them
 
 
 class Evaluator:
@@ -117,6 +118,8 @@ class RunSettings:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.discretize is not None and self.discretize < 2:
             raise ConfigError(f"discretize must be at least 2 actions, got {self.discretize}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed}")
 
     @property
     def export_path(self) -> Path | None:

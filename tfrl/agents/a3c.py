@@ -54,7 +54,7 @@ import tensorflow_probability as tfp
 from tfrl.agents.config import AgentConfig
 from tfrl.agents.dqn import make_optimizer
 from tfrl.agents.reinforce import StochasticPolicy, action_spec, build_actor
-from tfrl.envs import check_spaces, make_env
+from tfrl.envs import check_spaces, make_env, network_inputs
 from tfrl.errors import EnvError, WorkerError
 from tfrl.nets import RecurrentActorCritic, ValueCritic
 from tfrl.replay import n_step_returns
@@ -260,7 +260,7 @@ class A3CNetworks:
     def __init__(
         self,
         config: A3CConfig,
-        observation_space: gym.spaces.Box,
+        observation_space: gym.Space,
         action_space: gym.spaces.Discrete | gym.spaces.Box,
         seed: int = 0,
     ) -> None:
@@ -273,7 +273,7 @@ class A3CNetworks:
         self.action_low, self.action_high = (
             (action_space.low, action_space.high) if isinstance(action_space, gym.spaces.Box) else (None, None)
         )
-        self.observation_shape = tuple(observation_space.shape)
+        self.observation_shape = tuple(observation_space.shape or ())
         observation = np.zeros((1, *self.observation_shape), np.float32)
         if config.recurrent:
             space: dict[str, Any] = (
@@ -288,14 +288,17 @@ class A3CNetworks:
                 activation=config.activation,
                 initial_scale=config.initial_scale,
                 min_scale=config.min_scale,
+                **network_inputs(observation_space, config.torso),
                 **space,
             )
             self.state_size = config.rnn_units
             self.model([observation, np.zeros((1, self.state_size), np.float32)])
             self.actor_variables, self.critic_variables = self.model.actor_variables, self.model.critic_variables
         else:
-            self.actor = build_actor(action_space, self.observation_shape, config)
-            self.critic = ValueCritic(config.critic_hidden_sizes, config.activation)
+            self.actor = build_actor(action_space, observation_space, config)
+            self.critic = ValueCritic(
+                config.critic_hidden_sizes, config.activation, **network_inputs(observation_space, config.torso)
+            )
             self.critic(observation)
             self.state_size = 0
             self.actor_variables, self.critic_variables = (
@@ -463,7 +466,6 @@ def worker_main(
         envs = [make_env(spec.env_id, discretize=spec.discretize) for _ in range(config.envs_per_worker)]
         observation_space, action_space = envs[0].observation_space, envs[0].action_space
         # The parent's A3CAgent ran check_spaces on this env id, so nothing else reaches a worker:
-        assert isinstance(observation_space, gym.spaces.Box)
         assert isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box))
         local = A3CNetworks(config, observation_space, action_space, seed=spec.seed)
         weights = np.frombuffer(shared_weights, np.float32)
@@ -675,11 +677,10 @@ class A3CAgent:
     ) -> None:
         check_spaces(self.algorithm, env_id, observation_space, action_space, self.action_spaces)
         # check_spaces refused anything else:
-        assert isinstance(observation_space, gym.spaces.Box)
         assert isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box))
         self.config = config
         self.observation_space, self.action_space = observation_space, action_space
-        self.observation_shape = tuple(observation_space.shape)
+        self.observation_shape = tuple(observation_space.shape or ())
         self.nets = A3CNetworks(config, observation_space, action_space, seed)
         self.actor_optimizer = make_optimizer(config.optimizer, config.actor_learning_rate, config.max_grad_norm)
         self.actor_optimizer.build(self.nets.actor_variables)

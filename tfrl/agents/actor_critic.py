@@ -32,7 +32,7 @@ import tensorflow as tf
 from tfrl.agents.common import make_optimizer
 from tfrl.agents.config import AgentConfig
 from tfrl.agents.reinforce import StochasticActing, StochasticPolicy, action_distribution, action_spec, build_actor
-from tfrl.envs import check_spaces
+from tfrl.envs import check_spaces, network_inputs
 from tfrl.nets import ValueCritic
 from tfrl.replay import n_step_returns
 
@@ -148,13 +148,14 @@ class ActorCriticAgent(StochasticActing):
     ) -> None:
         check_spaces(self.algorithm, env_id, observation_space, action_space, self.action_spaces)
         # check_spaces refused anything else:
-        assert isinstance(observation_space, gym.spaces.Box)
         assert isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box))
         self.config = config
         self.observation_space, self.action_space = observation_space, action_space
-        self.observation_shape = tuple(observation_space.shape)
-        self.actor = build_actor(action_space, self.observation_shape, config)
-        self.critic = ValueCritic(config.hidden_sizes, config.activation)
+        self.observation_shape = tuple(observation_space.shape or ())
+        self.actor = build_actor(action_space, observation_space, config)
+        self.critic = ValueCritic(
+            config.hidden_sizes, config.activation, **network_inputs(observation_space, config.torso)
+        )
         self.critic(np.zeros((1, *self.observation_shape), np.float32))
         self.actor_optimizer = make_optimizer(config.optimizer, config.actor_learning_rate, config.max_grad_norm)
         self.actor_optimizer.build(self.actor.trainable_variables)

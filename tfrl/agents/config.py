@@ -14,7 +14,10 @@ import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
+import keras
+
 from tfrl.errors import ConfigError
+from tfrl.nets import TORSOS
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -57,12 +60,28 @@ def _type_name(kind: Any) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class AgentConfig:
-    """Base of every agent config. Subclasses add fields, ``PRESETS`` and ``validate``."""
+    """Base of every agent config. Subclasses add fields, ``PRESETS`` and ``validate``.
+
+    ``torso`` is the networks' body, shared by every agent: ``auto`` (convolutional for image
+    observations, an MLP of the config's hidden sizes otherwise), or one of ``tfrl.nets.TORSOS``.
+    """
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
 
+    torso: str = "auto"
+
     def __post_init__(self) -> None:
+        self.require_choice("torso", ("auto", *TORSOS))
+        if hasattr(self, "activation"):
+            self._require_activation()
         self.validate()
+
+    def _require_activation(self) -> None:
+        """The networks' activation must be one Keras knows, checked here rather than deep in Keras."""
+        try:
+            keras.activations.get(self.activation)  # type: ignore[attr-defined]
+        except ValueError:
+            self._require("activation", False, "a Keras activation name, e.g. relu, tanh, relu6, elu, gelu")
 
     def validate(self) -> None:
         """Raise ``ConfigError`` for an invalid field; subclasses extend it."""

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from tfrl.agents.common import make_optimizer, training_calls_due
 from tfrl.agents.config import AgentConfig
-from tfrl.envs import check_spaces
+from tfrl.envs import check_spaces, network_inputs
 from tfrl.nets import DeterministicActor, QCritic, soft_update
 from tfrl.replay import ReplayBuffer
 
@@ -185,11 +185,10 @@ class DDPGAgent:
             self.action_spaces,
             hint="use dqn for Discrete actions, or actor-critic which handles both",
         )
-        assert isinstance(observation_space, gym.spaces.Box)  # check_spaces refused anything else
         assert isinstance(action_space, gym.spaces.Box)
         self.config = config
         self.observation_space, self.action_space = observation_space, action_space
-        self.observation_shape = tuple(observation_space.shape)
+        self.observation_shape = tuple(observation_space.shape or ())
         self.low = action_space.low.astype(np.float32)
         self.high = action_space.high.astype(np.float32)
         self.half_range = (self.high - self.low) / 2
@@ -197,12 +196,20 @@ class DDPGAgent:
         self.graph_rng = tf.random.Generator.from_seed(seed)
         self.env_steps = 0
 
-        self.actor = self._build(DeterministicActor(self.low, self.high, config.hidden_sizes, config.activation))
-        self.actor_target = self._build(DeterministicActor(self.low, self.high, config.hidden_sizes, config.activation))
+        inputs = network_inputs(observation_space, config.torso)
+        self.actor = self._build(
+            DeterministicActor(self.low, self.high, config.hidden_sizes, config.activation, **inputs)
+        )
+        self.actor_target = self._build(
+            DeterministicActor(self.low, self.high, config.hidden_sizes, config.activation, **inputs)
+        )
         self.critics = [
-            self._build(QCritic(config.hidden_sizes, config.activation)) for _ in range(2 if config.td3 else 1)
+            self._build(QCritic(config.hidden_sizes, config.activation, **inputs))
+            for _ in range(2 if config.td3 else 1)
         ]
-        self.critic_targets = [self._build(QCritic(config.hidden_sizes, config.activation)) for _ in self.critics]
+        self.critic_targets = [
+            self._build(QCritic(config.hidden_sizes, config.activation, **inputs)) for _ in self.critics
+        ]
         for target, online in zip([self.actor_target, *self.critic_targets], [self.actor, *self.critics], strict=True):
             soft_update(target, online, tau=1.0)
         self.critic_variables = [variable for critic in self.critics for variable in critic.trainable_variables]

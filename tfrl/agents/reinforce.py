@@ -34,7 +34,7 @@ import tensorflow_probability as tfp
 
 from tfrl.agents.common import make_optimizer
 from tfrl.agents.config import AgentConfig
-from tfrl.envs import check_spaces
+from tfrl.envs import check_spaces, network_inputs
 from tfrl.errors import EnvError
 from tfrl.nets import CategoricalActor, GaussianActor, ValueCritic
 from tfrl.replay import discounted_returns
@@ -65,18 +65,23 @@ class ActorSettings(Protocol):
     @property
     def min_scale(self) -> float: ...
 
+    @property
+    def torso(self) -> str: ...
+
 
 def build_actor(
-    action_space: gym.spaces.Discrete | gym.spaces.Box, observation_shape: tuple[int, ...], config: ActorSettings
+    action_space: gym.spaces.Discrete | gym.spaces.Box, observation_space: gym.Space, config: ActorSettings
 ) -> keras.Model:
-    """A built ``CategoricalActor`` for a Discrete space, ``GaussianActor`` for a Box space."""
+    """A built ``CategoricalActor`` for a Discrete action space, ``GaussianActor`` for a Box one,
+    with the encoder of ``observation_space``."""
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) != 1:
         raise EnvError(
             f"policy-gradient agents need a 1-D Box action space (a vector of actions), got {action_space}; "
             "wrap the env in a gymnasium ActionWrapper that takes a flat vector"
         )
+    inputs = network_inputs(observation_space, config.torso)
     if isinstance(action_space, gym.spaces.Discrete):
-        actor = CategoricalActor(int(action_space.n), config.hidden_sizes, config.activation)
+        actor = CategoricalActor(int(action_space.n), config.hidden_sizes, config.activation, **inputs)
     else:
         actor = GaussianActor(
             np.ravel(action_space.low),
@@ -86,8 +91,9 @@ def build_actor(
             state_dependent_scale=config.state_dependent_scale,
             initial_scale=config.initial_scale,
             min_scale=config.min_scale,
+            **inputs,
         )
-    actor(np.zeros((1, *observation_shape), np.float32))
+    actor(np.zeros((1, *(observation_space.shape or ())), np.float32))
     return actor
 
 
@@ -277,17 +283,18 @@ class ReinforceAgent(StochasticActing):
     ) -> None:
         check_spaces(self.algorithm, env_id, observation_space, action_space, self.action_spaces)
         # check_spaces refused anything else:
-        assert isinstance(observation_space, gym.spaces.Box)
         assert isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box))
         self.config = config
         self.observation_space, self.action_space = observation_space, action_space
-        self.observation_shape = tuple(observation_space.shape)
-        self.actor = build_actor(action_space, self.observation_shape, config)
+        self.observation_shape = tuple(observation_space.shape or ())
+        self.actor = build_actor(action_space, observation_space, config)
         self.optimizer = make_optimizer(config.optimizer, config.learning_rate, config.max_grad_norm)
         self.optimizer.build(self.actor.trainable_variables)
         self.critic = None
         if config.baseline:
-            self.critic = ValueCritic(config.hidden_sizes, config.activation)
+            self.critic = ValueCritic(
+                config.hidden_sizes, config.activation, **network_inputs(observation_space, config.torso)
+            )
             self.critic(np.zeros((1, *self.observation_shape), np.float32))
             self.critic_optimizer = make_optimizer(config.optimizer, config.critic_learning_rate, config.max_grad_norm)
             self.critic_optimizer.build(self.critic.trainable_variables)
