@@ -15,6 +15,9 @@ Prints a table and writes ``results/frozenlake_dqn.json``. Target: every seed wi
 
 from __future__ import annotations
 
+import tfrl.quiet
+
+# isort: split
 import functools
 import json
 import os

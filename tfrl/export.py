@@ -315,7 +315,8 @@ class Policy:
     def _checked(self, observation: Any) -> tuple[np.ndarray, bool]:
         """The observation as a batch in the export's dtype, and whether it was a single one."""
         try:
-            observation = np.asarray(observation, dtype=self.observation_dtype)
+            with np.errstate(over="ignore"):  # a float32 overflow becomes inf, refused just below
+                observation = np.asarray(observation, dtype=self.observation_dtype)
         except (ValueError, TypeError) as error:
             raise ExportError(f"observation is not an array of numbers of one shape: {error}") from None
         single = observation.shape == self.observation_shape
