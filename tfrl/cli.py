@@ -3,8 +3,10 @@
     tfrl train dqn --env CartPole-v1 --seed 0
     tfrl train dqn --env CartPole-v1 --set learning_rate=1e-3 --set batch_size=128
     tfrl train --resume runs/dqn-CartPole-v1-0-20260101-120000
-    tfrl evaluate saved_models/dqn-CartPole-v1 --episodes 20
-    tfrl export runs/<run> --out saved_models/my-policy
+    tfrl evaluate exports/dqn-CartPole-v1 --episodes 20
+    tfrl export runs/<run> --out exports/my-policy
+    tfrl record saved_models/dqn-CartPole-v1 --out cartpole.gif
+    tfrl enjoy saved_models/dqn-CartPole-v1
     tfrl plot runs/<run>
     tfrl list
 
@@ -87,7 +89,7 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--logdir", default="runs", help="where run directories are created (default: runs)")
     train.add_argument(
         "--export-dir",
-        help="where the policy is exported (default: saved_models; a resumed run keeps its own)",
+        help="where the policy is exported (default: exports; a resumed run keeps its own)",
     )
     train.add_argument("--no-export", action="store_true", help="do not export the policy at the end")
     train.add_argument(
@@ -106,12 +108,27 @@ def _build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="export the best-evaluated policy of a run's newest checkpoint")
     export.add_argument("run_dir")
-    export.add_argument("--out", help="export directory (default: the run's export place, saved_models/<algo>-<env>)")
+    export.add_argument("--out", help="export directory (default: the run's export place, exports/<algo>-<env>)")
     export.add_argument("--final", action="store_true", help="export the checkpoint's last weights, not the best ones")
 
     plot = commands.add_parser("plot", help="draw a run's learning curves to a PNG (needs tfrl[plot])")
     plot.add_argument("run_dir")
     plot.add_argument("--out", help="PNG path (default: <run_dir>/learning_curve.png)")
+
+    recorder = commands.add_parser("record", help="render episodes of an exported policy to a GIF or MP4")
+    recorder.add_argument("path", help="an exported policy directory")
+    recorder.add_argument("--out", required=True, help="the video file: .gif (needs tfrl[record]) or .mp4")
+    recorder.add_argument("--episodes", type=int, default=1)
+    recorder.add_argument("--seed", type=int, default=0)
+    recorder.add_argument("--frame-skip", type=int, default=1, help="keep every N-th frame")
+    recorder.add_argument("--fps", type=int, default=30)
+    recorder.add_argument("--scale", type=int, default=1, help="shrink frames by this integer factor")
+    recorder.add_argument("--max-frames", type=int, help="stop adding frames after this many")
+
+    enjoy = commands.add_parser("enjoy", help="watch an exported policy play in a window")
+    enjoy.add_argument("path", help="an exported policy directory")
+    enjoy.add_argument("--episodes", type=int, default=1)
+    enjoy.add_argument("--seed", type=int, default=0)
 
     listing = commands.add_parser("list", help="algorithms and presets; with an algorithm, its hyperparameters")
     listing.add_argument("algorithm", nargs="?", help="show this algorithm's hyperparameters under every preset")
@@ -202,6 +219,25 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record(args: argparse.Namespace) -> int:
+    from tfrl.recording import record
+
+    result = record(
+        args.path, args.out, args.episodes, args.seed, args.frame_skip, args.fps, args.scale, args.max_frames
+    )
+    returns = ", ".join(f"{value:.1f}" for value in result.returns)
+    print(f"wrote {result.path}: {result.frames} frames of {len(result.returns)} episode(s), return {returns}")
+    return 0
+
+
+def _enjoy(args: argparse.Namespace) -> int:
+    from tfrl.recording import enjoy
+
+    returns = enjoy(args.path, args.episodes, args.seed)
+    print("returns: " + ", ".join(f"{value:.1f}" for value in returns))
+    return 0
+
+
 def _plot(args: argparse.Namespace) -> int:
     from tfrl.logger import plot_run
 
@@ -240,7 +276,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     import tfrl.quiet  # noqa: F401 — TensorFlow loads here, its start-up lines silenced
 
-    handlers = {"train": _train, "evaluate": _evaluate, "export": _export, "plot": _plot, "list": _list}
+    handlers = {
+        "train": _train,
+        "evaluate": _evaluate,
+        "export": _export,
+        "record": _record,
+        "enjoy": _enjoy,
+        "plot": _plot,
+        "list": _list,
+    }
     try:
         return handlers[args.command](args)
     except TfrlError as error:

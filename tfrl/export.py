@@ -29,7 +29,7 @@ from google.protobuf.message import DecodeError
 from tfrl import __version__
 from tfrl.errors import ExportError
 
-DEFAULT_EXPORT_DIR = "saved_models"
+DEFAULT_EXPORT_DIR = "exports"  # users' runs; saved_models/ holds the shipped zoo
 METADATA_FILE = Path("assets") / "tfrl.json"
 FORMAT = "tfrl-policy"
 ENDPOINTS = ("action", "sample_action", "q_values", "value")
@@ -272,7 +272,7 @@ def _load_saved_model(path: Path) -> Any:
 class Policy:
     """A loaded export that takes and returns numpy: one observation or a batch of them.
 
-    >>> policy = load_policy("saved_models/dqn-CartPole-v1")
+    >>> policy = load_policy("saved_models/dqn-CartPole-v1")  # a shipped policy, or one of yours in exports/
     >>> policy(observation)           # one action for one observation
     >>> policy.q_values(batch)        # any endpoint the export has
 

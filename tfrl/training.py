@@ -434,7 +434,7 @@ def train(
     a Box action space cut into N evenly spaced actions per dimension.
 
     The policy goes to ``<export_dir>/<algorithm>-<env_id>`` (``export_dir`` defaults to
-    ``saved_models``; ``export=False`` exports nothing); it is the best-evaluated policy unless
+    ``exports``; ``export=False`` exports nothing); it is the best-evaluated policy unless
     ``export_final``. A resumed run keeps the saved settings, export place included, unless these
     arguments say otherwise; ``total_steps`` may be raised to train longer. The export target is
     checked before training starts: tfrl replaces only an earlier tfrl export.
