@@ -8,7 +8,7 @@ stops episodes after 100 steps, so the solver's prediction for the real env is t
 probability within 100 steps, ``horizon_values`` of the induced chain; the unlimited value is also
 checked by lifting the step limit.
 
-The policy is written as a SavedModel to ``saved_models/value-iteration-FrozenLake-v1``, reloaded
+The policy is written as a SavedModel to ``exports/value-iteration-FrozenLake-v1`` (``--out``), reloaded
 with plain ``tf.saved_model.load`` and played for many seeded episodes in lock-step.
 
 Run: ``python scripts/frozenlake_exact.py [--episodes 2000] [--seed 0]``
@@ -40,7 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--episodes", type=int, default=2000, help="episodes per check (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first episode (default 0)")
-    parser.add_argument("--out", default=f"saved_models/value-iteration-{ENV_ID}", help="SavedModel directory")
+    parser.add_argument("--out", default=f"exports/value-iteration-{ENV_ID}", help="SavedModel directory")
     args = parser.parse_args()
 
     env = gym.make(ENV_ID, is_slippery=True)
