@@ -126,7 +126,12 @@ class RunSettings:
         """Where this run's policy is exported, or None for a run that exports nothing."""
         if self.export_dir is None:
             return None
-        return Path(self.export_dir) / f"{self.algorithm}-{self.env_id}"
+        return Path(self.export_dir) / self.name
+
+    @property
+    def name(self) -> str:
+        """``<algorithm>-<env id>``, with the ``/`` of namespaced ids (``MinAtar/Breakout-v1``) as ``-``."""
+        return f"{self.algorithm}-{self.env_id.replace('/', '-')}"
 
 
 @dataclasses.dataclass
@@ -290,7 +295,7 @@ class TrackedEvaluator:
 
 def _new_run_dir(logdir: str | Path, settings: RunSettings) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(logdir) / f"{settings.algorithm}-{settings.env_id}-{settings.seed}-{stamp}"
+    base = Path(logdir) / f"{settings.name}-{settings.seed}-{stamp}"
     run_dir, suffix = base, 1
     while run_dir.exists():
         suffix += 1
