@@ -452,6 +452,7 @@ def train(
         _apply_export_choice(settings, export_dir, export, export_final)
         check_export_target(settings.export_path)
         agent = build_agent(settings, config)
+        _write_run_file(run_dir, settings, config)  # what was changed on resuming (steps, export place) is kept
     else:
         if algorithm is None or env_id is None:
             raise ConfigError("train needs an algorithm and an env id (or resume=<run dir>)")
@@ -475,8 +476,6 @@ def train(
         check_export_target(settings.export_path)  # before any training: a bad target must not waste a run
         agent = build_agent(settings, config)  # refuses an unknown env or unfit spaces before any file is written
         run_dir = _new_run_dir(logdir, settings)
-        _write_run_file(run_dir, settings, config)
-    if resume is not None:
         _write_run_file(run_dir, settings, config)
 
     best = BestPolicy(agent)
