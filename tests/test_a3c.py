@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from pool_workers import Broken, Echo
+from pool_workers import Broken, Echo, collect_until, from_each
 
 import tfrl
 from tfrl.agents import make_config
@@ -21,7 +21,7 @@ from tfrl.agents.a3c import ROLLOUT_KEYS, A3CAgent, A3CWorker, WorkerSpec
 from tfrl.envs import action_grid, make_env
 from tfrl.errors import ConfigError, WorkerError
 from tfrl.logger import read_jsonl
-from tfrl.pools import ProcessPool, WorkerPool
+from tfrl.pools import ProcessPool
 from tfrl.training import Evaluator, GreedyActing, RunSettings, export_run, restore_run
 
 
@@ -30,7 +30,7 @@ def _agent(algorithm: str, env_id: str, **overrides) -> A3CAgent:
     return A3CAgent(make_config(algorithm, overrides=overrides), env.observation_space, env.action_space, env_id)
 
 
-def _next_update(pool: WorkerPool, timeout: float = 120.0):
+def _next_update(pool: ProcessPool, timeout: float = 120.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         updates = pool.results(timeout=1.0)
@@ -86,31 +86,16 @@ def test_worker_gradients_equal_the_parents_and_each_push_is_one_optimizer_step(
     assert not multiprocessing.active_children()
 
 
-def _collect_until(pool: WorkerPool, done, timeout: float = 60.0) -> list:
-    """Messages (letting each worker go on after each) until ``done(messages)``."""
-    messages, deadline = [], time.monotonic() + timeout
-    while not done(messages):
-        assert time.monotonic() < deadline, f"gave up after {len(messages)} messages in {timeout} s"
-        for worker_id, message in pool.results(timeout=0.5):
-            messages.append((worker_id, message))
-            pool.go_on(worker_id)
-    return messages
-
-
-def _from_each(*worker_ids, where=lambda message: True):
-    return lambda messages: {worker_id for worker_id, message in messages if where(message)} >= set(worker_ids)
-
-
 def test_process_pool_steps_on_the_published_array_and_replaces_a_killed_worker():
     events = []
     with ProcessPool(Echo, ["a", "b"], np.ones(4, np.float32), max_restarts=1, on_event=events.append) as pool:
-        first = dict(_collect_until(pool, _from_each(0, 1)))
+        first = dict(collect_until(pool, from_each(0, 1)))
         assert [first[0][0], first[1][0]] == ["a", "b"]
         pool.publish(np.full(4, 2.0, np.float32))
-        _collect_until(pool, _from_each(0, 1, where=lambda message: message[2] == 8.0))  # each saw the new array
+        collect_until(pool, from_each(0, 1, where=lambda message: message[2] == 8.0))  # each saw the new array
         victim = first[1][1]
         os.kill(victim, signal.SIGKILL)
-        replaced = _collect_until(pool, _from_each(1, where=lambda message: message[1] != victim))
+        replaced = collect_until(pool, from_each(1, where=lambda message: message[1] != victim))
         new = next(message for worker_id, message in replaced if worker_id == 1 and message[1] != victim)
         assert new[0] == "b" and new[2] == 8.0  # the same spec, starting from the array published last
         assert events == [
@@ -119,7 +104,7 @@ def test_process_pool_steps_on_the_published_array_and_replaces_a_killed_worker(
         ]
         os.kill(new[1], signal.SIGKILL)  # a second death of the same worker is one too many
         with pytest.raises(WorkerError, match=r"worker 1 \(pid \d+\) was killed by SIGKILL; it was replaced 1 time"):
-            _collect_until(pool, lambda messages: False, timeout=30)
+            collect_until(pool, lambda messages: False, timeout=30)
     assert not multiprocessing.active_children()
 
 
@@ -129,7 +114,7 @@ def test_a_worker_that_raises_stops_the_pool_at_once_with_its_id_and_traceback()
         pytest.raises(WorkerError, match=r"A3C worker \d raised an exception[\s\S]*NoSuchEnv-v0"),
         ProcessPool(Broken, [0, 1], np.zeros(3, np.float32), name="A3C worker") as pool,
     ):
-        _collect_until(pool, lambda messages: False)
+        collect_until(pool, lambda messages: False)
     assert time.monotonic() - start < 60
     assert not multiprocessing.active_children()
 
