@@ -194,9 +194,9 @@ def test_the_export_loads_without_tfrl_and_keeps_the_contract(learned, tmp_path)
 def test_a_killed_worker_actor_is_replaced_and_the_run_finishes(cluster, tmp_path):
     killed = []
     watcher = _once_training(tmp_path, lambda pids: (killed.append(pids[0]), os.kill(pids[0], 9)))
-    result = _train(tmp_path, 8_000)
+    result = _train(tmp_path, 6_000)
     watcher.join()
-    assert killed and result.env_steps >= 8_000
+    assert killed and result.env_steps >= 6_000
     (event,) = _events(result)
     assert (
         event.startswith("A3C worker ") and f"(pid {killed[0]} on 127.0.0.1) died: its worker process has died" in event
@@ -204,17 +204,24 @@ def test_a_killed_worker_actor_is_replaced_and_the_run_finishes(cluster, tmp_pat
     assert "replaced it with a new one" in event
 
 
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def test_a_removed_node_is_replaced_and_the_run_finishes(cluster, tmp_path):
-    (node,) = cluster.worker_nodes
+    cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")  # a third node, where the replacement can go
+    removed = []
 
-    def replace_node(_pids) -> None:
-        cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")  # where the replacement can go
+    def remove_a_node_with_a_worker(pids: list[int]) -> None:
+        raylets = {node.all_processes["raylet"][0].process.pid: node for node in cluster.worker_nodes}
+        node = next(raylets[_parent(pid)] for pid in pids if _parent(pid) in raylets)  # not the driver's head node
         cluster.remove_node(node)
+        removed.append(node)
 
-    watcher = _once_training(tmp_path, replace_node)
-    result = _train(tmp_path, 8_000)
+    watcher = _once_training(tmp_path, remove_a_node_with_a_worker)
+    result = _train(tmp_path, 6_000)
     watcher.join()
-    assert node not in cluster.worker_nodes and result.env_steps >= 8_000
+    assert removed and removed[0] not in cluster.worker_nodes and result.env_steps >= 6_000
     (event,) = _events(result)
     assert "died: its node has died" in event and "replaced it with a new one" in event
 
