@@ -537,6 +537,7 @@ class A3CAgent:
 
     algorithm = "a3c"
     action_spaces = (gym.spaces.Discrete, gym.spaces.Box)
+    worker: Callable[[WorkerSpec], Callable[[np.ndarray], WorkerMessage]] = A3CWorker  # a benchmark swaps in a fake
     run_defaults: ClassVar[dict[str, int]] = {
         "total_steps": 500_000,
         "num_envs": 1,
@@ -644,7 +645,7 @@ class A3CAgent:
         throughput: dict[str, float] = {}
         pool = make_pool(
             settings.backend,
-            A3CWorker,
+            self.worker,
             specs,
             self.nets.get_weights().numpy(),
             cpus_per_worker=config.worker_cpus,
