@@ -340,7 +340,10 @@ class RayPool(WorkerPool):
         if not self.in_flight:
             time.sleep(timeout)
             return []
-        ready, _ = self.ray.wait(list(self.in_flight), num_returns=1, timeout=timeout)
+        pending = list(self.in_flight)
+        ready, _ = self.ray.wait(pending, num_returns=1, timeout=timeout)
+        if ready and len(pending) > 1:  # and every other step finished by now, in one call
+            ready, _ = self.ray.wait(pending, num_returns=len(pending), timeout=0)
         arrived = []
         for reference in ready:
             worker_id = self.in_flight.pop(reference)
