@@ -9,8 +9,14 @@ take cores away. CartPole-v1 is solved when the greedy policy's mean over 20 eva
 reaches 475; Pendulum-v1 runs for ``--pendulum-steps`` and reports when the evaluation mean first
 reached −300. Writes ``benchmarks/results/a3c_*.json``.
 
+``--backend ray`` measures the Ray backend beside the process backend in the same run: steady env
+steps per second with 1 and 2 workers on each (a new local Ray cluster per Ray run), and how many
+updates per second the driver alone applies, with workers that return pre-made gradients at once
+(targets: Ray ≥ 0.85× processes with 2 workers, 1 → 2 workers ≥ 1.6×, the driver ≥ 1,000 updates/s).
+
     python benchmarks/a3c.py --parts throughput
     python benchmarks/a3c.py --parts cartpole pendulum --seeds 0 1 2 3 4
+    python benchmarks/a3c.py --backend ray
 """
 
 import tfrl.quiet  # first: silences TensorFlow's start-up lines
@@ -21,10 +27,15 @@ import os
 import tempfile
 import time
 
+import numpy as np
 from common import RESULTS, arguments, report, run_seeds
 
 import tfrl
+from tfrl.agents import make_config
+from tfrl.agents.a3c import WorkerMessage, WorkerSpec
 from tfrl.logger import read_jsonl
+from tfrl.pools import cluster
+from tfrl.training import RunSettings, build_agent
 
 
 def steady_throughput(run_dir, total_steps: int) -> float:
@@ -94,6 +105,109 @@ def throughput(steps: int, repeats: int) -> dict:
     return summary
 
 
+def backends(steps: int) -> list[dict]:
+    """Steady env steps/s of both backends, 1 and 2 workers, one env each, side by side."""
+    rows = []
+    with tempfile.TemporaryDirectory() as logdir:
+        for workers in (1, 2):
+            for backend in ("process", "ray"):
+                load_before = os.getloadavg()[0]
+                result = tfrl.train(
+                    "a3c",
+                    "CartPole-v1",
+                    total_steps=steps,
+                    eval_every=10 * steps,
+                    eval_episodes=1,
+                    stop_at_threshold=False,
+                    overrides={"workers": workers},
+                    backend=backend,
+                    logdir=logdir,
+                    export=False,
+                    progress=False,
+                )
+                rows.append(
+                    {
+                        "backend": backend,
+                        "workers": workers,
+                        "env_steps_per_second": round(steady_throughput(result.run_dir, steps)),
+                        "load_average_before": round(load_before, 2),
+                        "load_average_after": round(os.getloadavg()[0], 2),
+                    }
+                )
+                print(rows[-1], flush=True)
+    return rows
+
+
+DRIVER_WORKERS = 8  # fake workers for the driver's rate: always one waiting, so the driver never idles
+
+
+class PremadeGradients:
+    """A worker that returns the same pre-made gradients at once: what is left is the driver's own cost
+    (receive, apply with the global optimizers, publish the weights, let the worker go on)."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.message: WorkerMessage | None = None
+        self.spec = spec
+
+    def __call__(self, weights: np.ndarray) -> WorkerMessage:
+        if self.message is None:
+            gradients = np.random.default_rng(self.spec.seed).normal(0, 1e-3, weights.size).astype(np.float32)
+            self.message = (gradients, self.spec.config.update_every, [], 1e-3, np.zeros(3, np.float32), None)
+        return self.message
+
+
+def driver_rate(backend: str, workers: int, seconds: float) -> float:
+    """Updates per second ``A3CAgent.updates`` applies from ``workers`` workers that send pre-made gradients
+    (a quarter of a CPU each on Ray: they return at once, and enough of them keep the driver busy)."""
+    settings = RunSettings("a3c", "CartPole-v1", backend=backend)
+    overrides = {"workers": workers, "worker_cpus": 0.25}
+    agent = build_agent(settings, make_config("a3c", overrides=overrides))
+    agent.worker = PremadeGradients
+    with cluster(backend):
+        updates = agent.updates(settings, 0, print)
+        next(updates)  # the workers have started
+        start, count = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds:
+            next(updates)
+            count += 1
+        rate = count / (time.perf_counter() - start)
+        updates.close()
+    return rate
+
+
+def compare_backends(steps: int, driver_seconds: float) -> None:
+    rows = backends(steps)
+    speed = {(row["backend"], row["workers"]): row["env_steps_per_second"] for row in rows}
+    driver = {backend: round(driver_rate(backend, DRIVER_WORKERS, driver_seconds)) for backend in ("process", "ray")}
+    load = os.getloadavg()
+    print(f"\nA3C on CartPole-v1, 1 env per worker, {os.cpu_count()} cores, load average {load[0]:.2f} now\n")
+    print(
+        "| backend | 1 worker (env steps/s) | 2 workers (env steps/s) | 1 → 2 workers | driver alone, 8 fake workers (updates/s) |"
+    )
+    print("|---|---|---|---|---|")
+    for backend in ("process", "ray"):
+        one, two = speed[backend, 1], speed[backend, 2]
+        print(f"| {backend} | {one} | {two} | {two / one:.2f}x | {driver[backend]} |")
+    ratio = speed["ray", 2] / speed["process", 2]
+    print(f"\nRay / process with 2 workers: {ratio:.2f}x (target ≥ 0.85)")
+    print(f"one driver keeps about {driver['ray'] // 10} Ray workers busy at 10 updates/s each (target ≥ 100)")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "a3c_backends.json").write_text(
+        json.dumps(
+            {
+                "benchmark": "a3c_backends",
+                "steps": steps,
+                "cores": os.cpu_count(),
+                "load_average_at_end": [round(value, 2) for value in load],
+                "runs": rows,
+                "driver_updates_per_second": driver,
+                "ray_over_process_2_workers": round(ratio, 2),
+            },
+            indent=2,
+        )
+    )
+
+
 def main() -> None:
     parser = arguments(__doc__, steps=300_000)
     parser.add_argument(
@@ -106,7 +220,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="throughput runs per worker count (the best counts)")
     parser.add_argument("--pendulum-steps", type=int, default=1_000_000)
     parser.add_argument("--pendulum-preset", default="pendulum")
+    parser.add_argument(
+        "--backend", choices=["process", "ray"], default="process", help="ray: compare both backends instead"
+    )
+    parser.add_argument("--driver-seconds", type=float, default=10.0)
     args = parser.parse_args()
+    if args.backend == "ray":
+        compare_backends(args.throughput_steps, args.driver_seconds)
+        return
     if "throughput" in args.parts:
         throughput(args.throughput_steps, args.repeats)
     if "cartpole" in args.parts:

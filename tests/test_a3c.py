@@ -1,4 +1,5 @@
-"""A3C: worker processes, the gradients they push, faults, Ctrl-C, learning, and the recurrent variant."""
+"""A3C on the process backend: the gradients workers send, faults (replaced workers, the restart limit),
+Ctrl-C, learning, and the recurrent variant (its export, on discretised actions too)."""
 
 import json
 import multiprocessing
@@ -12,16 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from pool_workers import Broken, Echo, collect_until, from_each
 
 import tfrl
 from tfrl.agents import make_config
-from tfrl.agents.a3c import A3CAgent, WorkerPool, WorkerSpec, _GreedyActing
-from tfrl.envs import make_env
+from tfrl.agents.a3c import ROLLOUT_KEYS, A3CAgent, A3CWorker, WorkerSpec
+from tfrl.envs import action_grid, make_env
 from tfrl.errors import ConfigError, WorkerError
 from tfrl.logger import read_jsonl
-from tfrl.training import Evaluator, RunSettings, export_run, restore_run
-
-ROLLOUT_KEYS = ("observations", "actions", "rewards", "next_observations", "terminated", "truncated", "initial_state")
+from tfrl.pools import ProcessPool
+from tfrl.training import Evaluator, GreedyActing, RunSettings, export_run, restore_run
 
 
 def _agent(algorithm: str, env_id: str, **overrides) -> A3CAgent:
@@ -29,10 +30,10 @@ def _agent(algorithm: str, env_id: str, **overrides) -> A3CAgent:
     return A3CAgent(make_config(algorithm, overrides=overrides), env.observation_space, env.action_space, env_id)
 
 
-def _next_update(pool: WorkerPool, timeout: float = 120.0):
+def _next_update(pool: ProcessPool, timeout: float = 120.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        updates = pool.updates(timeout=1.0)
+        updates = pool.results(timeout=1.0)
         if updates:
             return updates[0]
     pytest.fail("no update from the worker in time")
@@ -59,8 +60,7 @@ def test_config_presets_registry_and_validation():
 def test_worker_gradients_equal_the_parents_and_each_push_is_one_optimizer_step(algorithm, env_id, envs, steps):
     agent = _agent(algorithm, env_id, workers=1, update_every=steps, envs_per_worker=envs)
     spec = WorkerSpec(0, agent.config, env_id, None, seed=3, send_rollouts=True)
-    with WorkerPool([spec], agent.nets.size) as pool:
-        pool.publish(agent.nets.get_weights().numpy())
+    with ProcessPool(A3CWorker, [spec], agent.nets.get_weights().numpy()) as pool:
         for update in range(2):  # the second rollout runs on the weights pulled after the first push
             worker_id, (gradients, pushed_steps, _, _, losses, rollout) = _next_update(pool)
             assert worker_id == 0 and pushed_steps == steps * envs and gradients.shape == (agent.nets.size,)
@@ -71,10 +71,10 @@ def test_worker_gradients_equal_the_parents_and_each_push_is_one_optimizer_step(
 
             moments = [variable.numpy().copy() for variable in agent.actor_optimizer.variables[1:]]
             assert agent.global_step == update
-            weights, counted = agent.apply(gradients, pushed_steps)
+            weights, counted, global_step = agent.apply(gradients, pushed_steps)
             pool.publish(weights.numpy())
             pool.go_on(worker_id)
-            assert agent.global_step == update + 1
+            assert agent.global_step == int(global_step) == update + 1
             assert agent.env_steps == int(counted) == steps * envs * (update + 1)
             assert int(agent.critic_optimizer.iterations.numpy()) == update + 1
             assert any(
@@ -86,30 +86,36 @@ def test_worker_gradients_equal_the_parents_and_each_push_is_one_optimizer_step(
     assert not multiprocessing.active_children()
 
 
-def raising_worker(spec, connection, shared_weights, lock):
-    """A worker that fails the way a bug in the env or the networks would."""
-    from tfrl.agents.a3c import worker_main
+def test_process_pool_steps_on_the_published_array_and_replaces_a_killed_worker():
+    events = []
+    with ProcessPool(Echo, ["a", "b"], np.ones(4, np.float32), max_restarts=1, on_event=events.append) as pool:
+        first = dict(collect_until(pool, from_each(0, 1)))
+        assert [first[0][0], first[1][0]] == ["a", "b"]
+        pool.publish(np.full(4, 2.0, np.float32))
+        collect_until(pool, from_each(0, 1, where=lambda message: message[2] == 8.0))  # each saw the new array
+        victim = first[1][1]
+        os.kill(victim, signal.SIGKILL)
+        replaced = collect_until(pool, from_each(1, where=lambda message: message[1] != victim))
+        new = next(message for worker_id, message in replaced if worker_id == 1 and message[1] != victim)
+        assert new[0] == "b" and new[2] == 8.0  # the same spec, starting from the array published last
+        assert events == [
+            f"worker 1 (pid {victim}) was killed by SIGKILL; replaced it with a new one starting from the current "
+            "weights (restart 1 of 1)"
+        ]
+        os.kill(new[1], signal.SIGKILL)  # a second death of the same worker is one too many
+        with pytest.raises(WorkerError, match=r"worker 1 \(pid \d+\) was killed by SIGKILL; it was replaced 1 time"):
+            collect_until(pool, lambda messages: False, timeout=30)
+    assert not multiprocessing.active_children()
 
-    class BrokenSpec:  # make_env gets an env id that does not exist
-        def __getattr__(self, name):
-            return "NoSuchEnv-v0" if name == "env_id" else getattr(spec, name)
 
-    worker_main(BrokenSpec(), connection, shared_weights, lock)
-
-
-def _collect_updates_until(specs, weight_count, target, deadline):
-    with WorkerPool(specs, weight_count, target=target) as pool:
-        while time.monotonic() < deadline:
-            pool.updates(timeout=1.0)
-
-
-def test_a_worker_that_raises_stops_the_pool_with_its_id_and_traceback():
-    agent = _agent("a3c", "CartPole-v1")
-    specs = [WorkerSpec(index, agent.config, "CartPole-v1", None, seed=index) for index in range(2)]
+def test_a_worker_that_raises_stops_the_pool_at_once_with_its_id_and_traceback():
     start = time.monotonic()
-    with pytest.raises(WorkerError, match=r"A3C worker \d raised an exception[\s\S]*NoSuchEnv-v0"):
-        _collect_updates_until(specs, agent.nets.size, raising_worker, start + 120)
-    assert time.monotonic() - start < 120
+    with (
+        pytest.raises(WorkerError, match=r"A3C worker \d raised an exception[\s\S]*NoSuchEnv-v0"),
+        ProcessPool(Broken, [0, 1], np.zeros(3, np.float32), name="A3C worker") as pool,
+    ):
+        collect_until(pool, lambda messages: False)
+    assert time.monotonic() - start < 60
     assert not multiprocessing.active_children()
 
 
@@ -179,22 +185,59 @@ def _wait_until_training(tmp_path: Path, process: subprocess.Popen, timeout: flo
     pytest.fail("timed out waiting for the workers to train")
 
 
-def test_a_killed_worker_ends_the_run_with_a_clear_error_and_no_child_left(tmp_path):
+def _stop(process: subprocess.Popen, how: int = signal.SIGINT, timeout: float = 60) -> tuple[str, str]:
+    os.killpg(process.pid, how)
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail("the run did not stop")
+
+
+def test_a_killed_worker_is_replaced_and_the_run_goes_on(tmp_path):
     process = _start_cli(tmp_path)
     workers = _wait_until_training(tmp_path, process)
-    children = _children(process.pid)
     os.kill(workers[1], signal.SIGKILL)
+    run_dir = next(tmp_path.iterdir())
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (len(_workers(process)) == 2 and workers[1] not in _workers(process)):
+        time.sleep(0.2)
+    episodes_at_replacement = len(read_jsonl(run_dir / "episodes.jsonl"))
+    events = read_jsonl(run_dir / "events.jsonl")
+    time.sleep(3)
+    assert process.poll() is None, process.communicate()  # still training
+    assert len(read_jsonl(run_dir / "episodes.jsonl")) > episodes_at_replacement
+    _, stderr = _stop(process)
+    assert process.returncode == 130, stderr
+    line = f"A3C worker 1 (pid {workers[1]}) was killed by SIGKILL; replaced it with a new one"
+    assert f"tfrl: {line}" in stderr
+    assert [row["message"] for row in events] == [
+        f"{line} starting from the current weights (restart 1 of {make_config('a3c').max_worker_restarts})"
+    ]
+
+
+def test_past_max_worker_restarts_the_run_stops_with_one_error_line_and_a_checkpoint(tmp_path):
+    process = _start_cli(tmp_path, "--set", "max_worker_restarts=0")
+    workers = _wait_until_training(tmp_path, process)
+    children = _children(process.pid)
+    time.sleep(1)
+    os.kill(workers[0], signal.SIGKILL)
     killed_at = time.monotonic()
     try:
-        _, stderr = process.communicate(timeout=30)
+        _, stderr = process.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         pytest.fail("the run did not stop after its worker was killed")
-    assert time.monotonic() - killed_at < 30
+    assert time.monotonic() - killed_at < 60
     assert process.returncode == 2, stderr
-    assert f"(pid {workers[1]}) was killed by SIGKILL" in stderr and "A3C worker" in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("tfrl: error:")]
+    assert len(errors) == 1, stderr
+    assert f"A3C worker 0 (pid {workers[0]}) was killed by SIGKILL" in errors[0]
+    assert "max_worker_restarts=0" in errors[0] and "tfrl train --resume" in errors[0]
     time.sleep(1.0)
     assert not [pid for pid in children if _running(pid)]
+    _settings, agent, _best = restore_run(next(tmp_path.iterdir()))
+    assert agent.env_steps > 0
 
 
 def test_ctrl_c_stops_every_worker_and_leaves_a_checkpoint_to_resume_from(tmp_path):
@@ -239,7 +282,7 @@ def test_discrete_a3c_clearly_learns_cartpole(tmp_path):
     policy = tfrl.load_policy(result.export_path)
     returns = tfrl.evaluate(policy, "CartPole-v1", episodes=5, seed=123)
     with result.best.applied():  # the export is the best-evaluated policy
-        expected = tfrl.evaluate(_GreedyActing(result.agent), "CartPole-v1", episodes=5, seed=123)
+        expected = tfrl.evaluate(GreedyActing(result.agent), "CartPole-v1", episodes=5, seed=123)
     np.testing.assert_array_equal(returns, expected)
 
 
@@ -290,9 +333,28 @@ def test_recurrent_policy_export_round_trip(tmp_path):
     assert not np.allclose(first[0], first[1]) or not np.allclose(first[1], first[2])
     evaluator = Evaluator("Pendulum-v1", episodes=3, seed=7)
     try:
-        np.testing.assert_allclose(evaluator(policy), evaluator(_GreedyActing(agent)), rtol=1e-4)
+        np.testing.assert_allclose(evaluator(policy), evaluator(GreedyActing(agent)), rtol=1e-4)
     finally:
         evaluator.close()
+
+
+def test_recurrent_policy_on_discretised_actions_exports_real_actions(tmp_path):
+    env = make_env("Pendulum-v1", discretize=5)
+    agent = A3CAgent(make_config("a3c-rnn", overrides={"rnn_units": 8}), env.observation_space, env.action_space)
+    path = export_run(agent, RunSettings("a3c-rnn", "Pendulum-v1", discretize=5), tmp_path / "run", tmp_path / "export")
+    metadata = json.loads((path / "assets" / "tfrl.json").read_text())
+    assert metadata["state_shape"] == [8] and metadata["action_space"]["type"] == "Box"
+    grid = action_grid(make_env("Pendulum-v1").action_space, 5)
+    loaded = tf.saved_model.load(str(path))
+    observations = np.random.default_rng(0).normal(size=(4, 3, 3)).astype(np.float32)  # 4 steps of 3 episodes
+    state = loaded.initial_state(tf.constant(3)).numpy()
+    agent.reset_state(3)
+    for observation in observations:
+        outputs = loaded.signatures["action"](observation=tf.constant(observation), state=tf.constant(state))
+        np.testing.assert_array_equal(outputs["action"].numpy(), grid[agent.act(observation)])
+        state = outputs["state"].numpy()
+    np.testing.assert_allclose(state, agent.acting_state, rtol=1e-5, atol=1e-6)
+    assert tfrl.evaluate(tfrl.load_policy(path), "Pendulum-v1", episodes=2).shape == (2,)  # drives the real env
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
     tfrl train dqn --env CartPole-v1 --seed 0
     tfrl train dqn --env CartPole-v1 --set learning_rate=1e-3 --set batch_size=128
     tfrl train --resume runs/dqn-CartPole-v1-0-20260101-120000
+    tfrl train a3c --env CartPole-v1 --backend ray --ray-address auto
     tfrl evaluate exports/dqn-CartPole-v1 --episodes 20
     tfrl export runs/<run> --out exports/my-policy
     tfrl record saved_models/dqn-CartPole-v1 --out cartpole.gif
@@ -97,6 +98,16 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="export the last weights instead of the best-evaluated ones",
     )
+    train.add_argument(
+        "--backend",
+        choices=("process", "ray"),
+        help="where A3C's workers run: processes on this machine (default) or Ray actors (needs tfrl[ray])",
+    )
+    train.add_argument(
+        "--ray-address",
+        metavar="HOST:PORT",
+        help="the Ray cluster for --backend ray ('auto': the one `ray start` made here; default: a new local one)",
+    )
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -168,6 +179,8 @@ def _train(args: argparse.Namespace) -> int:
         export_final=True if args.export_final else None,
         resume=args.resume,
         progress=not args.no_progress,
+        backend=args.backend,
+        ray_address=args.ray_address,
     )
     status = "solved" if result.solved else "finished"
     score = "n/a" if result.final_return is None else f"{result.final_return:.1f}"

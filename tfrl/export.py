@@ -57,6 +57,8 @@ class GridActionPolicy(tf.Module):
 
     ``action`` and ``sample_action`` look the chosen index up in ``action_grid`` inside the graph and
     return the continuous action; ``q_values`` and ``value`` pass through unchanged (over the grid).
+    A recurrent policy's endpoints take and return a state as well; it passes through, and so do
+    ``initial_state`` and ``state_shape``.
     """
 
     def __init__(self, policy: tf.Module, action_grid: np.ndarray) -> None:
@@ -66,15 +68,22 @@ class GridActionPolicy(tf.Module):
         for name in ("action", "sample_action"):
             if hasattr(policy, name):
                 setattr(self, name, self._on_grid(getattr(policy, name)))
-        for name in ("q_values", "value"):
+        for name in ("q_values", "value", "initial_state", "state_shape"):
             if hasattr(policy, name):
                 setattr(self, name, getattr(policy, name))
 
     def _on_grid(self, choose_index: Any) -> Any:
-        return tf.function(
-            lambda observation: tf.gather(self.action_grid, choose_index(observation)),
-            input_signature=choose_index.input_signature,
-        )
+        spec = choose_index.input_signature
+        if len(spec) == 1:
+            return tf.function(
+                lambda observation: tf.gather(self.action_grid, choose_index(observation)), input_signature=spec
+            )
+
+        def stateful(observation: tf.Tensor, state: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            index, next_state = choose_index(observation, state)
+            return tf.gather(self.action_grid, index), next_state
+
+        return tf.function(stateful, input_signature=spec)
 
 
 def observation_dtype(space: Mapping[str, Any]) -> tf.DType:

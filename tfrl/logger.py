@@ -2,12 +2,16 @@
 
 ``episodes.jsonl`` has one row per finished training episode, ``evaluations.jsonl`` one per
 evaluation; both carry the env step, so a resumed run drops the rows written after its checkpoint.
+``events.jsonl`` keeps what happened to the run besides learning (a worker that died and was
+replaced), each also printed to stderr; it is never cut back, since those events did happen.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +22,7 @@ from tfrl.errors import CheckpointError, ConfigError
 
 EPISODES_FILE = "episodes.jsonl"
 EVALUATIONS_FILE = "evaluations.jsonl"
+EVENTS_FILE = "events.jsonl"
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -99,7 +104,14 @@ class RunLogger:
             tf.summary.scalar("evaluation/mean_return", row["mean"])
         self.progress(step)
 
-    def metrics(self, step: int, values: dict[str, float]) -> None:
+    def event(self, step: int, message: str) -> None:
+        """Record ``message`` in ``events.jsonl`` and print it to stderr as ``tfrl: <message>``."""
+        row = {"step": step, "message": message, "time": round(time.perf_counter() - self.start_time, 3)}
+        with (self.run_dir / EVENTS_FILE).open("a") as events:
+            events.write(json.dumps(row) + "\n")
+        print(f"tfrl: {message}", file=sys.stderr, flush=True)
+
+    def metrics(self, step: int, values: Mapping[str, float]) -> None:
         with self.writer.as_default(step=step):
             for name, value in values.items():
                 tf.summary.scalar(f"train/{name}", value)

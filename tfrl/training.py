@@ -1,8 +1,13 @@
 """Training loops, evaluation, and the run directory that ties logging, checkpoints and export together.
 
 A run lives in ``runs/<algo>-<env>-<seed>-<time>/``: ``run.json`` (what to rebuild it from),
-``episodes.jsonl``, ``evaluations.jsonl``, ``tensorboard/`` and ``checkpoints/``. Training stops at
-``total_steps`` or as soon as the mean evaluation return reaches the env's ``reward_threshold``.
+``episodes.jsonl``, ``evaluations.jsonl``, ``events.jsonl``, ``tensorboard/`` and ``checkpoints/``. Training
+stops at ``total_steps`` or as soon as the mean evaluation return reaches the env's ``reward_threshold``.
+
+One loop drives every algorithm: it consumes a stream of ``(env step, finished episodes, metrics)``,
+either from stepping vector envs for the agent (``_collected``) or from an agent that produces its own
+updates (A3C's pool of workers, ``agent.updates``), and owns the cadence around it: logging,
+evaluation, best-policy tracking, checkpoints and the threshold stop.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +31,14 @@ from tfrl import __version__
 from tfrl.agents import get_agent, make_config
 from tfrl.checkpoint import Checkpointer, networks_finite, require_finite_weights
 from tfrl.envs import action_grid, describe_space, final_observations, make_env, make_vector_env
-from tfrl.errors import CheckpointError, ConfigError, TrainingDiverged
+from tfrl.errors import CheckpointError, ConfigError, TrainingDiverged, WorkerError
 from tfrl.export import DEFAULT_EXPORT_DIR, check_export_target, export_policy
 from tfrl.logger import RunLogger
+from tfrl.pools import BACKENDS, check_backend, cluster
 
 RUN_FILE = "run.json"
 METRICS_EVERY = 1_000
+PROGRESS_EVERY = 256
 EVALUATION_SEED_OFFSET = 1_000_000  # evaluation episodes never share seeds with training envs
 MAX_SEED = 2**31 - 1  # numpy and TensorFlow take seeds below 2**32, with room for the offsets added to them
 
@@ -97,6 +104,8 @@ class RunSettings:
 
     ``export_dir`` is where the policy goes at the end (None: no export); ``export_final`` exports
     the last weights instead of the best-evaluated ones. Both are kept so ``--resume`` honours them.
+    ``backend`` is where an agent with workers (A3C) runs them: ``process`` (this machine) or ``ray``
+    (the cluster at ``ray_address``, or a new local one).
     """
 
     algorithm: str
@@ -111,6 +120,8 @@ class RunSettings:
     discretize: int | None = None  # N evenly spaced actions per dimension of a Box action space
     export_dir: str | None = DEFAULT_EXPORT_DIR
     export_final: bool = False
+    backend: str = "process"
+    ray_address: str | None = None
 
     def validate(self) -> None:
         for name in ("total_steps", "num_envs", "eval_every", "eval_episodes", "checkpoint_every"):
@@ -120,6 +131,8 @@ class RunSettings:
             raise ConfigError(f"discretize must be at least 2 actions, got {self.discretize}")
         if not 0 <= self.seed <= MAX_SEED:
             raise ConfigError(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
 
     @property
     def export_path(self) -> Path | None:
@@ -273,8 +286,8 @@ class BestPolicy:
 
 
 class TrackedEvaluator:
-    """The run's evaluator, plus what every evaluation must do whoever calls it (the shared loop or A3C):
-    refuse non-finite weights first, and keep the best policy after."""
+    """The run's evaluator, plus what every evaluation must do: refuse non-finite weights first, and
+    keep the best policy after."""
 
     def __init__(self, evaluator: Evaluator, agent: Any, best: BestPolicy, logger: RunLogger):
         self.evaluator, self.agent, self.best, self.logger = evaluator, agent, best, logger
@@ -291,6 +304,18 @@ class TrackedEvaluator:
 
     def close(self) -> None:
         self.evaluator.close()
+
+
+class GreedyActing:
+    """An agent's deterministic actions, as the ``Evaluator`` calls a policy. For an agent that keeps a
+    state per row (a recurrent A3C) ``reset_state`` is its own, so the Evaluator keeps one row per episode."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+        self.reset_state: Callable[[int], None] | None = getattr(agent, "reset_state", None)
+
+    def __call__(self, observations: np.ndarray) -> np.ndarray:
+        return self.agent.act(observations, explore=False)
 
 
 def _new_run_dir(logdir: str | Path, settings: RunSettings) -> Path:
@@ -431,6 +456,8 @@ def train(
     export_final: bool | None = None,
     resume: str | Path | None = None,
     progress: bool = True,
+    backend: str | None = None,
+    ray_address: str | None = None,
 ) -> TrainResult:
     """Train ``algorithm`` on ``env_id`` and export its best-evaluated policy; or continue the run in ``resume``.
 
@@ -443,6 +470,9 @@ def train(
     ``export_final``. A resumed run keeps the saved settings, export place included, unless these
     arguments say otherwise; ``total_steps`` may be raised to train longer. The export target is
     checked before training starts: tfrl replaces only an earlier tfrl export.
+
+    ``backend="ray"`` runs A3C's workers as Ray actors on the cluster at ``ray_address`` (``auto``: the
+    one ``ray start`` made here; None: a new local one); a resumed run keeps its backend unless told.
     """
     if resume is not None:
         run_dir = Path(resume)
@@ -450,6 +480,7 @@ def train(
         if discretize is not None and discretize != settings.discretize:
             raise ConfigError(f"{run_dir} was trained with discretize={settings.discretize}, not {discretize}")
         _apply_export_choice(settings, export_dir, export, export_final)
+        _apply_backend_choice(settings, backend, ray_address)
         check_export_target(settings.export_path)
         agent = build_agent(settings, config)
         _write_run_file(run_dir, settings, config)  # what was changed on resuming (steps, export place) is kept
@@ -471,6 +502,7 @@ def train(
             stop_at_threshold=stop_at_threshold,
             discretize=discretize,
         )
+        _apply_backend_choice(settings, backend, ray_address)
         settings.validate()
         _apply_export_choice(settings, export_dir, export, export_final)
         check_export_target(settings.export_path)  # before any training: a bad target must not waste a run
@@ -488,9 +520,13 @@ def train(
         best.load_state(checkpointer.restored_extra_state.get("best", {}))
     logger = RunLogger(run_dir, settings.total_steps, start_step, progress)
     try:
-        with _sigterm_as_interrupt():
-            loop = _agent_runner if hasattr(agent, "run") else _collect_loop
-            outcome = loop(agent, settings, logger, checkpointer, best, start_step)
+        with _sigterm_as_interrupt(), cluster(settings.backend, settings.ray_address) as workers_at:
+            _write_run_file(run_dir, settings, config, workers_at)
+            if hasattr(agent, "updates"):  # an agent with its own workers (A3C) produces its updates
+                stream = agent.updates(settings, start_step, lambda line: logger.event(agent.env_steps, line))
+            else:
+                stream = _collected(agent, settings, start_step)
+            outcome = _train_loop(agent, settings, stream, logger, checkpointer, best, start_step)
     except KeyboardInterrupt as interrupt:
         _save_if_finite(checkpointer, agent)
         logger.close()
@@ -500,6 +536,12 @@ def train(
     except TrainingDiverged as error:
         logger.close()
         raise TrainingDiverged(_diverged_message(error, run_dir, checkpointer, agent, settings, best)) from None
+    except WorkerError as error:
+        _save_if_finite(checkpointer, agent)
+        logger.close()
+        first, *details = str(error).split("\n")
+        kept = f"; a checkpoint at step {agent.env_steps} is in {run_dir}: continue with tfrl train --resume {run_dir}"
+        raise WorkerError("\n".join([first + kept, *details])) from None
     logger.close()
 
     export_path = settings.export_path
@@ -536,8 +578,33 @@ def _apply_export_choice(
         settings.export_final = export_final
 
 
-def _write_run_file(run_dir: Path, settings: RunSettings, config: Any) -> None:
+def _apply_backend_choice(settings: RunSettings, backend: str | None, ray_address: str | None) -> None:
+    """Settle where workers run (explicit arguments win over saved ones), and refuse what cannot work
+    before any file is written: a backend for an agent without workers, Ray missing, an address with
+    no cluster behind it."""
+    if backend is not None:
+        settings.backend = backend
+    if ray_address is not None:
+        settings.ray_address = ray_address
+    agent_class, _ = get_agent(settings.algorithm)
+    if settings.backend != "process" and not hasattr(agent_class, "updates"):
+        raise ConfigError(
+            f"--backend {settings.backend} runs the workers of A3C (a3c, a3c-rnn); {settings.algorithm} trains "
+            "in one process, so leave --backend out"
+        )
+    if settings.ray_address is not None and settings.backend != "ray":
+        raise ConfigError(f"--ray-address {settings.ray_address} needs --backend ray")
+    check_backend(settings.backend, settings.ray_address)
+
+
+def _write_run_file(
+    run_dir: Path, settings: RunSettings, config: Any, workers_at: Mapping[str, Any] | None = None
+) -> None:
+    """``run.json``: the settings and config to rebuild the run from, and where its workers ran last
+    (backend, cluster address, nodes, CPUs), written once the run has connected to them."""
     record = {"settings": dataclasses.asdict(settings), "config": config.to_dict(), "tfrl_version": __version__}
+    if workers_at is not None:
+        record["workers"] = dict(workers_at)
     temporary = run_dir / f".{RUN_FILE}.tmp"
     temporary.write_text(json.dumps(record, indent=2))
     os.replace(temporary, run_dir / RUN_FILE)
@@ -573,48 +640,28 @@ def _diverged_message(
     return f"{error}; {kept}; {exported}"
 
 
-def _agent_runner(
-    agent: Any, settings: RunSettings, logger: RunLogger, checkpointer: Checkpointer, best: BestPolicy, start_step: int
-) -> dict:
-    """For an agent that brings its own runner (A3C's worker processes): the same evaluator (best-policy
-    tracking and finite check included), threshold, logger and checkpointer as ``_collect_loop``."""
-    threshold = _reward_threshold(settings.env_id) if settings.stop_at_threshold else None
-    evaluator = TrackedEvaluator(_run_evaluator(settings), agent, best, logger)
-    try:
-        return agent.run(settings, logger, checkpointer, evaluator, start_step, threshold)
-    finally:
-        evaluator.close()
-
-
 def _run_evaluator(settings: RunSettings) -> Evaluator:
     return Evaluator(
         settings.env_id, settings.eval_episodes, settings.seed + EVALUATION_SEED_OFFSET, settings.discretize
     )
 
 
-def _collect_loop(
-    agent: Any, settings: RunSettings, logger: RunLogger, checkpointer: Checkpointer, best: BestPolicy, start_step: int
-) -> dict:
-    """Step all vector envs at once; the agent decides when to learn from what it observes.
+Update = tuple[int, list[tuple[float, int]], Mapping[str, float] | None]
 
-    One loop serves every agent: off-policy agents store transitions and train every few steps,
-    on-policy agents gather rollouts or whole episodes and update when one is complete.
+
+def _collected(agent: Any, settings: RunSettings, start_step: int) -> Generator[Update, None, None]:
+    """Step all vector envs at once for ``agent``; the agent decides when to learn from what it observes.
+
+    One stream serves every agent without workers: off-policy agents store transitions and train
+    every few steps, on-policy agents gather rollouts or whole episodes and update when one is complete.
     """
-    threshold = _reward_threshold(settings.env_id) if settings.stop_at_threshold else None
     envs = make_vector_env(settings.env_id, settings.num_envs, discretize=settings.discretize)
-    evaluator = TrackedEvaluator(_run_evaluator(settings), agent, best, logger)
     # A resumed run starts fresh episodes: env states are not checkpointed, so use new seeds.
     observations, _ = envs.reset(seed=settings.seed + start_step)
     episode_returns = np.zeros(settings.num_envs)
     episode_lengths = np.zeros(settings.num_envs, np.int64)
-    step = start_step
-    next_eval = (step // settings.eval_every + 1) * settings.eval_every
-    next_checkpoint = (step // settings.checkpoint_every + 1) * settings.checkpoint_every
-    next_metrics = step  # training metrics go to TensorBoard at most once per METRICS_EVERY env steps
-    final_return, solved = None, False
-    start = time.perf_counter()
     try:
-        while step < settings.total_steps:
+        while True:
             actions = agent.act(observations, explore=True)
             next_observations, rewards, terminated, truncated, info = envs.step(actions)
             done = terminated | truncated
@@ -627,33 +674,69 @@ def _collect_loop(
                 truncated,
             )
             observations = next_observations
-            step = agent.env_steps
             episode_returns += rewards
             episode_lengths += 1
-            for index in np.flatnonzero(done):
-                logger.episode(step, episode_returns[index], episode_lengths[index])
-                episode_returns[index], episode_lengths[index] = 0.0, 0
+            finished = np.flatnonzero(done)
+            episodes = [(float(episode_returns[index]), int(episode_lengths[index])) for index in finished]
+            episode_returns[finished], episode_lengths[finished] = 0.0, 0
+            yield agent.env_steps, episodes, metrics
+    finally:
+        envs.close()
+
+
+def _train_loop(
+    agent: Any,
+    settings: RunSettings,
+    stream: Generator[Update, None, None],
+    logger: RunLogger,
+    checkpointer: Checkpointer,
+    best: BestPolicy,
+    start_step: int,
+) -> dict:
+    """Consume ``stream`` until ``total_steps`` or the threshold, with the one cadence of every run:
+    episodes logged as they finish, training metrics (checked finite) at most once per
+    ``METRICS_EVERY`` env steps, evaluations every ``eval_every`` (and at the end; best-policy tracking
+    in ``TrackedEvaluator``), checkpoints every ``checkpoint_every`` and a last one at the end.
+
+    Returns env_steps, solved, final_return, wall_seconds and train_steps_per_second (evaluation
+    time excluded). The stream is closed on the way out, which stops whatever workers it runs.
+    """
+    threshold = _reward_threshold(settings.env_id) if settings.stop_at_threshold else None
+    evaluator = TrackedEvaluator(_run_evaluator(settings), agent, best, logger)
+    greedy = GreedyActing(agent)
+    step = start_step
+    next_eval = (step // settings.eval_every + 1) * settings.eval_every
+    next_checkpoint = (step // settings.checkpoint_every + 1) * settings.checkpoint_every
+    next_metrics = next_progress = step
+    final_return, solved = None, False
+    start = time.perf_counter()
+    try:
+        while step < settings.total_steps:
+            step, episodes, metrics = next(stream)
+            for episode_return, length in episodes:
+                logger.episode(step, episode_return, length)
             if metrics is not None:
                 require_finite_metrics(step, metrics)
                 if step >= next_metrics:
                     logger.metrics(step, metrics)
                     next_metrics = step + METRICS_EVERY
             if step >= next_eval or step >= settings.total_steps:
-                returns = evaluator(lambda batch: agent.act(batch, explore=False))
+                returns = evaluator(greedy)
                 logger.evaluation(step, returns)
                 final_return = float(np.mean(returns))
-                next_eval += settings.eval_every
+                next_eval = (step // settings.eval_every + 1) * settings.eval_every
                 if threshold is not None and final_return >= threshold:
                     solved = True
                     break
             if step >= next_checkpoint:
                 checkpointer.save(step)
                 logger.flush()
-                next_checkpoint += settings.checkpoint_every
-            if step % 256 < settings.num_envs:
+                next_checkpoint = (step // settings.checkpoint_every + 1) * settings.checkpoint_every
+            if step >= next_progress:
                 logger.progress(step)
+                next_progress = step + PROGRESS_EVERY
     finally:
-        envs.close()
+        stream.close()
         evaluator.close()
     checkpointer.save(step)
     logger.progress(step)

@@ -1,22 +1,23 @@
-"""A3C (Mnih et al. 2016), as in the tutorials' A3C chapter — with worker processes instead of threads.
+"""A3C (Mnih et al. 2016), as in the tutorials' A3C chapter — with worker processes (or Ray actors) instead of threads.
 
 The tutorial ran its workers as Python threads around one TF1 session; the GIL kept the CPU from
 ever being full, and its author moved to PyTorch multiprocessing to get there. Here every worker is
-a separate process (``spawn``: TensorFlow is never forked) with its own environment, its own local
-copy of the Keras networks, and TensorFlow limited to one thread, so N workers fill N cores:
+a separate process with its own environment, its own local copy of the Keras networks, and
+TensorFlow limited to one thread, so N workers fill N cores. A pool (``tfrl.pools``) runs them:
+``spawn``ed processes on this machine (``backend="process"``, the default) or Ray actors on any node
+of a cluster (``backend="ray"``); the worker (``A3CWorker``) and everything below are the same code:
 
-    parent (global networks + optimizers)              worker i (local networks, one env)
+    parent (global networks + optimizers)              worker i (local networks, its envs)
     ───────────────────────────────────────            ─────────────────────────────────────────
-                                                        copy the global weights (shared memory)
+    publish the global weights                          take the weights published last
                                                         act for ``update_every`` steps
                                                         gradients of the rollout (tf.GradientTape)
-    apply them with the global optimizers  ◄─ pipe ──   send them (one flat float32 array)
-    write the new weights to shared memory
-    answer "go on"                         ── pipe ─►   copy the new global weights, repeat
+    apply them with the global optimizers  ◄─ pool ──   return them (one flat float32 array)
+    publish the new weights; let i go on   ── pool ─►   take the new weights, repeat
 
-The parent sleeps in ``multiprocessing.connection.wait`` between updates; it also logs every episode
-the workers finish (one global episode count), evaluates the global networks, checkpoints them and
-stops at the env's reward threshold. Each rollout's loss is the advantage actor-critic one:
+``A3CAgent.updates`` yields after each applied update; ``training.py`` logs every episode the workers
+finish (one global episode count), evaluates the global networks, checkpoints them and stops at the
+env's reward threshold, as for every algorithm. Each rollout's loss is the advantage actor-critic one:
 
     G_t        = r_t + γ·r_{t+1} + … + γ^k·V(s_{t+k})   (n-step return within the rollout)
     actor loss = −mean( log π(a_t|s_t) · (G_t − V(s_t)) ) − β · mean( entropy π(·|s_t) )
@@ -26,24 +27,21 @@ Discrete spaces get a categorical actor, Box spaces a Gaussian one (mean × boun
 floor). With ``recurrent`` (registered as ``a3c-rnn``) a GRU cell is carried from step to step and
 reset when an episode ends; gradients flow back through the rollout from the state it started in.
 
-Faults: a worker that raises sends its traceback and exits; one that dies shows in its process
-sentinel. Either way the parent stops every worker and raises ``WorkerError`` naming the worker and
-the cause. Workers ignore SIGINT, so Ctrl-C reaches only the parent, which stops them and
-checkpoints.
+Faults: a worker that raises stops the run with ``WorkerError`` and its traceback (a new copy would
+raise again). A worker that dies — its process killed, its actor or its node lost — is replaced by a
+new one that starts from the current global weights, and the run's log says so; past
+``max_worker_restarts`` replacements of one worker the run stops with ``WorkerError``. Ctrl-C
+reaches only the parent, which stops every worker and checkpoints.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import os
-import signal
 import time
-import traceback
 import warnings
-from collections.abc import Callable, Iterable
-from multiprocessing.connection import Connection, wait
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
 import keras
@@ -51,20 +49,17 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfrl.agents.common import make_optimizer
 from tfrl.agents.config import AgentConfig
-from tfrl.agents.dqn import make_optimizer
 from tfrl.agents.reinforce import StochasticPolicy, action_spec, build_actor
 from tfrl.envs import check_spaces, make_env, network_inputs
-from tfrl.errors import EnvError, WorkerError
+from tfrl.errors import EnvError
 from tfrl.nets import RecurrentActorCritic, ValueCritic
+from tfrl.pools import available_cpus, make_pool
 from tfrl.replay import n_step_returns
 
 if TYPE_CHECKING:
-    from multiprocessing.synchronize import Lock
-
-    from tfrl.checkpoint import Checkpointer
-    from tfrl.logger import RunLogger
-    from tfrl.training import Evaluator, RunSettings
+    from tfrl.training import RunSettings
 
 tfd = tfp.distributions
 
@@ -73,7 +68,10 @@ tfd = tfp.distributions
 class A3CConfig(AgentConfig):
     """A3C hyperparameters.
 
-    ``workers = 0`` starts one worker per CPU core. Each worker steps ``envs_per_worker`` envs (the
+    ``workers = 0`` starts one worker per ``worker_cpus`` CPUs (this machine's cores, or the Ray
+    cluster's CPUs); on Ray each worker actor reserves ``worker_cpus`` CPUs. A worker that dies is
+    replaced by a new one, at most ``max_worker_restarts`` times per worker; one more death stops the
+    run. Each worker steps ``envs_per_worker`` envs (the
     classic A3C has one; more amortise each TF call over several envs and average the gradient over
     ``update_every × envs_per_worker`` transitions) and sends gradients every ``update_every`` steps.
     ``normalize_advantage`` standardises the advantages of each rollout. Rewards are learned from as
@@ -84,6 +82,8 @@ class A3CConfig(AgentConfig):
     """
 
     workers: int = 0
+    worker_cpus: float = 1.0
+    max_worker_restarts: int = 3
     envs_per_worker: int = 1
     update_every: int = 10
     gamma: float = 0.99
@@ -185,8 +185,9 @@ class A3CConfig(AgentConfig):
             "initial_scale",
             "min_scale",
             "rnn_units",
+            "worker_cpus",
         )
-        self.require_non_negative("workers", "ent_coef", "max_grad_norm")
+        self.require_non_negative("workers", "max_worker_restarts", "ent_coef", "max_grad_norm")
         self.require_unit_interval("gamma")
         self.require_layer_sizes("hidden_sizes", "critic_hidden_sizes")
         self._require(
@@ -203,7 +204,12 @@ class A3CConfig(AgentConfig):
 
     @property
     def worker_count(self) -> int:
-        return self.workers or os.cpu_count() or 1
+        """Workers on this machine (the process backend)."""
+        return self.workers_for(os.cpu_count() or 1)
+
+    def workers_for(self, cpus: int) -> int:
+        """Workers to start where ``cpus`` CPUs are free: ``workers``, or one per ``worker_cpus`` of them."""
+        return self.workers or max(int(cpus // self.worker_cpus), 1)
 
     def warn_about_machine(self) -> None:
         """Warn when workers outnumber the cores: they then share them, and each update arrives later."""
@@ -430,13 +436,13 @@ class A3CNetworks:
 
 
 # ------------------------------------------------------------------------------------------------
-# The worker process.
+# A worker: the same code whichever pool runs it (a process here, a Ray actor anywhere).
 # ------------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
 class WorkerSpec:
-    """What a worker process needs to rebuild its env and local networks. ``send_rollouts`` adds each
+    """What a worker needs to rebuild its env and local networks. ``send_rollouts`` adds each
     rollout to its message, so a test can recompute the gradients in the parent."""
 
     worker_id: int
@@ -447,219 +453,93 @@ class WorkerSpec:
     send_rollouts: bool = False
 
 
-def worker_main(
-    spec: WorkerSpec,
-    connection: Connection,
-    shared_weights: Any,  # a float32 RawArray (typeshed types RawArray as Any)
-    lock: Lock,
-) -> None:
-    """A worker: pull the global weights, act ``update_every`` steps, push gradients, wait for "go on".
+ROLLOUT_KEYS = ("observations", "actions", "rewards", "next_observations", "terminated", "truncated", "initial_state")
+Episode = tuple[float, int]  # (return, length) of an episode a worker finished
+WorkerMessage = tuple[np.ndarray, int, list[Episode], float, np.ndarray, dict[str, np.ndarray] | None]
 
-    Messages to the parent: ``("update", gradients, steps, episodes, seconds, losses, rollout)``
-    and, if anything raises, ``("error", traceback)`` before exiting with code 1.
+
+class A3CWorker:
+    """One worker: its envs and local networks, TensorFlow limited to one thread.
+
+    A call takes the global weights (one flat float32 array), acts ``update_every`` steps in every
+    env and returns ``(gradients, env steps, finished episodes, seconds since the last call, losses,
+    rollout or None)`` — the gradients of the rollout's loss as one flat float32 array. Its envs and
+    recurrent state carry on from call to call. This class is the ``make_worker`` of a pool.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    try:
+
+    def __init__(self, spec: WorkerSpec) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-        config = spec.config
-        envs = [make_env(spec.env_id, discretize=spec.discretize) for _ in range(config.envs_per_worker)]
-        observation_space, action_space = envs[0].observation_space, envs[0].action_space
+        self.spec, config = spec, spec.config
+        self.envs = [make_env(spec.env_id, discretize=spec.discretize) for _ in range(config.envs_per_worker)]
+        observation_space, action_space = self.envs[0].observation_space, self.envs[0].action_space
         # The parent's A3CAgent ran check_spaces on this env id, so nothing else reaches a worker:
         assert isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box))
-        local = A3CNetworks(config, observation_space, action_space, seed=spec.seed)
-        weights = np.frombuffer(shared_weights, np.float32)
-
-        def pull() -> None:
-            with lock:
-                flat = weights.copy()
-            local.set_weights(flat)
-
+        self.local = A3CNetworks(config, observation_space, action_space, seed=spec.seed)
         shape = (config.update_every, config.envs_per_worker)
         action_shape = action_space.shape if isinstance(action_space, gym.spaces.Box) else ()  # Discrete: ()
-        rollout = {
-            "observations": np.zeros((*shape, *local.observation_shape), np.float32),
-            "actions": np.zeros((*shape, *action_shape), np.float32 if local.continuous else np.int64),
+        self.rollout = {
+            "observations": np.zeros((*shape, *self.local.observation_shape), np.float32),
+            "actions": np.zeros((*shape, *action_shape), np.float32 if self.local.continuous else np.int64),
             **{key: np.zeros(shape, np.float32) for key in ("rewards", "terminated", "truncated")},
         }
-        rollout["next_observations"] = np.zeros_like(rollout["observations"])
-        observations = np.stack([env.reset(seed=spec.seed + index)[0] for index, env in enumerate(envs)]).astype(
-            np.float32
+        self.rollout["next_observations"] = np.zeros_like(self.rollout["observations"])
+        self.observations = np.stack(
+            [env.reset(seed=spec.seed + index)[0] for index, env in enumerate(self.envs)]
+        ).astype(np.float32)
+        self.state = self.local.initial_state(len(self.envs))
+        self.episode_returns, self.episode_lengths = np.zeros(len(self.envs)), np.zeros(len(self.envs), np.int64)
+        self.last_return = time.perf_counter()
+
+    def __call__(self, weights: np.ndarray) -> WorkerMessage:
+        local, rollout = self.local, self.rollout
+        local.set_weights(weights)
+        initial_state, episodes = self.state, []
+        for t in range(self.spec.config.update_every):
+            actions, next_state = local.sample(self.observations, self.state)
+            actions, self.state = actions.numpy(), next_state.numpy()
+            rollout["observations"][t] = self.observations
+            rollout["actions"][t] = actions
+            for index, env in enumerate(self.envs):
+                action = actions[index]
+                action = np.clip(action, local.action_low, local.action_high) if local.continuous else int(action)
+                next_observation, reward, terminated, truncated, _ = env.step(action)
+                rollout["rewards"][t, index] = reward
+                rollout["next_observations"][t, index] = next_observation
+                rollout["terminated"][t, index], rollout["truncated"][t, index] = terminated, truncated
+                self.episode_returns[index] += reward
+                self.episode_lengths[index] += 1
+                if terminated or truncated:
+                    episodes.append((float(self.episode_returns[index]), int(self.episode_lengths[index])))
+                    self.episode_returns[index], self.episode_lengths[index] = 0.0, 0
+                    next_observation, _ = env.reset()
+                    self.state[index] = 0.0  # a new episode starts from a fresh recurrent state
+                self.observations[index] = next_observation
+        gradients, losses = local.gradients(*(rollout[key] for key in ROLLOUT_KEYS[:-1]), initial_state)
+        now, last = time.perf_counter(), self.last_return
+        self.last_return = now
+        sent = {**{key: value.copy() for key, value in rollout.items()}, "initial_state": initial_state}
+        return (
+            gradients.numpy(),
+            rollout["rewards"].size,
+            episodes,
+            now - last,
+            losses.numpy(),
+            sent if self.spec.send_rollouts else None,
         )
-        state = local.initial_state(len(envs))
-        episode_returns, episode_lengths = np.zeros(len(envs)), np.zeros(len(envs), np.int64)
-        pull()
-        last_push = time.perf_counter()
-        while True:
-            initial_state, episodes = state, []
-            for t in range(config.update_every):
-                actions, next_state = local.sample(observations, state)
-                actions, state = actions.numpy(), next_state.numpy()
-                rollout["observations"][t] = observations
-                rollout["actions"][t] = actions
-                for index, env in enumerate(envs):
-                    action = actions[index]
-                    action = np.clip(action, local.action_low, local.action_high) if local.continuous else int(action)
-                    next_observation, reward, terminated, truncated, _ = env.step(action)
-                    rollout["rewards"][t, index] = reward
-                    rollout["next_observations"][t, index] = next_observation
-                    rollout["terminated"][t, index], rollout["truncated"][t, index] = terminated, truncated
-                    episode_returns[index] += reward
-                    episode_lengths[index] += 1
-                    if terminated or truncated:
-                        episodes.append((float(episode_returns[index]), int(episode_lengths[index])))
-                        episode_returns[index], episode_lengths[index] = 0.0, 0
-                        next_observation, _ = env.reset()
-                        state[index] = 0.0  # a new episode starts from a fresh recurrent state
-                    observations[index] = next_observation
-            gradients, losses = local.gradients(
-                *(
-                    rollout[key]
-                    for key in ("observations", "actions", "rewards", "next_observations", "terminated", "truncated")
-                ),
-                initial_state,
-            )
-            now = time.perf_counter()
-            sent_rollout = (
-                {**{key: value.copy() for key, value in rollout.items()}, "initial_state": initial_state}
-                if spec.send_rollouts
-                else None
-            )
-            connection.send(
-                (
-                    "update",
-                    gradients.numpy(),
-                    rollout["rewards"].size,
-                    episodes,
-                    now - last_push,
-                    losses.numpy(),
-                    sent_rollout,
-                )
-            )
-            last_push = now
-            connection.recv()  # "go on": the global weights now include this update
-            pull()
-    except (EOFError, BrokenPipeError):
-        return  # the parent is gone or closed the pipe: nothing left to report to
-    except BaseException:  # noqa: BLE001 — every failure goes to the parent, named
-        try:
-            connection.send(("error", traceback.format_exc()))
-        finally:
-            os._exit(1)
-
-
-class WorkerPool:
-    """The worker processes, the parent's ends of their pipes, and the shared weights buffer.
-
-    A context manager: leaving it, however, terminates and joins every worker, so none outlives
-    the run. ``updates`` raises ``WorkerError`` as soon as a worker raises or dies.
-    """
-
-    def __init__(
-        self,
-        specs: list[WorkerSpec],
-        weight_count: int,
-        target: Callable[..., None] = worker_main,
-        join_timeout: float = 5.0,
-    ) -> None:
-        context = multiprocessing.get_context("spawn")  # never fork a process that has run TensorFlow
-        self.shared_weights = context.RawArray("f", weight_count)
-        self.weights = np.frombuffer(self.shared_weights, np.float32)
-        self.lock = context.Lock()
-        self.join_timeout = join_timeout
-        self.connections, self.processes, self._child_ends = [], [], []
-        for spec in specs:
-            parent_end, child_end = context.Pipe()
-            self.connections.append(parent_end)
-            self.processes.append(
-                context.Process(
-                    target=target,
-                    args=(spec, child_end, self.shared_weights, self.lock),
-                    name=f"a3c-worker-{spec.worker_id}",
-                    daemon=True,
-                )
-            )
-            self._child_ends.append(child_end)
-
-    def __enter__(self) -> WorkerPool:
-        for process, child_end in zip(self.processes, self._child_ends, strict=True):
-            process.start()
-            child_end.close()  # the worker holds it now: its death closes the pipe
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def publish(self, weights: np.ndarray) -> None:
-        """Make ``weights`` the ones every worker copies next."""
-        with self.lock:
-            self.weights[:] = weights
-
-    def go_on(self, worker_id: int) -> None:
-        """Tell a worker that waits after its push to copy the new weights and play on."""
-        try:
-            self.connections[worker_id].send(True)
-        except OSError:  # it died right after pushing
-            self._raise_dead(worker_id)
-
-    def updates(self, timeout: float) -> list[tuple[int, tuple]]:
-        """The updates that arrive within ``timeout`` seconds, as ``(worker id, message)`` pairs."""
-        sentinels = {process.sentinel: index for index, process in enumerate(self.processes)}
-        pipes = {connection: index for index, connection in enumerate(self.connections)}
-        owners: dict[object, int] = dict([*sentinels.items(), *pipes.items()])  # ints and Connections: no overlap
-        arrived = []
-        for ready in wait([*pipes, *sentinels], timeout):
-            worker_id = owners[ready]
-            connection = self.connections[worker_id]
-            if ready in sentinels and not connection.poll():
-                self._raise_dead(worker_id)
-            try:
-                message = connection.recv()
-            except (EOFError, OSError):
-                self._raise_dead(worker_id)
-            if message[0] == "error":
-                raise WorkerError(
-                    f"A3C worker {worker_id} raised an exception; the run stopped.\n{message[1].rstrip()}"
-                )
-            arrived.append((worker_id, message[1:]))
-        return arrived
-
-    def _raise_dead(self, worker_id: int) -> NoReturn:
-        process = self.processes[worker_id]
-        process.join(self.join_timeout)
-        code = process.exitcode
-        if code is not None and code < 0:
-            cause = f"was killed by {signal.Signals(-code).name}"
-        else:
-            cause = f"exited with code {code}" if code is not None else "closed its pipe"
-        raise WorkerError(f"A3C worker {worker_id} (pid {process.pid}) {cause}; the run stopped")
-
-    def close(self) -> None:
-        """Terminate every worker still running, wait for each, kill any that ignores SIGTERM."""
-        for process in self.processes:
-            if process.is_alive():
-                process.terminate()
-        for process in self.processes:
-            if process.pid is None:
-                continue
-            process.join(self.join_timeout)
-            if process.is_alive():
-                process.kill()
-                process.join()
-        for connection in self.connections:
-            connection.close()
 
 
 # ------------------------------------------------------------------------------------------------
-# The agent: global networks and optimizers in the parent, and the runner that drives the workers.
+# The agent: global networks and optimizers in the parent, and the stream of updates its workers send.
 # ------------------------------------------------------------------------------------------------
 
 
 class A3CAgent:
-    """The global actor-critic and its optimizers; ``run`` trains it with worker processes."""
+    """The global actor-critic and its optimizers; ``updates`` trains it with a pool of workers."""
 
     algorithm = "a3c"
     action_spaces = (gym.spaces.Discrete, gym.spaces.Box)
+    worker: Callable[[WorkerSpec], Callable[[np.ndarray], WorkerMessage]] = A3CWorker  # a benchmark swaps in a fake
     run_defaults: ClassVar[dict[str, int]] = {
         "total_steps": 500_000,
         "num_envs": 1,
@@ -705,9 +585,9 @@ class A3CAgent:
         """Updates applied to the global networks (the optimizers' shared step count)."""
         return int(self.actor_optimizer.iterations.numpy())
 
-    def _apply(self, flat_gradients: tf.Tensor, steps: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def _apply(self, flat_gradients: tf.Tensor, steps: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """One pushed update of ``steps`` env steps: each optimizer steps on its networks' share;
-        returns the new flat weights and the env-step count (no second TF call to read it)."""
+        returns the new flat weights, the env-step count and the global step (no second TF call to read them)."""
         sizes = [int(np.prod(variable.shape)) for variable in self.nets.variables]
         gradients = [
             tf.reshape(piece, variable.shape)
@@ -716,7 +596,7 @@ class A3CAgent:
         split = len(self.nets.actor_variables)
         self.actor_optimizer.apply_gradients(zip(gradients[:split], self.nets.actor_variables, strict=True))
         self.critic_optimizer.apply_gradients(zip(gradients[split:], self.nets.critic_variables, strict=True))
-        return _flat(self.nets.variables), self.counted_steps.assign_add(steps)
+        return _flat(self.nets.variables), self.counted_steps.assign_add(steps), self.actor_optimizer.iterations
 
     def act(self, observations: np.ndarray, explore: bool = False) -> np.ndarray:
         """Actions of the global networks for a batch: sampled (clipped to the bounds) or the mode.
@@ -738,93 +618,58 @@ class A3CAgent:
     def reset_state(self, batch_size: int) -> None:
         self.acting_state = self.nets.initial_state(batch_size)
 
-    def run(
-        self,
-        settings: RunSettings,
-        logger: RunLogger,
-        checkpointer: Checkpointer,
-        evaluator: Evaluator,
-        start_step: int,
-        threshold: float | None,
-    ) -> dict:
-        """Train with ``config.workers`` processes until ``settings.total_steps`` or the threshold.
+    def updates(
+        self, settings: RunSettings, start_step: int, on_event: Callable[[str], None]
+    ) -> Iterator[tuple[int, list[Episode], dict[str, float]]]:
+        """Start the workers on ``settings.backend`` and yield ``(env steps, finished episodes, metrics)``
+        after each update applied to the global networks, until the caller stops iterating (which,
+        like an exception, stops every worker). ``training.py`` owns everything else: evaluation,
+        checkpoints, the threshold, logging. ``on_event`` gets a line for each worker replaced.
 
-        Returns what ``training.train`` reports: env_steps, solved, final_return, wall_seconds and
-        train_steps_per_second (evaluation time excluded).
+        Each update: the global optimizers apply the worker's gradients (one TF call, which also
+        counts the env steps), the new weights are published to every worker, and that worker goes
+        on. ``env_steps_per_second`` adds up each worker's rate over its last update.
         """
-        self.config.warn_about_machine()
+        config = self.config
+        if settings.backend == "process":
+            config.warn_about_machine()
         specs = [
             WorkerSpec(
                 index,
-                self.config,
+                config,
                 settings.env_id,
                 settings.discretize,
                 int(np.random.SeedSequence([settings.seed, index, start_step]).generate_state(1)[0]),
             )
-            for index in range(self.config.worker_count)
+            for index in range(config.workers_for(available_cpus(settings.backend)))
         ]
-        step = self.env_steps
-        next_eval = (step // settings.eval_every + 1) * settings.eval_every
-        next_checkpoint = (step // settings.checkpoint_every + 1) * settings.checkpoint_every
-        next_report = step + 2_000
-        final_return, solved, eval_seconds = None, False, 0.0
-        throughput: dict[int, float] = {}
-        last_losses = np.zeros(3)
-        greedy = _GreedyActing(self)
-        start = time.perf_counter()
-        with WorkerPool(specs, self.nets.size) as pool:
-            pool.publish(self.nets.get_weights().numpy())
-            while step < settings.total_steps:
-                for worker_id, (gradients, steps, episodes, seconds, losses, _) in pool.updates(timeout=1.0):
-                    weights, counted = self.apply(gradients, steps)
+        throughput: dict[str, float] = {}
+        pool = make_pool(
+            settings.backend,
+            self.worker,
+            specs,
+            self.nets.get_weights().numpy(),
+            cpus_per_worker=config.worker_cpus,
+            max_restarts=config.max_worker_restarts,
+            on_event=on_event,
+            name="A3C worker",
+        )
+        with pool:
+            while True:
+                for worker_id, (gradients, steps, episodes, seconds, losses, _) in pool.results(timeout=1.0):
+                    weights, counted, global_step = self.apply(gradients, steps)
                     pool.publish(weights.numpy())
                     pool.go_on(worker_id)
-                    step = int(counted)
-                    for episode_return, length in episodes:
-                        logger.episode(step, episode_return, length)
-                    throughput[worker_id] = steps / max(seconds, 1e-9)
-                    last_losses = losses
-                if step >= next_report:
-                    logger.metrics(
-                        step,
-                        {
-                            "actor_loss": last_losses[0],
-                            "critic_loss": last_losses[1],
-                            "entropy": last_losses[2],
-                            "global_step": self.global_step,
-                            "env_steps_per_second": sum(throughput.values()),
-                            **{
-                                f"worker_{index}/env_steps_per_second": value
-                                for index, value in sorted(throughput.items())
-                            },
-                        },
-                    )
-                    next_report = step + 2_000
-                if step >= next_eval or step >= settings.total_steps:
-                    eval_start = time.perf_counter()
-                    returns = evaluator(greedy)
-                    eval_seconds += time.perf_counter() - eval_start
-                    logger.evaluation(step, returns)
-                    final_return = float(np.mean(returns))
-                    next_eval = (step // settings.eval_every + 1) * settings.eval_every
-                    if threshold is not None and final_return >= threshold:
-                        solved = True
-                        break
-                if step >= next_checkpoint:
-                    checkpointer.save(step)
-                    logger.flush()
-                    next_checkpoint = (step // settings.checkpoint_every + 1) * settings.checkpoint_every
-                logger.progress(step)
-        checkpointer.save(step)
-        logger.progress(step)
-        wall = time.perf_counter() - start
-        return {
-            "env_steps": step,
-            "solved": solved,
-            "final_return": final_return,
-            "wall_seconds": wall,
-            "train_steps_per_second": (step - start_step) / max(wall - eval_seconds, 1e-9),
-        }
+                    throughput[f"worker_{worker_id}/env_steps_per_second"] = steps / max(seconds, 1e-9)
+                    metrics = {
+                        "actor_loss": float(losses[0]),
+                        "critic_loss": float(losses[1]),
+                        "entropy": float(losses[2]),
+                        "global_step": float(global_step),
+                        "env_steps_per_second": sum(throughput.values()),
+                        **throughput,
+                    }
+                    yield int(counted), episodes, metrics
 
     # What training.py, checkpoint.py and export.py use.
     def policy(self) -> tf.Module:
@@ -852,20 +697,6 @@ class A3CAgent:
 
     def load_numpy_state(self, state: dict) -> None:
         """Everything was restored with the TF checkpoint."""
-
-
-class _GreedyActing:
-    """The global networks' deterministic actions as the ``Evaluator`` calls them; its ``reset_state``
-    tells the Evaluator to keep one row per episode, which a recurrent policy's state needs."""
-
-    def __init__(self, agent: A3CAgent) -> None:
-        self.agent = agent
-
-    def __call__(self, observations: np.ndarray) -> np.ndarray:
-        return self.agent.act(observations, explore=False)
-
-    def reset_state(self, batch_size: int) -> None:
-        self.agent.reset_state(batch_size)
 
 
 class RecurrentPolicy(tf.Module):

@@ -1,0 +1,44 @@
+"""Workers (and helpers) for the pool tests that import nothing heavy (no TensorFlow), so they start in a blink.
+
+A pool builds each in its own process (``spawn``, or a Ray actor), so they live in a module of their
+own that both can import by name.
+"""
+
+import os
+import time
+
+import numpy as np
+
+
+class Echo:
+    """Returns its spec, its pid and the sum of the array it was given."""
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def __call__(self, published: np.ndarray):
+        return self.spec, os.getpid(), float(published.sum())
+
+
+class Broken:
+    """Raises while it is built, as a bug in an env or a network would."""
+
+    def __init__(self, spec):
+        raise RuntimeError(f"worker {spec} cannot be built: NoSuchEnv-v0")
+
+
+def collect_until(pool, done, timeout: float = 60.0) -> list:
+    """Messages ``(worker id, message)`` of ``pool``, letting each worker go on after each, until
+    ``done(messages)``; fails the test after ``timeout`` seconds."""
+    messages, deadline = [], time.monotonic() + timeout
+    while not done(messages):
+        assert time.monotonic() < deadline, f"gave up after {len(messages)} messages in {timeout} s"
+        for worker_id, message in pool.results(timeout=0.5):
+            messages.append((worker_id, message))
+            pool.go_on(worker_id)
+    return messages
+
+
+def from_each(*worker_ids, where=lambda message: True):
+    """``done`` for ``collect_until``: a message satisfying ``where`` from each of ``worker_ids``."""
+    return lambda messages: {worker_id for worker_id, message in messages if where(message)} >= set(worker_ids)

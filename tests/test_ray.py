@@ -1,0 +1,284 @@
+"""A3C on Ray: the pool on a local two-node cluster (one CPU each, on 127.0.0.1), learning, a killed
+actor and a removed node replaced, the restart limit, ``--resume`` keeping the backend, the export,
+and the setup errors (Ray missing, no cluster at an address, Ray for an algorithm without workers).
+
+One cluster serves the whole module: Ray takes seconds to start.
+"""
+
+import os
+
+# Ray's switch to bind every node to the loopback address (what it does on macOS and Windows), so the
+# test cluster stays on 127.0.0.1. Read when Ray is imported, and inherited by its nodes and workers.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+import pool_workers  # noqa: E402
+from pool_workers import Broken, Echo, collect_until, from_each  # noqa: E402
+from ray.cluster_utils import Cluster  # noqa: E402
+
+import tfrl  # noqa: E402
+from tfrl import cli  # noqa: E402
+from tfrl.agents import make_config  # noqa: E402
+from tfrl.errors import ConfigError, WorkerError  # noqa: E402
+from tfrl.logger import read_jsonl  # noqa: E402
+from tfrl.pools import RAY_INSTALL, RayPool, check_backend  # noqa: E402
+from tfrl.training import GreedyActing, restore_run  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head node and one more, one CPU each; the test process is the driver (on the head)."""
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1"})
+    nodes.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    ray.init(address=nodes.address, logging_level="ERROR")
+    ray.cloudpickle.register_pickle_by_value(pool_workers)  # Ray's workers cannot import tests/ by name
+    yield nodes
+    ray.shutdown()
+    nodes.shutdown()
+
+
+def _train(tmp_path: Path, steps: int, **overrides):
+    return tfrl.train(
+        "a3c",
+        "CartPole-v1",
+        seed=0,
+        total_steps=steps,
+        eval_every=max(steps // 2, 1),
+        eval_episodes=5,
+        overrides={"workers": 2, **overrides},
+        backend="ray",
+        logdir=tmp_path / "runs",
+        export=False,
+        progress=False,
+    )
+
+
+def _worker_pids() -> set[int]:
+    """Processes of the pool's Ray actors on this machine (Ray titles them ray::_RayWorker…)."""
+    pids = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if cmdline.read_bytes().startswith(b"ray::_RayWorker"):
+                pids.add(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _once_training(tmp_path: Path, action) -> threading.Thread:
+    """Run ``action(new actor pids)`` in a thread, as soon as the run under ``tmp_path`` logged an episode."""
+    before = _worker_pids()
+
+    def watch() -> None:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            episodes = list(tmp_path.glob("runs/*/episodes.jsonl"))
+            if episodes and episodes[0].stat().st_size > 0:
+                action(sorted(_worker_pids() - before))
+                return
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def _events(result) -> list[str]:
+    return [row["message"] for row in read_jsonl(result.run_dir / "events.jsonl")]
+
+
+# ------------------------------------------------------------------------------------------------
+# The pool itself, with workers that need no TensorFlow.
+# ------------------------------------------------------------------------------------------------
+
+
+def test_ray_pool_steps_on_the_published_array_and_replaces_a_lost_worker(cluster):
+    events = []
+    with RayPool(Echo, ["a", "b"], np.ones(4, np.float32), max_restarts=1, on_event=events.append) as pool:
+        first = dict(collect_until(pool, from_each(0, 1)))
+        assert [first[0][0], first[1][0]] == ["a", "b"] and first[0][2] == 4.0
+        pool.publish(np.full(4, 2.0, np.float32))
+        collect_until(pool, from_each(0, 1, where=lambda message: message[2] == 8.0))  # each got the new array
+        victim = first[1][1]
+        os.kill(victim, 9)
+        replaced = collect_until(pool, from_each(1, where=lambda message: message[1] != victim))
+        new = next(message for worker_id, message in replaced if worker_id == 1 and message[1] != victim)
+        assert new[0] == "b" and new[2] == 8.0  # the same spec, starting from the array published last
+        assert len(events) == 1 and events[0].startswith(f"worker 1 (pid {victim} on 127.0.0.1) died: ")
+        assert "replaced it with a new one starting from the current weights (restart 1 of 1)" in events[0]
+        os.kill(new[1], 9)
+        with pytest.raises(WorkerError, match=r"worker 1 .* died: .*it was replaced 1 time"):
+            collect_until(pool, lambda messages: False, timeout=30)
+
+
+def test_ray_pool_stops_at_once_when_a_worker_raises(cluster):
+    with (
+        pytest.raises(WorkerError, match=r"worker 0 raised an exception[\s\S]*NoSuchEnv-v0"),
+        RayPool(Broken, [0], np.zeros(1, np.float32)) as pool,
+    ):
+        collect_until(pool, lambda messages: False)
+
+
+# ------------------------------------------------------------------------------------------------
+# A3C on the cluster.
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def learned(cluster, tmp_path_factory):
+    root = tmp_path_factory.mktemp("ray-learns")
+    return tfrl.train(
+        "a3c",
+        "CartPole-v1",
+        seed=0,
+        total_steps=30_000,
+        eval_every=5_000,
+        eval_episodes=10,
+        overrides={"workers": 2},
+        backend="ray",
+        logdir=root / "runs",
+        export_dir=root / "saved_models",
+        progress=False,
+    )
+
+
+def test_a3c_on_two_nodes_clearly_learns_cartpole_and_records_the_cluster(learned):
+    evaluations = read_jsonl(learned.run_dir / "evaluations.jsonl")
+    assert max(row["mean"] for row in evaluations) >= 100, evaluations  # a random policy: about 22
+    record = json.loads((learned.run_dir / "run.json").read_text())
+    assert record["settings"]["backend"] == "ray"
+    assert record["workers"]["backend"] == "ray" and record["workers"]["nodes"] == 2
+    assert record["workers"]["cpus"] == 2 and record["workers"]["address"].startswith("127.0.0.1:")
+    assert learned.agent.global_step == learned.env_steps // learned.agent.config.update_every
+    assert not _events(learned)
+
+
+def test_the_export_loads_without_tfrl_and_keeps_the_contract(learned, tmp_path):
+    path = learned.export_path
+    metadata = json.loads((path / "assets" / "tfrl.json").read_text())
+    assert metadata["endpoints"] == ["action", "sample_action", "value"] and metadata["algorithm"] == "a3c"
+    observations = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    np.save(tmp_path / "observations.npy", observations)
+    script = (
+        "import json, sys, numpy as np, tensorflow as tf\n"
+        f"model = tf.saved_model.load({str(path)!r})\n"
+        f"batch = tf.constant(np.load({str(tmp_path / 'observations.npy')!r}))\n"
+        "actions = model.signatures['serving_default'](observation=batch)['action'].numpy().tolist()\n"
+        "print(json.dumps([sorted(model.signatures), actions]))\n"
+        "assert not any(name.startswith('tfrl') for name in sys.modules)\n"
+    )
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=environment)
+    assert done.returncode == 0, done.stderr
+    signatures, actions = json.loads(done.stdout.strip().splitlines()[-1])
+    assert signatures == ["action", "sample_action", "serving_default", "value"]
+    with learned.best.applied():  # the export is the best-evaluated policy, as with processes
+        np.testing.assert_array_equal(actions, GreedyActing(learned.agent)(observations))
+        expected = tfrl.evaluate(GreedyActing(learned.agent), "CartPole-v1", episodes=3, seed=5)
+    np.testing.assert_array_equal(tfrl.evaluate(tfrl.load_policy(path), "CartPole-v1", episodes=3, seed=5), expected)
+
+
+def test_a_killed_worker_actor_is_replaced_and_the_run_finishes(cluster, tmp_path):
+    killed = []
+    watcher = _once_training(tmp_path, lambda pids: (killed.append(pids[0]), os.kill(pids[0], 9)))
+    result = _train(tmp_path, 6_000)
+    watcher.join()
+    assert killed and result.env_steps >= 6_000
+    (event,) = _events(result)
+    assert (
+        event.startswith("A3C worker ") and f"(pid {killed[0]} on 127.0.0.1) died: its worker process has died" in event
+    )
+    assert "replaced it with a new one" in event
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_a_removed_node_is_replaced_and_the_run_finishes(cluster, tmp_path):
+    cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")  # a third node, where the replacement can go
+    removed = []
+
+    def remove_a_node_with_a_worker(pids: list[int]) -> None:
+        raylets = {node.all_processes["raylet"][0].process.pid: node for node in cluster.worker_nodes}
+        node = next(raylets[_parent(pid)] for pid in pids if _parent(pid) in raylets)  # not the driver's head node
+        cluster.remove_node(node)
+        removed.append(node)
+
+    watcher = _once_training(tmp_path, remove_a_node_with_a_worker)
+    result = _train(tmp_path, 6_000)
+    watcher.join()
+    assert removed and removed[0] not in cluster.worker_nodes and result.env_steps >= 6_000
+    (event,) = _events(result)
+    assert "died: its node has died" in event and "replaced it with a new one" in event
+
+
+def test_past_max_worker_restarts_the_run_stops_with_a_clear_error_a_checkpoint_and_resumes_on_ray(cluster, tmp_path):
+    watcher = _once_training(tmp_path, lambda pids: os.kill(pids[0], 9))
+    with pytest.raises(WorkerError, match=r"died: .*max_worker_restarts=0.*a checkpoint at step \d+ is in") as error:
+        _train(tmp_path, 1_000_000, max_worker_restarts=0)
+    watcher.join()
+    assert "\n" not in str(error.value)
+    run_dir = next((tmp_path / "runs").iterdir())
+    _settings, agent, _best = restore_run(run_dir)
+    assert agent.env_steps > 0
+
+    resumed = tfrl.train(resume=run_dir, total_steps=agent.env_steps + 2_000, export=False, progress=False)
+    assert resumed.env_steps >= agent.env_steps + 2_000
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["settings"]["backend"] == "ray" and record["workers"]["backend"] == "ray"
+
+
+# ------------------------------------------------------------------------------------------------
+# Setup errors: one line, within seconds, before any file is written.
+# ------------------------------------------------------------------------------------------------
+
+
+def _cli_error(capsys, tmp_path: Path, *arguments: str) -> str:
+    started = time.monotonic()
+    code = cli.main(["train", *arguments, "--env", "CartPole-v1", "--logdir", str(tmp_path), "--no-progress"])
+    assert time.monotonic() - started < 15
+    assert code == 2 and not list(tmp_path.iterdir())
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("tfrl: error: ")
+    return line
+
+
+def test_an_address_with_no_cluster_is_one_line_naming_it(capsys, tmp_path):
+    with socket.socket() as probe:  # a port on this machine with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    line = _cli_error(capsys, tmp_path, "a3c", "--backend", "ray", "--ray-address", address)
+    assert f"no Ray cluster answers at --ray-address {address}" in line
+
+
+def test_ray_for_an_algorithm_without_workers_is_refused(capsys, tmp_path):
+    line = _cli_error(capsys, tmp_path, "dqn", "--backend", "ray")
+    assert "--backend ray runs the workers of A3C" in line and "dqn" in line
+
+
+def test_ray_missing_is_one_line_naming_the_install(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without Ray sees
+    with pytest.raises(ConfigError, match=re.escape(f"install it with: {RAY_INSTALL}")):
+        check_backend("ray")
+    assert RAY_INSTALL in _cli_error(capsys, tmp_path, "a3c", "--backend", "ray")
+
+
+def test_worker_cpus_and_restarts_are_config_fields():
+    config = make_config("a3c", overrides={"worker_cpus": "0.5", "max_worker_restarts": "1"})
+    assert (config.worker_cpus, config.max_worker_restarts, config.workers_for(4)) == (0.5, 1, 8)
+    with pytest.raises(ConfigError, match="worker_cpus"):
+        make_config("a3c", overrides={"worker_cpus": 0})

@@ -1,0 +1,453 @@
+"""Worker pools: run N copies of a worker, hand each the latest published array, collect what it returns.
+
+Nothing here knows about RL. A worker is built in its own process by ``make_worker(spec)`` and is a
+callable ``step(published) -> message``; the pool runs one step at a time per worker:
+
+    parent                                        worker i (its own process, anywhere the pool puts it)
+    ────────────────────────────────────         ─────────────────────────────────────────────────────
+    publish(array)                                step = make_worker(spec)          (once)
+                                                  message = step(latest published array)
+    results(timeout) → [(i, message), …]   ◄───   (returned as soon as it is ready)
+    publish(new array); go_on(i)           ───►   message = step(latest published array), …
+
+Two pools implement it: ``ProcessPool`` (``spawn``ed processes on this machine, the array in shared
+memory, messages through pipes) and ``RayPool`` (Ray actors on any node of a cluster, the array put in
+the object store once per publish, so the workers of a node share one copy; messages come back as
+object refs, taken in the order they finish with ``ray.wait``).
+
+Faults: a worker that *raises* is a bug a new copy would repeat, so ``results`` raises ``WorkerError``
+with its traceback at once. A worker that *dies* (its process killed, its actor or its node lost) is
+replaced by a new copy with the same spec, which starts from the array published last; ``on_event``
+gets one line saying which worker died, why, and that it was replaced. Each worker slot is replaced
+at most ``max_restarts`` times: one more death raises ``WorkerError``. Leaving a pool (it is a context
+manager) stops every worker, so none outlives the run. Ray is imported only by ``RayPool`` and
+``cluster``; without it they raise a ``ConfigError`` naming the ``pip install`` that adds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import re
+import signal
+import socket
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import numpy as np
+
+from tfrl.errors import ConfigError, WorkerError
+
+BACKENDS = ("process", "ray")
+Step = Callable[[np.ndarray], Any]
+MakeWorker = Callable[[Any], Step]
+OnEvent = Callable[[str], None]
+RAY_INSTALL = 'pip install -e ".[ray]"'
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+def _ignore(_line: str) -> None:
+    """The default ``on_event``: a pool used on its own reports nothing."""
+
+
+class WorkerPool:
+    """What both pools share: the specs, the restart budget per worker slot, and the context manager.
+
+    Subclasses start a worker (``_start``), stop them all (``close``), publish, collect results and
+    let a worker go on; a death they detect goes through ``_lost``, which replaces the worker or raises.
+    """
+
+    def __init__(
+        self,
+        make_worker: MakeWorker,
+        specs: list[Any],
+        published: np.ndarray,
+        *,
+        max_restarts: int = 3,
+        on_event: OnEvent = _ignore,
+        name: str = "worker",
+    ) -> None:
+        self.make_worker, self.specs = make_worker, specs
+        self.max_restarts, self.on_event, self.name = max_restarts, on_event, name
+        self.restarts = [0] * len(specs)
+        self.publish(published)
+
+    def __enter__(self) -> WorkerPool:
+        try:
+            for worker_id in range(len(self.specs)):
+                self._start(worker_id)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _lost(self, worker_id: int, cause: str) -> None:
+        """Worker ``worker_id`` died of ``cause``: start a new copy, or raise once its slot has none left."""
+        if self.restarts[worker_id] >= self.max_restarts:
+            raise WorkerError(
+                f"{self.name} {worker_id} {cause}; it was replaced {self.restarts[worker_id]} time(s) already "
+                f"(max_worker_restarts={self.max_restarts}), so the run stopped"
+            )
+        self.restarts[worker_id] += 1
+        self._start(worker_id)
+        self.on_event(
+            f"{self.name} {worker_id} {cause}; replaced it with a new one starting from the current weights "
+            f"(restart {self.restarts[worker_id]} of {self.max_restarts})"
+        )
+
+    def _raised(self, worker_id: int, details: str) -> WorkerError:
+        return WorkerError(f"{self.name} {worker_id} raised an exception; the run stopped.\n{details.rstrip()}")
+
+    def _start(self, worker_id: int) -> None:
+        raise NotImplementedError
+
+    def publish(self, published: np.ndarray) -> None:
+        """Make ``published`` the array every worker's next step gets."""
+        raise NotImplementedError
+
+    def results(self, timeout: float) -> list[tuple[int, Any]]:
+        """The ``(worker id, message)`` of steps that finish within ``timeout`` seconds; each such
+        worker waits for ``go_on``. Deaths found meanwhile are replaced (or raise ``WorkerError``)."""
+        raise NotImplementedError
+
+    def go_on(self, worker_id: int) -> None:
+        """Let a worker whose message was collected run its next step, on the array published last."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop every worker."""
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------------------------------------
+# Processes on this machine.
+# ------------------------------------------------------------------------------------------------
+
+
+def _process_main(make_worker: MakeWorker, spec: Any, connection: Connection, shared: Any, lock: Any) -> None:
+    """A worker process: build the worker, then step on the shared array, send, wait for "go on", repeat.
+
+    Sends ``("result", message)`` after each step, or ``("error", traceback)`` before exiting with
+    code 1 if anything raises. SIGINT is ignored: Ctrl-C is the parent's to handle.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        step = make_worker(spec)
+        published = np.frombuffer(shared, np.float32)
+        while True:
+            with lock:
+                latest = published.copy()
+            connection.send(("result", step(latest)))
+            connection.recv()
+    except (EOFError, BrokenPipeError):
+        return  # the parent is gone or closed the pipe: nothing left to report to
+    except BaseException:  # noqa: BLE001 — every failure goes to the parent, named
+        try:
+            connection.send(("error", traceback.format_exc()))
+        finally:
+            os._exit(1)
+
+
+class ProcessPool(WorkerPool):
+    """Workers as ``spawn``ed processes (TensorFlow is never forked), the published array in shared
+    memory (one float32 buffer under a lock), each worker's messages through its own pipe.
+
+    A death shows as the process's sentinel becoming ready with nothing left in its pipe; the cause
+    is its exit code or the signal that killed it.
+    """
+
+    def __init__(
+        self,
+        make_worker: MakeWorker,
+        specs: list[Any],
+        published: np.ndarray,
+        *,
+        max_restarts: int = 3,
+        on_event: OnEvent = _ignore,
+        name: str = "worker",
+        join_timeout: float = 5.0,
+    ) -> None:
+        self.context = multiprocessing.get_context("spawn")
+        self.shared = self.context.RawArray("f", int(published.size))
+        self.array = np.frombuffer(self.shared, np.float32)
+        self.lock = self.context.Lock()
+        self.join_timeout = join_timeout
+        self.processes: list[Any] = [None] * len(specs)
+        self.connections: list[Connection | None] = [None] * len(specs)
+        super().__init__(make_worker, specs, published, max_restarts=max_restarts, on_event=on_event, name=name)
+
+    def _start(self, worker_id: int) -> None:
+        parent_end, child_end = self.context.Pipe()
+        process = self.context.Process(
+            target=_process_main,
+            args=(self.make_worker, self.specs[worker_id], child_end, self.shared, self.lock),
+            name=f"{self.name.replace(' ', '-')}-{worker_id}",
+            daemon=True,
+        )
+        process.start()
+        child_end.close()  # the worker holds it now: its death closes the pipe
+        self.processes[worker_id], self.connections[worker_id] = process, parent_end
+
+    def publish(self, published: np.ndarray) -> None:
+        with self.lock:
+            self.array[:] = published
+
+    def go_on(self, worker_id: int) -> None:
+        connection = self.connections[worker_id]
+        assert connection is not None
+        with contextlib.suppress(OSError):  # it died right after sending: its sentinel tells ``results``
+            connection.send(True)
+
+    def results(self, timeout: float) -> list[tuple[int, Any]]:
+        owners: dict[Any, int] = {}
+        for worker_id, (process, connection) in enumerate(zip(self.processes, self.connections, strict=True)):
+            owners[process.sentinel] = owners[connection] = worker_id  # ints and Connections: no overlap
+        arrived, replaced = [], set()
+        for ready in wait(list(owners), timeout):
+            worker_id = owners[ready]
+            connection = self.connections[worker_id]
+            if worker_id in replaced or connection is None:
+                continue
+            if not connection.poll():  # its sentinel, and nothing left to read: it died
+                self._lost_process(worker_id)
+                replaced.add(worker_id)
+                continue
+            try:
+                kind, payload = connection.recv()
+            except (EOFError, OSError):
+                self._lost_process(worker_id)
+                replaced.add(worker_id)
+                continue
+            if kind == "error":
+                raise self._raised(worker_id, payload)
+            arrived.append((worker_id, payload))
+        return arrived
+
+    def _lost_process(self, worker_id: int) -> None:
+        process, connection = self.processes[worker_id], self.connections[worker_id]
+        process.join(self.join_timeout)
+        if process.is_alive():  # its pipe broke but it lives on: make sure it is gone
+            process.kill()
+            process.join()
+        if connection is not None:
+            connection.close()
+        code = process.exitcode
+        cause = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        self._lost(worker_id, f"(pid {process.pid}) {cause}")
+
+    def close(self) -> None:
+        """Terminate every worker still running, wait for each, kill any that ignores SIGTERM."""
+        started = [process for process in self.processes if process is not None]
+        for process in started:
+            if process.is_alive():
+                process.terminate()
+        for process in started:
+            process.join(self.join_timeout)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for connection in self.connections:
+            if connection is not None:
+                connection.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# Ray actors, on any node of a cluster.
+# ------------------------------------------------------------------------------------------------
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or a ``ConfigError`` saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(f"--backend ray needs Ray, which is not installed; install it with: {RAY_INSTALL}") from None
+    return ray
+
+
+class _RayWorker:
+    """The actor around one worker. The worker is built on its first step, so an exception while
+    building it comes back as that step's error (a bug: fatal), not as the actor's death (replaced)."""
+
+    def __init__(self, make_worker: MakeWorker, spec: Any) -> None:
+        self.make_worker, self.spec = make_worker, spec
+        self.step_function: Step | None = None
+
+    def step(self, published: np.ndarray) -> Any:
+        if self.step_function is None:
+            self.step_function = self.make_worker(self.spec)
+        return self.step_function(published)
+
+
+def _death_cause(error: Exception) -> str:
+    """Which process died and why, from the text of Ray's ``ActorDiedError`` (it has no fields for them)."""
+    text = str(error)
+    pid, ip = re.search(r"\bpid: (\d+)", text), re.search(r"\bip: (\S+)", text)
+    because = re.search(r"because (.+?)\.(?:\s|$)", text)
+    where = f"(pid {pid.group(1)} on {ip.group(1)}) " if pid and ip else ""
+    return f"{where}died: {because.group(1) if because else text.splitlines()[0]}"
+
+
+class RayPool(WorkerPool):
+    """Workers as Ray actors (``cpus_per_worker`` CPUs each, placed by Ray on any node), in a cluster
+    this process is already connected to (``cluster`` connects).
+
+    ``publish`` puts the array in the object store once; every step submitted after it gets that
+    object, which Ray hands to the workers of a node as one shared, read-only copy. Each worker has
+    one step in flight at a time; ``results`` takes finished ones with ``ray.wait``.
+    """
+
+    def __init__(
+        self,
+        make_worker: MakeWorker,
+        specs: list[Any],
+        published: np.ndarray,
+        *,
+        cpus_per_worker: float = 1.0,
+        max_restarts: int = 3,
+        on_event: OnEvent = _ignore,
+        name: str = "worker",
+    ) -> None:
+        self.ray = import_ray()
+        if not self.ray.is_initialized():
+            raise ConfigError("RayPool needs a connected Ray cluster: start it inside tfrl.pools.cluster('ray')")
+        self.actor_class = self.ray.remote(_RayWorker).options(
+            num_cpus=cpus_per_worker, max_restarts=0, max_task_retries=0
+        )
+        self.actors: list[Any] = [None] * len(specs)
+        self.in_flight: dict[Any, int] = {}  # object ref of a step → its worker
+        super().__init__(make_worker, specs, published, max_restarts=max_restarts, on_event=on_event, name=name)
+
+    def _start(self, worker_id: int) -> None:
+        self.actors[worker_id] = self.actor_class.remote(self.make_worker, self.specs[worker_id])
+        self.go_on(worker_id)
+
+    def publish(self, published: np.ndarray) -> None:
+        self.latest = self.ray.put(published)
+
+    def go_on(self, worker_id: int) -> None:
+        self.in_flight[self.actors[worker_id].step.remote(self.latest)] = worker_id
+
+    def results(self, timeout: float) -> list[tuple[int, Any]]:
+        if not self.in_flight:
+            time.sleep(timeout)
+            return []
+        pending = list(self.in_flight)
+        ready, _ = self.ray.wait(pending, num_returns=1, timeout=timeout)
+        if ready and len(pending) > 1:  # and every other step finished by now, in one call
+            ready, _ = self.ray.wait(pending, num_returns=len(pending), timeout=0)
+        arrived = []
+        for reference in ready:
+            worker_id = self.in_flight.pop(reference)
+            try:
+                arrived.append((worker_id, self.ray.get(reference)))
+            except self.ray.exceptions.RayActorError as error:
+                self.ray.kill(self.actors[worker_id])  # in case only its connection was lost
+                self._lost(worker_id, _death_cause(error))
+            except self.ray.exceptions.RayTaskError as error:
+                raise self._raised(worker_id, str(error)) from None
+        return arrived
+
+    def close(self) -> None:
+        """Kill every actor (their steps in flight are dropped)."""
+        for actor in self.actors:
+            if actor is not None:
+                self.ray.kill(actor)
+        self.in_flight.clear()
+
+
+def make_pool(
+    backend: str,
+    make_worker: MakeWorker,
+    specs: list[Any],
+    published: np.ndarray,
+    *,
+    cpus_per_worker: float = 1.0,
+    max_restarts: int = 3,
+    on_event: OnEvent = _ignore,
+    name: str = "worker",
+) -> WorkerPool:
+    """The pool of ``backend`` (``ray`` needs ``cluster("ray")`` around it); ``cpus_per_worker`` is Ray's."""
+    if backend == "ray":
+        return RayPool(
+            make_worker,
+            specs,
+            published,
+            cpus_per_worker=cpus_per_worker,
+            max_restarts=max_restarts,
+            on_event=on_event,
+            name=name,
+        )
+    return ProcessPool(make_worker, specs, published, max_restarts=max_restarts, on_event=on_event, name=name)
+
+
+def available_cpus(backend: str) -> int:
+    """CPUs the pools of ``backend`` can use: this machine's cores, or the connected cluster's CPUs."""
+    if backend == "ray":
+        return int(import_ray().cluster_resources().get("CPU", 1))
+    return os.cpu_count() or 1
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse within seconds a ``host:port`` with nothing listening: ``ray.init`` would retry for minutes."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", "local", "ray://…": Ray resolves and reports those itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_SECONDS).close()
+    except OSError as error:
+        raise ConfigError(
+            f"no Ray cluster answers at --ray-address {address} ({error.strerror or error}); start one with "
+            f"`ray start --head` on that machine, or leave --ray-address out for a local one"
+        ) from None
+
+
+def check_backend(backend: str, address: str | None = None) -> None:
+    """Refuse, within seconds and before a run starts, a backend that cannot work here: Ray not
+    installed, or an address with nothing listening."""
+    if backend == "ray":
+        import_ray()
+        if address is not None:
+            _check_reachable(address)
+
+
+@contextlib.contextmanager
+def cluster(backend: str, address: str | None = None) -> Iterator[dict[str, Any]]:
+    """Where the workers of ``backend`` run, for the duration of a run; yields its description.
+
+    ``process``: this machine. ``ray``: the cluster at ``address`` (``auto``: the one ``ray start``
+    made on this machine), or a new local one bound to 127.0.0.1 when ``address`` is None. A process
+    already connected to Ray keeps its connection (and this leaves it open). The description —
+    backend, address, live nodes, CPUs — goes into the run directory.
+    """
+    if backend == "process":
+        yield {"backend": "process", "nodes": 1, "cpus": os.cpu_count() or 1}
+        return
+    ray = import_ray()
+    connected_here = not ray.is_initialized()
+    if connected_here:
+        check_backend(backend, address)
+        local = {"_node_ip_address": "127.0.0.1", "include_dashboard": False} if address is None else {}
+        try:
+            ray.init(address=address or "local", logging_level=logging.WARNING, **local)
+        except ConnectionError as error:
+            raise ConfigError(f"cannot connect to the Ray cluster at --ray-address {address}: {error}") from None
+    try:
+        nodes = [node for node in ray.nodes() if node["Alive"]]
+        yield {
+            "backend": "ray",
+            "address": ray.get_runtime_context().gcs_address,
+            "nodes": len(nodes),
+            "cpus": int(ray.cluster_resources().get("CPU", 0)),
+        }
+    finally:
+        if connected_here:
+            ray.shutdown()
