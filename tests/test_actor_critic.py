@@ -14,7 +14,7 @@ import tfrl
 from tfrl.agents.actor_critic import ActorCriticAgent, ActorCriticConfig
 from tfrl.errors import ConfigError
 from tfrl.logger import read_jsonl
-from tfrl.replay import n_step_returns
+from tfrl.agents.stochastic import n_step_returns
 from tfrl.training import RunSettings, export_run
 
 RANDOM_CARTPOLE_RETURN = 22.0
@@ -117,7 +117,7 @@ def test_observe_updates_every_n_steps_and_learns_from_unclipped_samples():
     assert [result is not None for result in results] == [False, False, True, False, False, True, False]
     assert agent.env_steps == 35 and int(agent.updates.numpy()) == 2
     # the rollout keeps the raw Gaussian sample (log-prob of what was drawn), the env got it clipped
-    np.testing.assert_array_equal(agent.rollout["actions"][0], agent.raw_actions)
+    np.testing.assert_array_equal(agent.rollout.arrays["actions"][0], agent.raw_actions)
     deterministic = agent.act(observations, explore=False)
     np.testing.assert_allclose(deterministic, agent.actor(observations)[0].numpy(), rtol=1e-6)
 

@@ -10,7 +10,7 @@ import tfrl
 from tfrl.agents.reinforce import ReinforceAgent, ReinforceConfig
 from tfrl.errors import ConfigError, EnvError
 from tfrl.logger import read_jsonl
-from tfrl.replay import discounted_returns
+from tfrl.agents.stochastic import discounted_returns
 from tfrl.training import restore_run
 
 OBSERVATIONS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)

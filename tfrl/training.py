@@ -24,6 +24,7 @@ import numpy as np
 
 from tfrl import __version__
 from tfrl.agents import get_agent, make_config
+from tfrl.agents.base import CollectingAgent, SelfRunningAgent
 from tfrl.checkpoint import Checkpointer, networks_finite, require_finite_weights
 from tfrl.envs import action_grid, describe_space, final_observations, make_env, make_vector_env
 from tfrl.errors import CheckpointError, ConfigError, TrainingDiverged
@@ -482,7 +483,7 @@ def train(
     logger = RunLogger(run_dir, settings.total_steps, start_step, progress)
     try:
         with _sigterm_as_interrupt():
-            loop = _agent_runner if hasattr(agent, "run") else _collect_loop
+            loop = _agent_runner if isinstance(agent, SelfRunningAgent) else _collect_loop
             outcome = loop(agent, settings, logger, checkpointer, best, start_step)
     except KeyboardInterrupt as interrupt:
         _save_if_finite(checkpointer, agent)
@@ -567,7 +568,12 @@ def _diverged_message(
 
 
 def _agent_runner(
-    agent: Any, settings: RunSettings, logger: RunLogger, checkpointer: Checkpointer, best: BestPolicy, start_step: int
+    agent: SelfRunningAgent,
+    settings: RunSettings,
+    logger: RunLogger,
+    checkpointer: Checkpointer,
+    best: BestPolicy,
+    start_step: int,
 ) -> dict:
     """For an agent that brings its own runner (A3C's worker processes): the same evaluator (best-policy
     tracking and finite check included), threshold, logger and checkpointer as ``_collect_loop``."""
@@ -586,7 +592,12 @@ def _run_evaluator(settings: RunSettings) -> Evaluator:
 
 
 def _collect_loop(
-    agent: Any, settings: RunSettings, logger: RunLogger, checkpointer: Checkpointer, best: BestPolicy, start_step: int
+    agent: CollectingAgent,
+    settings: RunSettings,
+    logger: RunLogger,
+    checkpointer: Checkpointer,
+    best: BestPolicy,
+    start_step: int,
 ) -> dict:
     """Step all vector envs at once; the agent decides when to learn from what it observes.
 

@@ -1,0 +1,115 @@
+"""The agent contract: what ``training.py``, ``checkpoint.py`` and ``export.py`` ask of every agent.
+
+``Agent`` is the contract as a ``Protocol``, so an agent is checked by what it has, not by what it
+inherits; ``CollectingAgent`` adds ``observe`` (the shared collection loop feeds it) and
+``SelfRunningAgent`` adds ``run`` (A3C brings its own loop of worker processes). ``AgentBase`` is
+the constructor preamble every agent shares: refuse spaces it cannot handle with a clear error, then
+keep the config and the spaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+import gymnasium as gym
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfrl.envs import check_spaces
+
+if TYPE_CHECKING:
+    from tfrl.checkpoint import Checkpointer
+    from tfrl.logger import RunLogger
+    from tfrl.training import RunSettings
+
+
+class Agent(Protocol):
+    """What every agent has: acting, the exported policy, its networks and what a checkpoint holds.
+
+    ``run_defaults`` are the run settings (``total_steps``, ``num_envs``, ``eval_every``,
+    ``checkpoint_every``) a run of this agent gets unless told otherwise. ``policy()`` is the
+    ``tf.Module`` that export writes; ``networks()`` the Keras models saved beside it (and whose
+    weights best-policy tracking copies); ``trackables()`` the TensorFlow state of a checkpoint and
+    ``numpy_state()`` the rest (counters, replay memory, numpy RNG).
+    """
+
+    algorithm: str
+    run_defaults: ClassVar[dict[str, int]]
+    observation_space: gym.spaces.Box
+
+    @property
+    def config(self) -> Any: ...
+
+    @property
+    def action_space(self) -> gym.Space: ...
+
+    @property
+    def env_steps(self) -> int: ...
+
+    def act(self, observations: np.ndarray, explore: bool = False) -> np.ndarray: ...
+
+    def policy(self) -> tf.Module: ...
+
+    def networks(self) -> dict[str, keras.Model]: ...
+
+    def trackables(self) -> dict: ...
+
+    def numpy_state(self) -> dict: ...
+
+    def load_numpy_state(self, state: dict) -> None: ...
+
+
+@runtime_checkable
+class CollectingAgent(Agent, Protocol):
+    """An agent the shared loop drives: it acts, and ``observe`` gets each vector-env step (and trains
+    when it decides to, returning its training metrics then)."""
+
+    def observe(
+        self,
+        observations: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_observations: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+    ) -> dict[str, float] | None: ...
+
+
+@runtime_checkable
+class SelfRunningAgent(Agent, Protocol):
+    """An agent with its own runner (A3C's worker processes), given the run's logger, checkpointer,
+    evaluator and threshold; it returns what ``training.train`` reports."""
+
+    def run(
+        self,
+        settings: RunSettings,
+        logger: RunLogger,
+        checkpointer: Checkpointer,
+        evaluator: Callable[[Callable[[np.ndarray], np.ndarray]], np.ndarray],
+        start_step: int,
+        threshold: float | None,
+    ) -> dict: ...
+
+
+class AgentBase:
+    """The constructor preamble: check the spaces, keep the config, the spaces and the observation shape.
+
+    A subclass names its ``algorithm`` and the ``action_spaces`` it accepts (``space_hint`` says what
+    to use instead) and calls ``_setup`` first thing in ``__init__``.
+    """
+
+    algorithm: str
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]]
+    space_hint: ClassVar[str] = ""
+    config: Any
+    action_space: Any  # one of ``action_spaces``; each agent declares which
+
+    def _setup(self, config: Any, observation_space: gym.Space, action_space: gym.Space, env_id: str) -> None:
+        check_spaces(self.algorithm, env_id, observation_space, action_space, self.action_spaces, self.space_hint)
+        assert isinstance(observation_space, gym.spaces.Box)  # check_spaces refused anything else
+        self.config = config
+        self.observation_space: gym.spaces.Box = observation_space
+        self.action_space = action_space
+        self.observation_shape = tuple(observation_space.shape)
