@@ -214,6 +214,69 @@ class GaussianActor(keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
+class SquashedGaussianActor(keras.Model):
+    """Maps a batch of observations to the mean and log standard deviation of a diagonal Gaussian over
+    pre-squash actions ``u`` (Soft Actor-Critic's actor, Haarnoja et al. 2018).
+
+    An action is ``squash(u) = centre + half_range · tanh(u)``, inside the bounds by construction; the
+    agent adds the change of variables to the log-probability. Both outputs come from heads on one
+    trunk, and the log standard deviation is clipped into ``[log_std_min, log_std_max]`` so a sample
+    neither freezes nor explodes.
+
+    Args:
+        action_low, action_high: the bounds of the Box action space (one value per dimension).
+        hidden_sizes: units of each hidden layer of the MLP trunk.
+        activation: any Keras activation name, used by every hidden layer.
+        log_std_min, log_std_max: the range of the log standard deviation.
+    """
+
+    def __init__(
+        self,
+        action_low: Iterable[float],
+        action_high: Iterable[float],
+        hidden_sizes: Sequence[int] = (256, 256),
+        activation: str = "relu",
+        log_std_min: float = -20.0,
+        log_std_max: float = 2.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.action_low = [float(value) for value in action_low]
+        self.action_high = [float(value) for value in action_high]
+        self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
+        self.activation = activation
+        self.log_std_min, self.log_std_max = float(log_std_min), float(log_std_max)
+        low, high = ops.convert_to_tensor(self.action_low), ops.convert_to_tensor(self.action_high)
+        self._centre, self._half_range = (high + low) / 2.0, (high - low) / 2.0
+        self.trunk = _dense_trunk(self.hidden_sizes, activation, "hidden")
+        self.mean_head = layers.Dense(len(self.action_low), name="mean")
+        self.log_std_head = layers.Dense(len(self.action_low), name="log_std")
+
+    def call(self, observations: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        features = _flatten(observations)
+        for layer in self.trunk:
+            features = layer(features)
+        log_std = ops.clip(self.log_std_head(features), self.log_std_min, self.log_std_max)
+        return self.mean_head(features), log_std
+
+    def squash(self, pre_squash: tf.Tensor) -> tf.Tensor:
+        """``centre + half_range · tanh(u)``: a pre-squash action in the env's units, inside the bounds."""
+        return self._centre + self._half_range * ops.tanh(pre_squash)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            action_low=self.action_low,
+            action_high=self.action_high,
+            hidden_sizes=list(self.hidden_sizes),
+            activation=self.activation,
+            log_std_min=self.log_std_min,
+            log_std_max=self.log_std_max,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfrl")
 class ValueCritic(keras.Model):
     """Maps a batch of observations to state values V(s), shape ``[batch]``.
 

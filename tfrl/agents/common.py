@@ -37,7 +37,7 @@ class QCritics:
     copy of each that follows it softly, and one optimizer for all of them.
 
     Each critic regresses onto the same targets, ``loss = Σ_i mean((Q_i(s, a) − y)²)``; an agent's
-    target uses ``target_min``, the smallest target critic's value, against overestimation (TD3, SAC).
+    target uses ``minimum(..., target=True)``, the smallest target critic's value, against overestimation (TD3, SAC).
     """
 
     def __init__(
@@ -62,9 +62,10 @@ class QCritics:
         self.optimizer.build(self.variables)
         self.steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="critic_steps")
 
-    def target_min(self, observations: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
-        """``min_i Q′_i(s, a)`` over the target critics."""
-        return tf.reduce_min(tf.stack([target([observations, actions]) for target in self.targets]), axis=0)
+    def minimum(self, observations: tf.Tensor, actions: tf.Tensor, target: bool = False) -> tf.Tensor:
+        """``min_i Q_i(s, a)`` over the online critics, or over the target critics ``Q′_i`` when ``target``."""
+        critics = self.targets if target else self.online
+        return tf.reduce_min(tf.stack([critic([observations, actions]) for critic in critics]), axis=0)
 
     def train_step(
         self, observations: tf.Tensor, actions: tf.Tensor, targets: tf.Tensor

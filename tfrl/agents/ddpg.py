@@ -299,7 +299,7 @@ class DDPGAgent(ReplayLearning, AgentBase):
                 self.config.target_noise_clip,
             )
             next_actions = tf.clip_by_value(next_actions + noise * self.half_range, self.low, self.high)
-        next_q = self.critics.target_min(next_observations, next_actions)
+        next_q = self.critics.minimum(next_observations, next_actions, target=True)
         return tf.stop_gradient(rewards + self.config.gamma * (1.0 - terminated) * next_q)
 
     def _actor_step(self, observations: tf.Tensor) -> tf.Tensor:
