@@ -56,7 +56,7 @@ class PPOConfig(AgentConfig):
     ``minibatches`` shuffled minibatches (a remainder that does not fill a minibatch waits for the next
     pass). ``loss`` is ``clip`` (the clipped surrogate, ``clip_range`` ε) or ``kl_penalty`` (the
     adaptive KL penalty: ``kl_coef`` β to start, ``kl_target``; an update's remaining passes are skipped
-    once the KL passes 4 × its target, as the tutorial does). ``clip_range_vf`` > 0 clips the critic's
+    once the KL passes 4 × its target, as the tutorial does, critic steps included). ``clip_range_vf`` > 0 clips the critic's
     change too. ``anneal_steps`` > 0 lowers both learning rates linearly to 0 at that env step.
 
     The default is rl-zoo3's tuned CartPole-v1 PPO (8 envs × 32 steps, one 256-sample minibatch, 20
@@ -286,6 +286,12 @@ class PPOAgent(RolloutLearning, AgentBase):
                         old.kl_divergence(distribution)
                     )
                 actor_loss = policy_loss - config.ent_coef * entropy
+            # how far π has moved from π_old before this step: the k3 estimator of KL(π_old ‖ π)
+            # (Schulman 2020), unbiased and never negative, and the share of ratios outside 1 ± ε
+            approx_kl = tf.reduce_mean(tf.exp(log_ratio) - 1.0 - log_ratio)
+            clip_fraction = tf.reduce_mean(tf.cast(tf.abs(tf.exp(log_ratio) - 1.0) > config.clip_range, tf.float32))
+            if config.loss == "kl_penalty" and approx_kl > 4.0 * config.kl_target:
+                break  # the tutorial's early stop: the policy has moved far enough for this rollout
             variables = self.actor.trainable_variables
             self.actor_optimizer.apply_gradients(zip(tape.gradient(actor_loss, variables), variables, strict=True))
             with tf.GradientTape() as tape:
@@ -297,11 +303,6 @@ class PPOAgent(RolloutLearning, AgentBase):
                 )
             variables = self.critic.trainable_variables
             self.critic_optimizer.apply_gradients(zip(tape.gradient(critic_loss, variables), variables, strict=True))
-            # k3 estimator of KL(π_old ‖ π) (Schulman 2020): unbiased and never negative
-            approx_kl = tf.reduce_mean(tf.exp(log_ratio) - 1.0 - log_ratio)
-            clip_fraction = tf.reduce_mean(tf.cast(tf.abs(tf.exp(log_ratio) - 1.0) > config.clip_range, tf.float32))
-            if config.loss == "kl_penalty" and approx_kl > 4.0 * config.kl_target:
-                break
         metrics = {
             "actor_loss": actor_loss,
             "critic_loss": critic_loss,
