@@ -12,9 +12,9 @@ import tensorflow as tf
 
 import tfrl
 from tfrl.agents.actor_critic import ActorCriticAgent, ActorCriticConfig
+from tfrl.agents.stochastic import n_step_returns
 from tfrl.errors import ConfigError
 from tfrl.logger import read_jsonl
-from tfrl.agents.stochastic import n_step_returns
 from tfrl.training import RunSettings, export_run
 
 RANDOM_CARTPOLE_RETURN = 22.0
