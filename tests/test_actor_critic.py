@@ -1,8 +1,5 @@
 import json
 import re
-import subprocess
-import sys
-import textwrap
 
 import gymnasium as gym
 import keras
@@ -158,29 +155,19 @@ def test_actor_critic_learns_cartpole_in_a_short_run(cartpole_run):
     assert max(evaluations) >= 150 and cartpole_run.final_return >= 5 * RANDOM_CARTPOLE_RETURN, evaluations
 
 
-def test_discrete_export_round_trip_without_tfrl(cartpole_run, tmp_path):
+def test_discrete_export_round_trip_without_tfrl(cartpole_run, outputs_without_tfrl):
     path = cartpole_run.export_path
     metadata = json.loads((path / "assets" / "tfrl.json").read_text())
     assert set(metadata["endpoints"]) == {"action", "sample_action", "value"}
     assert (path / "actor.keras").exists() and (path / "critic.keras").exists()
     observations = np.random.default_rng(0).uniform(-0.5, 0.5, (32, 4)).astype(np.float32)
-    np.save(tmp_path / "observations.npy", observations)
-    script = textwrap.dedent(f"""
-        import sys, numpy as np, tensorflow as tf
-        policy = tf.saved_model.load({str(path)!r})
-        observations = np.load({str(tmp_path / "observations.npy")!r})
-        np.save({str(tmp_path / "action.npy")!r}, policy.action(observations).numpy())
-        np.save({str(tmp_path / "sample.npy")!r}, policy.sample_action(observations).numpy())
-        np.save({str(tmp_path / "value.npy")!r}, policy.value(observations).numpy())
-        assert not any(name.startswith("tfrl") for name in sys.modules), "tfrl was imported"
-    """)
-    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, capture_output=True)
+    outputs = outputs_without_tfrl(path, observations)
     agent = cartpole_run.agent
     with cartpole_run.best.applied():  # the export is the best-evaluated policy
-        np.testing.assert_array_equal(np.load(tmp_path / "action.npy"), agent.act(observations, explore=False))
+        np.testing.assert_array_equal(outputs["action"], agent.act(observations, explore=False))
         expected_values = agent.critic(observations).numpy()
-    assert set(np.unique(np.load(tmp_path / "sample.npy"))) <= {0, 1}
-    np.testing.assert_allclose(np.load(tmp_path / "value.npy"), expected_values, rtol=1e-5, atol=1e-5)
+    assert set(np.unique(outputs["sample_action"])) <= {0, 1}
+    np.testing.assert_allclose(outputs["value"], expected_values, rtol=1e-5, atol=1e-5)
 
 
 def test_continuous_export_round_trip(tmp_path):

@@ -128,9 +128,7 @@ class ActorCriticConfig(AgentConfig):
         self.require_non_negative("ent_coef", "max_grad_norm")
         self.require_unit_interval("gamma")
         self.require_layer_sizes("hidden_sizes")
-        self._require(
-            "initial_scale", self.initial_scale > self.min_scale, f"a number above min_scale={self.min_scale}"
-        )
+        self.require_above("initial_scale", "min_scale")
         self.require_choice("optimizer", ("adam", "rmsprop"))
 
 

@@ -103,17 +103,29 @@ class ReplayLearning:
     Until ``learning_starts`` env steps the agent explores with uniformly random actions; after that
     ``_policy_actions`` decides. Every transition goes to the replay memory (rewards times
     ``reward_scale``), and each training call that falls due runs ``gradient_steps`` gradient steps
-    inside one compiled ``_train`` call on batches drawn at once. The agent sets ``config``,
-    ``replay``, ``rng``, ``low``/``high`` (the action bounds), ``env_steps`` and ``_train``.
+    inside one compiled ``_train`` call on batches drawn at once. The agent calls
+    ``_init_replay_learning`` after ``AgentBase._setup`` and compiles ``_train`` with ``_train_signature``.
     """
 
     config: Any
-    replay: ReplayBuffer
-    rng: np.random.Generator
-    low: np.ndarray
-    high: np.ndarray
-    env_steps: int
+    action_space: Any
+    observation_shape: tuple[int, ...]
     _train: Callable[..., Any]
+
+    def _init_replay_learning(self, seed: int) -> None:
+        """The action bounds, the numpy and graph RNGs (both from ``seed``), the env-step count and the memory."""
+        self.low = self.action_space.low.astype(np.float32)
+        self.high = self.action_space.high.astype(np.float32)
+        self.rng = np.random.default_rng(seed)
+        self.graph_rng = tf.random.Generator.from_seed(seed)
+        self.env_steps = 0
+        self.replay = ReplayBuffer(self.config.buffer_size, self.observation_shape, self.low.shape, np.float32)
+
+    def _train_signature(self) -> list[tf.TensorSpec]:
+        """``_train``'s inputs: K batches of observations, actions, rewards, next observations, terminated."""
+        batches = tf.TensorSpec([None, None, *self.observation_shape], tf.float32)
+        flags = tf.TensorSpec([None, None], tf.float32)
+        return [batches, tf.TensorSpec([None, None, *self.low.shape], tf.float32), flags, batches, flags]
 
     def _policy_actions(self, observations: np.ndarray, explore: bool) -> np.ndarray:
         raise NotImplementedError

@@ -29,7 +29,6 @@ from tfrl.agents.base import AgentBase
 from tfrl.agents.common import QCritics, ReplayLearning, make_optimizer
 from tfrl.agents.config import AgentConfig
 from tfrl.nets import DeterministicActor, QCritic, soft_update
-from tfrl.replay import ReplayBuffer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,12 +180,8 @@ class DDPGAgent(ReplayLearning, AgentBase):
     ) -> None:
         self.algorithm = "td3" if config.td3 else "ddpg"
         self._setup(config, observation_space, action_space, env_id)
-        self.low = self.action_space.low.astype(np.float32)
-        self.high = self.action_space.high.astype(np.float32)
+        self._init_replay_learning(seed)
         self.half_range = (self.high - self.low) / 2
-        self.rng = np.random.default_rng(seed)
-        self.graph_rng = tf.random.Generator.from_seed(seed)
-        self.env_steps = 0
 
         self.actor = self._build(DeterministicActor(self.low, self.high, config.hidden_sizes, config.activation))
         self.actor_target = self._build(DeterministicActor(self.low, self.high, config.hidden_sizes, config.activation))
@@ -201,24 +196,16 @@ class DDPGAgent(ReplayLearning, AgentBase):
         )
         self.actor_optimizer = make_optimizer("adam", config.actor_learning_rate)
         self.actor_optimizer.build(self.actor.trainable_variables)
-        self.replay = ReplayBuffer(config.buffer_size, self.observation_shape, self.low.shape, np.float32)
         self.noise = ExplorationNoise(
             config.noise_type, config.exploration_noise, config.noise_decay, config.ou_theta, len(self.low), self.rng
         )
 
         observation_spec = tf.TensorSpec([None, *self.observation_shape], tf.float32)
-        batches_spec = tf.TensorSpec([None, None, *self.observation_shape], tf.float32)
         self._mu = tf.function(self._actor_actions, input_signature=[observation_spec]).get_concrete_function()
         self._train = tf.function(
             self._train_steps,
             jit_compile=True,
-            input_signature=[
-                batches_spec,
-                tf.TensorSpec([None, None, *self.low.shape], tf.float32),
-                tf.TensorSpec([None, None], tf.float32),
-                batches_spec,
-                tf.TensorSpec([None, None], tf.float32),
-            ],
+            input_signature=self._train_signature(),
         ).get_concrete_function()
 
     def _build(self, actor: DeterministicActor) -> DeterministicActor:

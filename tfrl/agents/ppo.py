@@ -149,9 +149,7 @@ class PPOConfig(AgentConfig):
         self.require_choice("loss", LOSSES)
         self.require_choice("optimizer", ("adam", "rmsprop"))
         self._require("minibatches", self.minibatches <= self.n_steps, f"at most n_steps={self.n_steps}")
-        self._require(
-            "initial_scale", self.initial_scale > self.min_scale, f"a number above min_scale={self.min_scale}"
-        )
+        self.require_above("initial_scale", "min_scale")
 
 
 def clipped_surrogate_loss(log_ratio: tf.Tensor, advantages: tf.Tensor, clip_range: float) -> tf.Tensor:

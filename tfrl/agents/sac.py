@@ -34,7 +34,6 @@ from tfrl.agents.base import AgentBase
 from tfrl.agents.common import QCritics, ReplayLearning, make_optimizer
 from tfrl.agents.config import AgentConfig
 from tfrl.nets import SquashedGaussianActor
-from tfrl.replay import ReplayBuffer
 
 tfd = tfp.distributions
 
@@ -157,11 +156,7 @@ class SACAgent(ReplayLearning, AgentBase):
         seed: int = 0,
     ) -> None:
         self._setup(config, observation_space, action_space, env_id)
-        self.low = self.action_space.low.astype(np.float32)
-        self.high = self.action_space.high.astype(np.float32)
-        self.rng = np.random.default_rng(seed)
-        self.graph_rng = tf.random.Generator.from_seed(seed)
-        self.env_steps = 0
+        self._init_replay_learning(seed)
 
         self.actor = SquashedGaussianActor(self.low, self.high, config.hidden_sizes, config.activation)
         self.actor(np.zeros((1, *self.observation_shape), np.float32))
@@ -174,22 +169,14 @@ class SACAgent(ReplayLearning, AgentBase):
         self.alpha_optimizer = make_optimizer("adam", config.learning_rate)
         self.alpha_optimizer.build([self.log_alpha])
         self.target_entropy = config.target_entropy_per_dim * len(self.low)
-        self.replay = ReplayBuffer(config.buffer_size, self.observation_shape, self.low.shape, np.float32)
 
         observation_spec = tf.TensorSpec([None, *self.observation_shape], tf.float32)
-        batches_spec = tf.TensorSpec([None, None, *self.observation_shape], tf.float32)
         self._sample = tf.function(self._sampled_actions, input_signature=[observation_spec]).get_concrete_function()
         self._mean = tf.function(self._mean_actions, input_signature=[observation_spec]).get_concrete_function()
         self._train = tf.function(
             self._train_steps,
             jit_compile=True,
-            input_signature=[
-                batches_spec,
-                tf.TensorSpec([None, None, *self.low.shape], tf.float32),
-                tf.TensorSpec([None, None], tf.float32),
-                batches_spec,
-                tf.TensorSpec([None, None], tf.float32),
-            ],
+            input_signature=self._train_signature(),
         ).get_concrete_function()
 
     def _sampled_actions(self, observations: tf.Tensor) -> tf.Tensor:
