@@ -227,9 +227,12 @@ def main() -> None:
             library: summarise([row for row in rows if row["algorithm"] == library])
             for library in dict.fromkeys(row["algorithm"] for row in rows)
         }
-    load_at_end = round(os.getloadavg()[0], 2)
-    print(f"\nload average (1 min) at start {load_at_start}, at end {load_at_end}; {os.cpu_count()} cores\n")
-    print(table(summaries))
+        write_results(names, runs, summaries, load_at_start)  # after every task: a long run keeps its part
+    print(f"\nload average (1 min) at start {load_at_start}, at end {round(os.getloadavg()[0], 2)}")
+    print(f"{os.cpu_count()} cores\n\n{table(summaries)}")
+
+
+def write_results(names: list[str], runs: dict, summaries: dict, load_at_start: float) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "ppo_sac.json").write_text(
         json.dumps(
@@ -237,7 +240,7 @@ def main() -> None:
                 "benchmark": "ppo_sac",
                 "python": sys.version.split()[0],
                 "load_average_at_start": load_at_start,
-                "load_average_at_end": load_at_end,
+                "load_average_now": round(os.getloadavg()[0], 2),
                 "tasks": {name: TASKS[name]._asdict() for name in names},
                 "runs": runs,
                 "summary": summaries,

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 import tfrl
-from tfrl.agents.ddpg import DDPGAgent, DDPGConfig, ExplorationNoise
+from tfrl.agents.common import ExplorationNoise
+from tfrl.agents.ddpg import DDPGAgent, DDPGConfig
 from tfrl.checkpoint import Checkpointer
 from tfrl.errors import ConfigError, EnvError
 

@@ -1,5 +1,5 @@
-"""Pieces the off-policy agents share: when to train, how to build an optimizer, Q critics with
-their targets (DDPG, TD3, SAC), and acting and observing around a replay memory."""
+"""Pieces the off-policy agents share: when to train, how to build an optimizer, exploration noise,
+Q critics with their targets (DDPG, TD3, SAC), and acting and observing around a replay memory."""
 
 from __future__ import annotations
 
@@ -30,6 +30,36 @@ def make_optimizer(name: str, learning_rate: float, max_grad_norm: float = 0.0) 
     clip = {"global_clipnorm": max_grad_norm} if max_grad_norm > 0 else {}
     optimizers = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}
     return optimizers[name](learning_rate=learning_rate, **clip)
+
+
+class ExplorationNoise:
+    """Gaussian or Ornstein-Uhlenbeck noise per vector env, in units of the action half-range.
+
+    OU noise is temporally correlated (dx = −θ x + σ dW), which helps on envs that reward moving in
+    one direction for a while; its state resets when an env's episode ends.
+    """
+
+    def __init__(
+        self, kind: str, scale: float, decay: float, theta: float, action_dim: int, rng: np.random.Generator
+    ) -> None:
+        self.kind, self.scale, self.decay, self.theta = kind, scale, decay, theta
+        self.action_dim = action_dim
+        self.rng = rng
+        self.state = np.zeros((0, action_dim))
+
+    def sample(self, count: int) -> np.ndarray:
+        if self.kind == "gaussian":
+            return self.scale * self.rng.standard_normal((count, self.action_dim))
+        if len(self.state) != count:
+            self.state = np.zeros((count, self.action_dim))
+        self.state += -self.theta * self.state + self.scale * self.rng.standard_normal(self.state.shape)
+        return self.state.copy()
+
+    def advance(self, steps: int, done: np.ndarray) -> None:
+        """Decay the scale by ``steps`` env steps and reset the OU state of finished episodes."""
+        self.scale *= self.decay**steps
+        if len(self.state) == len(done):
+            self.state[done] = 0.0
 
 
 class QCritics:

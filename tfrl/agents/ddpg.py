@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrl.agents.base import AgentBase
-from tfrl.agents.common import QCritics, ReplayLearning, make_optimizer
+from tfrl.agents.common import ExplorationNoise, QCritics, ReplayLearning, make_optimizer
 from tfrl.agents.config import AgentConfig
 from tfrl.nets import DeterministicActor, QCritic, soft_update
 
@@ -105,36 +105,6 @@ class DDPGConfig(AgentConfig):
         self.require_layer_sizes("hidden_sizes")
         self.require_choice("noise_type", ("gaussian", "ou"))
         self.require_batch_fits()
-
-
-class ExplorationNoise:
-    """Gaussian or Ornstein-Uhlenbeck noise per vector env, in units of the action half-range.
-
-    OU noise is temporally correlated (dx = −θ x + σ dW), which helps on envs that reward moving in
-    one direction for a while; its state resets when an env's episode ends.
-    """
-
-    def __init__(
-        self, kind: str, scale: float, decay: float, theta: float, action_dim: int, rng: np.random.Generator
-    ) -> None:
-        self.kind, self.scale, self.decay, self.theta = kind, scale, decay, theta
-        self.action_dim = action_dim
-        self.rng = rng
-        self.state = np.zeros((0, action_dim))
-
-    def sample(self, count: int) -> np.ndarray:
-        if self.kind == "gaussian":
-            return self.scale * self.rng.standard_normal((count, self.action_dim))
-        if len(self.state) != count:
-            self.state = np.zeros((count, self.action_dim))
-        self.state += -self.theta * self.state + self.scale * self.rng.standard_normal(self.state.shape)
-        return self.state.copy()
-
-    def advance(self, steps: int, done: np.ndarray) -> None:
-        """Decay the scale by ``steps`` env steps and reset the OU state of finished episodes."""
-        self.scale *= self.decay**steps
-        if len(self.state) == len(done):
-            self.state[done] = 0.0
 
 
 class DeterministicPolicy(tf.Module):

@@ -31,7 +31,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfrl.agents.base import AgentBase
-from tfrl.agents.common import QCritics, ReplayLearning, make_optimizer
+from tfrl.agents.common import ExplorationNoise, QCritics, ReplayLearning, make_optimizer
 from tfrl.agents.config import AgentConfig
 from tfrl.nets import SquashedGaussianActor
 
@@ -45,7 +45,10 @@ class SACConfig(AgentConfig):
     ``ent_coef`` is the temperature α: the starting value when ``auto_ent_coef`` learns it toward the
     target entropy ``target_entropy_per_dim × dim(A)``, otherwise fixed. ``train_freq`` and
     ``learning_starts`` count env steps over all vector envs; before ``learning_starts`` actions are
-    uniformly random. The defaults are rl-zoo3's Pendulum-v1 SAC (Stable-Baselines3's defaults with a
+    uniformly random. ``exploration_theta`` < 1 makes the noise of the actions the agent explores with
+    temporally correlated: an Ornstein-Uhlenbeck process ``x ← (1 − θ) x + √(2θ − θ²) ξ`` (still N(0, 1)
+    at every step, reset at each episode's end) replaces independent ε in ``squash(μ + σε)``; θ = 1 is
+    plain SAC. Learning is unchanged (SAC is off-policy). The defaults are rl-zoo3's Pendulum-v1 SAC (Stable-Baselines3's defaults with a
     learning rate of 1e-3), with 128-unit layers and batches of 128 instead of 256: on two cores that
     halves the time per gradient step, and Pendulum is learned as well.
     """
@@ -61,6 +64,7 @@ class SACConfig(AgentConfig):
     ent_coef: float = 1.0
     auto_ent_coef: bool = True
     target_entropy_per_dim: float = -1.0
+    exploration_theta: float = 1.0
     hidden_sizes: tuple[int, ...] = (128, 128)
     activation: str = "relu"
     reward_scale: float = 1.0
@@ -69,6 +73,8 @@ class SACConfig(AgentConfig):
         "default": {},
         # rl-zoo3's tuned MountainCarContinuous-v0 SAC: a fixed α of 0.1, γ 0.9999, τ 0.01, 64-unit
         # layers, batches of 512, 32 gradient steps every 32 env steps, learning rate 3e-4, memory 50000.
+        # Its gSDE exploration (noise that changes only every few steps) becomes correlated noise here:
+        # with independent noise the car never reaches the flag and SAC learns to stand still (return 0).
         "mountaincar": dict(
             learning_rate=3e-4,
             gamma=0.9999,
@@ -81,6 +87,7 @@ class SACConfig(AgentConfig):
             ent_coef=0.1,
             auto_ent_coef=False,
             hidden_sizes=(64, 64),
+            exploration_theta=0.02,
         ),
     }
 
@@ -91,6 +98,7 @@ class SACConfig(AgentConfig):
         self.require_non_negative("learning_starts")
         self.require_unit_interval("gamma")
         self._require("tau", 0.0 < self.tau <= 1.0, "a number in (0, 1]")
+        self._require("exploration_theta", 0.0 < self.exploration_theta <= 1.0, "a number in (0, 1]")
         self._require("target_entropy_per_dim", math.isfinite(self.target_entropy_per_dim), "a finite number")
         self.require_layer_sizes("hidden_sizes")
         self.require_batch_fits()
@@ -169,9 +177,13 @@ class SACAgent(ReplayLearning, AgentBase):
         self.alpha_optimizer = make_optimizer("adam", config.learning_rate)
         self.alpha_optimizer.build([self.log_alpha])
         self.target_entropy = config.target_entropy_per_dim * len(self.low)
+        theta = config.exploration_theta
+        self.noise = ExplorationNoise("ou", math.sqrt(2 * theta - theta**2), 1.0, theta, len(self.low), self.rng)
 
         observation_spec = tf.TensorSpec([None, *self.observation_shape], tf.float32)
-        self._sample = tf.function(self._sampled_actions, input_signature=[observation_spec]).get_concrete_function()
+        self._sample = tf.function(
+            self._sampled_actions, input_signature=[observation_spec, tf.TensorSpec([None, len(self.low)], tf.float32)]
+        ).get_concrete_function()
         self._mean = tf.function(self._mean_actions, input_signature=[observation_spec]).get_concrete_function()
         self._train = tf.function(
             self._train_steps,
@@ -179,8 +191,9 @@ class SACAgent(ReplayLearning, AgentBase):
             input_signature=self._train_signature(),
         ).get_concrete_function()
 
-    def _sampled_actions(self, observations: tf.Tensor) -> tf.Tensor:
-        return self._sample_with_log_prob(observations)[0]
+    def _sampled_actions(self, observations: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
+        mean, log_std = self.actor(observations)
+        return self.actor.squash(mean + tf.exp(log_std) * noise)
 
     def _mean_actions(self, observations: tf.Tensor) -> tf.Tensor:
         return self.actor.squash(self.actor(observations)[0])
@@ -192,8 +205,10 @@ class SACAgent(ReplayLearning, AgentBase):
         return self.actor.squash(pre_squash), squashed_log_prob(mean, log_std, pre_squash)
 
     def _policy_actions(self, observations: np.ndarray, explore: bool) -> np.ndarray:
-        """A squashed sample when ``explore``, else the squashed mean."""
-        return (self._sample if explore else self._mean)(observations).numpy()
+        """A squashed sample (with the exploration noise) when ``explore``, else the squashed mean."""
+        if explore:
+            return self._sample(observations, self.noise.sample(len(observations)).astype(np.float32)).numpy()
+        return self._mean(observations).numpy()
 
     def observe(
         self,
@@ -206,6 +221,7 @@ class SACAgent(ReplayLearning, AgentBase):
     ) -> dict[str, float] | None:
         """Store one vector-env step and train if due; returns the training metrics when it trained."""
         outputs = self._store_and_train(observations, actions, rewards, next_observations, terminated)
+        self.noise.advance(len(rewards), np.logical_or(terminated, truncated))
         if outputs is None:
             return None
         return {name: float(value) for name, value in outputs.items()}
@@ -277,7 +293,8 @@ class SACAgent(ReplayLearning, AgentBase):
         }
 
     def numpy_state(self) -> dict:
-        return self.replay_state()
+        return {**self.replay_state(), "noise_state": self.noise.state}
 
     def load_numpy_state(self, state: dict) -> None:
         self.load_replay_state(state)
+        self.noise.state = np.asarray(state["noise_state"])
