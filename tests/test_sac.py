@@ -102,6 +102,16 @@ def test_training_call_runs_k_steps_and_a_fixed_temperature_stays():
     assert float(metrics["alpha"]) == pytest.approx(0.2)
 
 
+def test_correlated_exploration_noise_stays_standard_normal_and_resets_at_episode_ends():
+    assert _agent().noise.theta == 1.0  # plain SAC: independent ε
+    agent = _agent(exploration_theta=0.05)
+    draws = np.array([agent.noise.sample(512) for _ in range(400)])[100:]  # [steps, envs, action dims]
+    assert np.std(draws) == pytest.approx(1.0, abs=0.05)
+    assert np.mean(draws[1:] * draws[:-1]) == pytest.approx(0.95, abs=0.05)  # lag-1 correlation 1 − θ
+    agent.noise.advance(1, np.ones(512, bool))
+    assert not agent.noise.state.any()
+
+
 def test_truncated_transitions_bootstrap_and_terminated_ones_do_not():
     agent = _agent(learning_starts=100)
     observations = np.zeros((2, 3), np.float32)
