@@ -27,6 +27,7 @@ def arguments(description: str, steps: int) -> argparse.ArgumentParser:
     parser.add_argument("--preset", default="default")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--num-envs", type=int, default=None)
+    parser.add_argument("--eval-every", type=int, default=None, help="env steps between evaluations")
     return parser
 
 
@@ -43,6 +44,7 @@ def run_seeds(algorithm: str, env_id: str, target: float, args: argparse.Namespa
                 preset=args.preset,
                 overrides=parse_overrides(args.overrides),
                 num_envs=args.num_envs,
+                eval_every=args.eval_every,
                 logdir=logdir,
                 export=False,
                 progress=False,

@@ -28,3 +28,29 @@ def cartpole_run(tmp_path_factory):
         export_dir=root / "saved_models",
         progress=False,
     )
+
+
+@pytest.fixture
+def outputs_without_tfrl(tmp_path):
+    """A function that calls endpoints of a SavedModel on observations in a fresh Python that never
+    imports tfrl (the export contract), returning each endpoint's output as an array."""
+    import subprocess
+    import sys
+    import textwrap
+
+    import numpy as np
+
+    def run(path, observations, endpoints=("action", "sample_action", "value")):
+        np.save(tmp_path / "observations.npy", observations)
+        script = textwrap.dedent(f"""
+            import sys, numpy as np, tensorflow as tf
+            policy = tf.saved_model.load({str(path)!r})
+            observations = np.load({str(tmp_path / "observations.npy")!r})
+            for name in {list(endpoints)!r}:
+                np.save({str(tmp_path)!r} + f"/{{name}}.npy", getattr(policy, name)(observations).numpy())
+            assert not any(name.startswith("tfrl") for name in sys.modules), "tfrl was imported"
+        """)
+        subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, capture_output=True)
+        return {name: np.load(tmp_path / f"{name}.npy") for name in endpoints}
+
+    return run

@@ -1,8 +1,5 @@
 import json
 import re
-import subprocess
-import sys
-import textwrap
 
 import gymnasium as gym
 import keras
@@ -12,9 +9,9 @@ import tensorflow as tf
 
 import tfrl
 from tfrl.agents.actor_critic import ActorCriticAgent, ActorCriticConfig
+from tfrl.agents.stochastic import n_step_returns
 from tfrl.errors import ConfigError
 from tfrl.logger import read_jsonl
-from tfrl.replay import n_step_returns
 from tfrl.training import RunSettings, export_run
 
 RANDOM_CARTPOLE_RETURN = 22.0
@@ -117,7 +114,7 @@ def test_observe_updates_every_n_steps_and_learns_from_unclipped_samples():
     assert [result is not None for result in results] == [False, False, True, False, False, True, False]
     assert agent.env_steps == 35 and int(agent.updates.numpy()) == 2
     # the rollout keeps the raw Gaussian sample (log-prob of what was drawn), the env got it clipped
-    np.testing.assert_array_equal(agent.rollout["actions"][0], agent.raw_actions)
+    np.testing.assert_array_equal(agent.rollout.arrays["actions"][0], agent.raw_actions)
     deterministic = agent.act(observations, explore=False)
     np.testing.assert_allclose(deterministic, agent.actor(observations)[0].numpy(), rtol=1e-6)
 
@@ -158,29 +155,19 @@ def test_actor_critic_learns_cartpole_in_a_short_run(cartpole_run):
     assert max(evaluations) >= 150 and cartpole_run.final_return >= 5 * RANDOM_CARTPOLE_RETURN, evaluations
 
 
-def test_discrete_export_round_trip_without_tfrl(cartpole_run, tmp_path):
+def test_discrete_export_round_trip_without_tfrl(cartpole_run, outputs_without_tfrl):
     path = cartpole_run.export_path
     metadata = json.loads((path / "assets" / "tfrl.json").read_text())
     assert set(metadata["endpoints"]) == {"action", "sample_action", "value"}
     assert (path / "actor.keras").exists() and (path / "critic.keras").exists()
     observations = np.random.default_rng(0).uniform(-0.5, 0.5, (32, 4)).astype(np.float32)
-    np.save(tmp_path / "observations.npy", observations)
-    script = textwrap.dedent(f"""
-        import sys, numpy as np, tensorflow as tf
-        policy = tf.saved_model.load({str(path)!r})
-        observations = np.load({str(tmp_path / "observations.npy")!r})
-        np.save({str(tmp_path / "action.npy")!r}, policy.action(observations).numpy())
-        np.save({str(tmp_path / "sample.npy")!r}, policy.sample_action(observations).numpy())
-        np.save({str(tmp_path / "value.npy")!r}, policy.value(observations).numpy())
-        assert not any(name.startswith("tfrl") for name in sys.modules), "tfrl was imported"
-    """)
-    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, capture_output=True)
+    outputs = outputs_without_tfrl(path, observations)
     agent = cartpole_run.agent
     with cartpole_run.best.applied():  # the export is the best-evaluated policy
-        np.testing.assert_array_equal(np.load(tmp_path / "action.npy"), agent.act(observations, explore=False))
+        np.testing.assert_array_equal(outputs["action"], agent.act(observations, explore=False))
         expected_values = agent.critic(observations).numpy()
-    assert set(np.unique(np.load(tmp_path / "sample.npy"))) <= {0, 1}
-    np.testing.assert_allclose(np.load(tmp_path / "value.npy"), expected_values, rtol=1e-5, atol=1e-5)
+    assert set(np.unique(outputs["sample_action"])) <= {0, 1}
+    np.testing.assert_allclose(outputs["value"], expected_values, rtol=1e-5, atol=1e-5)
 
 
 def test_continuous_export_round_trip(tmp_path):

@@ -124,7 +124,7 @@ def test_export_never_deletes_a_directory_it_did_not_write(capsys, cartpole_run,
 def test_list_shows_algorithms_presets_and_defaults(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in ("dqn", "double-dqn", "ddpg", "td3", "reinforce", "actor-critic"))
+    assert all(name in out for name in ("dqn", "double-dqn", "ddpg", "td3", "reinforce", "actor-critic", "ppo", "sac"))
     assert main(["list", "dqn"]) == 0
     out = capsys.readouterr().out
     assert "tutorial" in out and "learning_rate" in out and "rmsprop" in out and "0.0023" in out

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 import tfrl
-from tfrl.agents.ddpg import DDPGAgent, DDPGConfig, ExplorationNoise
+from tfrl.agents.common import ExplorationNoise
+from tfrl.agents.ddpg import DDPGAgent, DDPGConfig
 from tfrl.checkpoint import Checkpointer
 from tfrl.errors import ConfigError, EnvError
 
@@ -38,7 +39,7 @@ def test_critic_target_by_hand():
         rewards
         + 0.9
         * (1 - terminated)
-        * agent.critic_targets[0]([next_observations, agent.actor_target(next_observations)]).numpy()
+        * agent.critics.targets[0]([next_observations, agent.actor_target(next_observations)]).numpy()
     )
     np.testing.assert_allclose(
         agent._critic_targets(rewards, next_observations, terminated).numpy(), expected, rtol=1e-5, atol=1e-6
@@ -50,7 +51,7 @@ def test_td3_target_takes_the_smaller_twin():
     rng = np.random.default_rng(1)
     _, _, rewards, next_observations, terminated = [array[0] for array in _batch(rng)]
     next_actions = agent.actor_target(next_observations)
-    twins = np.stack([critic([next_observations, next_actions]).numpy() for critic in agent.critic_targets])
+    twins = np.stack([critic([next_observations, next_actions]).numpy() for critic in agent.critics.targets])
     assert not np.allclose(twins[0], twins[1])
     expected = rewards + 0.5 * (1 - terminated) * twins.min(axis=0)
     np.testing.assert_allclose(
@@ -62,10 +63,10 @@ def test_td3_target_smoothing_noise_is_clipped():
     agent = _agent(td3=True, target_noise=100.0, target_noise_clip=0.1)
     observations = np.random.default_rng(2).normal(size=(64, 3)).astype(np.float32)
     smoothed = []
-    original = agent.critic_targets[0].call
-    agent.critic_targets[0].call = lambda inputs: smoothed.append(inputs[1].numpy()) or original(inputs)
+    original = agent.critics.targets[0].call
+    agent.critics.targets[0].call = lambda inputs: smoothed.append(inputs[1].numpy()) or original(inputs)
     agent._critic_targets(tf.zeros(64), observations, tf.zeros(64))
-    agent.critic_targets[0].call = original
+    agent.critics.targets[0].call = original
     offset = (
         smoothed[0] - np.clip(agent.actor_target(observations).numpy(), ACTIONS.low, ACTIONS.high)
     ) / agent.half_range
@@ -74,10 +75,10 @@ def test_td3_target_smoothing_noise_is_clipped():
 
 def test_actor_step_changes_only_the_actor():
     agent = _agent()
-    critic_before = [weight.numpy() for weight in agent.critics[0].weights]
+    critic_before = [weight.numpy() for weight in agent.critics.online[0].weights]
     actor_before = [weight.numpy() for weight in agent.actor.weights]
     agent._actor_step(tf.constant(np.random.default_rng(3).normal(size=(8, 3)), tf.float32))
-    for before, weight in zip(critic_before, agent.critics[0].weights, strict=True):
+    for before, weight in zip(critic_before, agent.critics.online[0].weights, strict=True):
         np.testing.assert_array_equal(before, weight.numpy())
     assert any(
         not np.array_equal(before, weight.numpy())
@@ -87,11 +88,11 @@ def test_actor_step_changes_only_the_actor():
 
 def test_one_training_step_moves_targets_by_tau():
     agent = _agent(tau=0.1)
-    targets_before = [weight.numpy() for weight in agent.actor_target.weights + agent.critic_targets[0].weights]
+    targets_before = [weight.numpy() for weight in agent.actor_target.weights + agent.critics.targets[0].weights]
     agent._train(*_batch(np.random.default_rng(4)))
-    online = agent.actor.weights + agent.critics[0].weights
+    online = agent.actor.weights + agent.critics.online[0].weights
     for before, target, source in zip(
-        targets_before, agent.actor_target.weights + agent.critic_targets[0].weights, online, strict=True
+        targets_before, agent.actor_target.weights + agent.critics.targets[0].weights, online, strict=True
     ):
         np.testing.assert_allclose(target.numpy(), 0.1 * source.numpy() + 0.9 * before, rtol=1e-5, atol=1e-7)
 
@@ -99,7 +100,7 @@ def test_one_training_step_moves_targets_by_tau():
 def test_td3_updates_the_actor_every_policy_delay_critic_steps():
     agent = _agent(td3=True, policy_delay=2)
     agent._train(*_batch(np.random.default_rng(5), k=4))
-    assert int(agent.critic_optimizer.iterations.numpy()) == 4
+    assert int(agent.critics.optimizer.iterations.numpy()) == 4
     assert int(agent.actor_optimizer.iterations.numpy()) == 2
 
 
@@ -198,7 +199,7 @@ def test_export_round_trip(pendulum_run):
     agent = pendulum_run.agent
     with pendulum_run.best.applied():  # the export is the best-evaluated policy
         expected_action = agent.act(observations)
-        expected_value = agent.critics[0]([observations, expected_action]).numpy()
+        expected_value = agent.critics.online[0]([observations, expected_action]).numpy()
     np.testing.assert_allclose(loaded.action(observations).numpy(), expected_action, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(loaded.value(observations).numpy(), expected_value, rtol=1e-5, atol=1e-5)
     served = loaded.signatures["serving_default"](observation=tf.constant(observations))["action"].numpy()

@@ -12,8 +12,10 @@ SHORT_RUNS = {
     "dqn": ("CartPole-v1", 2_000, {"learning_starts": 500, "train_freq": 64, "gradient_steps": 16}),
     "reinforce": ("CartPole-v1", 2_000, {}),
     "actor-critic": ("CartPole-v1", 2_000, {}),
+    "ppo": ("CartPole-v1", 2_000, {"n_steps": 16, "epochs": 4, "minibatches": 2}),
     "ddpg": ("Pendulum-v1", 800, {"learning_starts": 400, "train_freq": 100, "gradient_steps": 20}),
     "td3": ("Pendulum-v1", 800, {"learning_starts": 400, "train_freq": 100, "gradient_steps": 20}),
+    "sac": ("Pendulum-v1", 800, {"learning_starts": 400, "train_freq": 100, "gradient_steps": 20}),
     "a3c": ("CartPole-v1", 1_000, {"workers": 1}),
 }
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tfrl.agents.actor_critic import ActorCriticConfig
-from tfrl.agents.reinforce import action_distribution, build_actor, clip_to_bounds
+from tfrl.agents.stochastic import action_distribution, build_actor, clip_to_bounds
 from tfrl.nets import CategoricalActor, GaussianActor, ValueCritic
 
 RNG = np.random.default_rng(0)

@@ -8,9 +8,9 @@ import tensorflow as tf
 
 import tfrl
 from tfrl.agents.reinforce import ReinforceAgent, ReinforceConfig
+from tfrl.agents.stochastic import discounted_returns
 from tfrl.errors import ConfigError, EnvError
 from tfrl.logger import read_jsonl
-from tfrl.replay import discounted_returns
 from tfrl.training import restore_run
 
 OBSERVATIONS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)

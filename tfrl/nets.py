@@ -304,6 +304,31 @@ class GaussianHead(_Bounded):
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
+class SquashedGaussianHead(_Bounded):
+    """Mean and log standard deviation of a Gaussian over pre-squash actions; the log standard
+    deviation is clipped into ``[log_std_min, log_std_max]`` so a sample neither freezes nor explodes."""
+
+    def __init__(
+        self,
+        action_low: Iterable[float],
+        action_high: Iterable[float],
+        log_std_min: float = -20.0,
+        log_std_max: float = 2.0,
+        **kwargs: Any,
+    ):
+        super().__init__(action_low, action_high, **kwargs)
+        self.log_std_min, self.log_std_max = float(log_std_min), float(log_std_max)
+        self.mean = layers.Dense(len(self.action_low), name="mean")
+        self.log_std = layers.Dense(len(self.action_low), name="log_std")
+
+    def call(self, features: Any) -> Any:
+        return self.mean(features), ops.clip(self.log_std(features), self.log_std_min, self.log_std_max)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "log_std_min": self.log_std_min, "log_std_max": self.log_std_max}
+
+
+@keras.saving.register_keras_serializable(package="tfrl")
 class DeterministicHead(_Bounded):
     """μ(s): a deterministic continuous action inside the bounds."""
 
@@ -465,6 +490,44 @@ class GaussianActor(_Network):
     def get_config(self) -> dict[str, Any]:
         head = self.head.get_config()
         keys = ("action_low", "action_high", "state_dependent_scale", "initial_scale", "min_scale")
+        return {**super().get_config(), **{key: head[key] for key in keys}}
+
+
+@keras.saving.register_keras_serializable(package="tfrl")
+class SquashedGaussianActor(_Network):
+    """Maps a batch of observations to the mean and log standard deviation of a diagonal Gaussian over
+    pre-squash actions ``u`` (Soft Actor-Critic's actor, Haarnoja et al. 2018; ``SquashedGaussianHead``).
+
+    An action is ``squash(u) = centre + half_range · tanh(u)``, inside the bounds by construction; the
+    agent adds the change of variables to the log-probability.
+    """
+
+    def __init__(
+        self,
+        action_low: Iterable[float],
+        action_high: Iterable[float],
+        hidden_sizes: Sequence[int] = (256, 256),
+        activation: str = "relu",
+        log_std_min: float = -20.0,
+        log_std_max: float = 2.0,
+        observation_space: dict[str, Any] | None = None,
+        torso: str = "mlp",
+        **kwargs: Any,
+    ):
+        super().__init__(hidden_sizes, activation, observation_space, torso, **kwargs)
+        self.head = SquashedGaussianHead(action_low, action_high, log_std_min, log_std_max, name="head")
+        self.action_low, self.action_high = self.head.action_low, self.head.action_high
+
+    def call(self, observations: Any) -> Any:
+        return self.head(self.features(observations))
+
+    def squash(self, pre_squash: Any) -> Any:
+        """``centre + half_range · tanh(u)``: a pre-squash action in the env's units, inside the bounds."""
+        return self.head.squash(pre_squash)
+
+    def get_config(self) -> dict[str, Any]:
+        head = self.head.get_config()
+        keys = ("action_low", "action_high", "log_std_min", "log_std_max")
         return {**super().get_config(), **{key: head[key] for key in keys}}
 
 

@@ -6,9 +6,10 @@ Everything is vectorised: a vector env adds one row per sub-env in one call, and
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
-import tensorflow as tf
 
 _FIELDS = ("observations", "actions", "rewards", "next_observations", "terminated", "bootstrap_steps")
 
@@ -102,59 +103,14 @@ class ReplayBuffer:
         self.position = int(state["position"])
 
 
-# ------------------------------------------------------------------------------------------------
-# On-policy returns. Pure functions over time-major arrays (``[T]`` or ``[T, num_envs]``), written
-# with TensorFlow ops so the policy-gradient agents run them inside their compiled update steps;
-# they accept numpy arrays too. A reverse ``tf.scan`` walks back from the last step.
-# ------------------------------------------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    """``n_step_returns`` moved to ``tfrl.agents.stochastic`` with the other on-policy return computations;
+    A3C imports it from here until it switches to the shared module."""
+    if name == "n_step_returns":
+        from tfrl.agents.stochastic import n_step_returns
 
-
-def discounted_returns(
-    rewards: tf.Tensor | np.ndarray, episode_ends: tf.Tensor | np.ndarray, gamma: float
-) -> tf.Tensor:
-    """Monte Carlo returns ``G_t = r_t + γ·G_{t+1}``, restarting after every episode end.
-
-    ``episode_ends[t]`` is 1 where an episode finished at step ``t`` (terminated or truncated), so
-    several episodes laid end to end get their own returns in one call. A truncated episode's
-    returns are cut-off Monte Carlo returns: nothing is added for the steps it did not play.
-    """
-    rewards = tf.convert_to_tensor(rewards, tf.float32)
-    continues = 1.0 - tf.cast(episode_ends, tf.float32)
-    return tf.scan(
-        lambda later, step: step[0] + gamma * step[1] * later,
-        (rewards, continues),
-        initializer=tf.zeros_like(rewards[0]),
-        reverse=True,
-    )
-
-
-def n_step_returns(
-    rewards: tf.Tensor | np.ndarray,
-    next_values: tf.Tensor | np.ndarray,
-    terminated: tf.Tensor | np.ndarray,
-    truncated: tf.Tensor | np.ndarray,
-    gamma: float,
-) -> tf.Tensor:
-    """Bootstrapped returns of a rollout: each step's return runs to its episode's end or the rollout's.
-
-        G_t = r_t + γ · (1 − terminated_t) · B_t,   B_t = V(s'_t)  if truncated at t or t = T − 1
-                                                    B_t = G_{t+1}  otherwise
-
-    ``next_values[t]`` is V of the real next observation of step ``t`` (the episode's last one where it
-    ended). A terminal state is worth nothing; a time-limit truncation bootstraps from V(s'), because
-    the state it cut off still had a future. With ``T = 1`` this is the one-step TD target.
-    """
-    rewards = tf.convert_to_tensor(rewards, tf.float32)
-    next_values = tf.convert_to_tensor(next_values, tf.float32)
-    continues = 1.0 - tf.cast(terminated, tf.float32)
-    truncated = tf.cast(truncated, tf.float32)
-
-    def step_back(later: tf.Tensor, step: tuple[tf.Tensor, ...]) -> tf.Tensor:
-        reward, next_value, keep, cut = step
-        return reward + gamma * keep * (cut * next_value + (1.0 - cut) * later)
-
-    # Seeding the scan with V(s'_{T-1}) makes the last step bootstrap whether or not it was truncated.
-    return tf.scan(step_back, (rewards, next_values, continues, truncated), initializer=next_values[-1], reverse=True)
+        return n_step_returns
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import numpy as np
 
 from tfrl import __version__
 from tfrl.agents import get_agent, make_config
+from tfrl.agents.base import UpdateProducer
 from tfrl.checkpoint import Checkpointer, networks_finite, require_finite_weights
 from tfrl.envs import action_grid, describe_space, final_observations, make_env, make_vector_env
 from tfrl.errors import CheckpointError, ConfigError, TrainingDiverged, WorkerError
@@ -522,7 +523,7 @@ def train(
     try:
         with _sigterm_as_interrupt(), cluster(settings.backend, settings.ray_address) as workers_at:
             _write_run_file(run_dir, settings, config, workers_at)
-            if hasattr(agent, "updates"):  # an agent with its own workers (A3C) produces its updates
+            if isinstance(agent, UpdateProducer):  # an agent with its own workers (A3C) produces its updates
                 stream = agent.updates(settings, start_step, lambda line: logger.event(agent.env_steps, line))
             else:
                 stream = _collected(agent, settings, start_step)

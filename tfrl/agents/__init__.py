@@ -55,6 +55,12 @@ ALGORITHMS: dict[str, AlgorithmEntry] = {
         "ActorCriticConfig",
         "advantage actor-critic (n-step, vector envs), discrete or continuous actions",
     ),
+    "ppo": AlgorithmEntry(
+        "tfrl.agents.ppo",
+        "PPOAgent",
+        "PPOConfig",
+        "Proximal Policy Optimization (clipped or KL-penalty surrogate, GAE), discrete or continuous",
+    ),
     "ddpg": AlgorithmEntry(
         "tfrl.agents.ddpg", "DDPGAgent", "DDPGConfig", "Deep Deterministic Policy Gradient, continuous actions"
     ),
@@ -64,6 +70,12 @@ ALGORITHMS: dict[str, AlgorithmEntry] = {
         "DDPGConfig",
         "Twin Delayed DDPG: twin critics, target smoothing, delayed actor",
         MappingProxyType({"td3": True}),
+    ),
+    "sac": AlgorithmEntry(
+        "tfrl.agents.sac",
+        "SACAgent",
+        "SACConfig",
+        "Soft Actor-Critic: twin critics, squashed Gaussian actor, learned temperature, continuous",
     ),
     "a3c": AlgorithmEntry(
         "tfrl.agents.a3c",

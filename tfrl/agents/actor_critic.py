@@ -3,7 +3,7 @@
 An actor π(a|s) and a critic V(s) learn together. Every ``n_steps`` steps of all vector envs, one
 XLA-compiled ``tf.function`` call updates both from the rollout just collected:
 
-    G_t        = r_t + γ·r_{t+1} + … + γ^k·V(s_{t+k})   (n-step return; see ``replay.n_step_returns``)
+    G_t        = r_t + γ·r_{t+1} + … + γ^k·V(s_{t+k})   (n-step return; see ``stochastic.n_step_returns``)
     A_t        = G_t − V(s_t)                             (advantage: how much better than expected)
     actor loss = −mean( log π(a_t|s_t) · A_t ) − β · mean( entropy π(·|s_t) )
     critic     = mean( (G_t − V(s_t))² )
@@ -29,12 +29,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfrl.agents.base import AgentBase
 from tfrl.agents.common import make_optimizer
 from tfrl.agents.config import AgentConfig
-from tfrl.agents.reinforce import StochasticActing, StochasticPolicy, action_distribution, action_spec, build_actor
-from tfrl.envs import check_spaces, network_inputs
+from tfrl.agents.stochastic import (
+    Rollout,
+    RolloutLearning,
+    StochasticPolicy,
+    action_distribution,
+    action_spec,
+    build_actor,
+    flatten_time,
+    n_step_returns,
+)
 from tfrl.nets import ValueCritic
-from tfrl.replay import n_step_returns
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,16 +128,15 @@ class ActorCriticConfig(AgentConfig):
         self.require_non_negative("ent_coef", "max_grad_norm")
         self.require_unit_interval("gamma")
         self.require_layer_sizes("hidden_sizes")
-        self._require(
-            "initial_scale", self.initial_scale > self.min_scale, f"a number above min_scale={self.min_scale}"
-        )
+        self.require_above("initial_scale", "min_scale")
         self.require_choice("optimizer", ("adam", "rmsprop"))
 
 
-class ActorCriticAgent(StochasticActing):
+class ActorCriticAgent(RolloutLearning, AgentBase):
     """A stochastic actor and a value critic, each with its own optimizer, learning from n-step rollouts."""
 
     algorithm = "actor-critic"
+    config: ActorCriticConfig
     action_spaces = (gym.spaces.Discrete, gym.spaces.Box)
     run_defaults: ClassVar[dict[str, int]] = {
         "total_steps": 300_000,
@@ -146,16 +153,9 @@ class ActorCriticAgent(StochasticActing):
         env_id: str = "env",
         seed: int = 0,
     ) -> None:
-        check_spaces(self.algorithm, env_id, observation_space, action_space, self.action_spaces)
-        # check_spaces refused anything else:
-        assert isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box))
-        self.config = config
-        self.observation_space, self.action_space = observation_space, action_space
-        self.observation_shape = tuple(observation_space.shape or ())
-        self.actor = build_actor(action_space, observation_space, config)
-        self.critic = ValueCritic(
-            config.hidden_sizes, config.activation, **network_inputs(observation_space, config.torso)
-        )
+        self._setup(config, observation_space, action_space, env_id)
+        self.actor = build_actor(self.action_space, self.observation_space, config)
+        self.critic = ValueCritic(config.hidden_sizes, config.activation, **self.network_inputs)
         self.critic(np.zeros((1, *self.observation_shape), np.float32))
         self.actor_optimizer = make_optimizer(config.optimizer, config.actor_learning_rate, config.max_grad_norm)
         self.actor_optimizer.build(self.actor.trainable_variables)
@@ -164,8 +164,7 @@ class ActorCriticAgent(StochasticActing):
         self._init_acting(self.observation_shape, seed)
         self.env_steps = 0
         self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="updates")
-        self.rollout: dict[str, np.ndarray] = {}  # [n_steps, num_envs, ...] arrays, allocated on first use
-        self.rollout_step = 0
+        self.rollout = Rollout(config.n_steps)
 
         observations_spec = tf.TensorSpec([None, None, *self.observation_shape], tf.float32)
         flags_spec = tf.TensorSpec([None, None], tf.float32)
@@ -174,7 +173,7 @@ class ActorCriticAgent(StochasticActing):
             jit_compile=True,  # the rollout's shape is fixed, so XLA compiles it once
             input_signature=[
                 observations_spec,
-                action_spec(action_space, [None, None]),
+                action_spec(self.action_space, [None, None]),
                 flags_spec,
                 observations_spec,
                 flags_spec,
@@ -182,53 +181,8 @@ class ActorCriticAgent(StochasticActing):
             ],
         ).get_concrete_function()
 
-    def observe(
-        self,
-        observations: np.ndarray,
-        actions: np.ndarray,
-        rewards: np.ndarray,
-        next_observations: np.ndarray,
-        terminated: np.ndarray,
-        truncated: np.ndarray,
-    ) -> dict[str, float] | None:
-        """Add one vector-env step to the rollout; after ``n_steps`` of them, update actor and critic."""
-        step = {
-            "observations": observations,
-            "actions": self._learning_actions(actions),
-            "rewards": rewards,
-            "next_observations": next_observations,
-            "terminated": terminated,
-            "truncated": truncated,
-        }
-        if not self.rollout:
-            self.rollout = {
-                "observations": np.zeros((self.config.n_steps, *np.shape(observations)), np.float32),
-                "actions": np.zeros(
-                    (self.config.n_steps, *np.shape(step["actions"])), np.float32 if self.continuous else np.int64
-                ),
-                **{
-                    key: np.zeros((self.config.n_steps, len(rewards)), np.float32)
-                    for key in ("rewards", "terminated", "truncated")
-                },
-            }
-            self.rollout["next_observations"] = np.zeros_like(self.rollout["observations"])
-        for key, value in step.items():
-            self.rollout[key][self.rollout_step] = value
-        self.env_steps += len(rewards)
-        self.rollout_step += 1
-        if self.rollout_step < self.config.n_steps:
-            return None
-        self.rollout_step = 0
-        rollout = self.rollout
-        metrics = self._update(
-            rollout["observations"],
-            rollout["actions"],
-            rollout["rewards"],
-            rollout["next_observations"],
-            rollout["terminated"],
-            rollout["truncated"],
-        )
-        return {name: float(value) for name, value in metrics.items()}
+    def learn(self, batch: list[np.ndarray]) -> dict[str, float]:
+        return {name: float(value) for name, value in self._update(*batch).items()}
 
     def _update_step(
         self,
@@ -241,15 +195,12 @@ class ActorCriticAgent(StochasticActing):
     ) -> dict[str, tf.Tensor]:
         """One actor and one critic gradient step on a ``[T, num_envs]`` rollout."""
         config = self.config
-        steps, envs = tf.shape(rewards)[0], tf.shape(rewards)[1]
-
-        def flat(batch: tf.Tensor) -> tf.Tensor:  # [T, N, ...] → [T·N, ...]
-            return tf.reshape(batch, tf.concat([[steps * envs], tf.shape(batch)[2:]], axis=0))
-
-        next_values = tf.reshape(self.critic(flat(next_observations)), [steps, envs])
-        returns = flat(n_step_returns(rewards * config.reward_scale, next_values, terminated, truncated, config.gamma))
+        next_values = tf.reshape(self.critic(flatten_time(next_observations)), tf.shape(rewards))
+        returns = flatten_time(
+            n_step_returns(rewards * config.reward_scale, next_values, terminated, truncated, config.gamma)
+        )
         with tf.GradientTape() as tape:
-            values = self.critic(flat(observations))
+            values = self.critic(flatten_time(observations))
             critic_loss = tf.reduce_mean(tf.square(returns - values))
         variables = self.critic.trainable_variables
         self.critic_optimizer.apply_gradients(zip(tape.gradient(critic_loss, variables), variables, strict=True))
@@ -258,9 +209,11 @@ class ActorCriticAgent(StochasticActing):
         if config.normalize_advantage:
             advantages = (advantages - tf.reduce_mean(advantages)) / (tf.math.reduce_std(advantages) + 1e-8)
         with tf.GradientTape() as tape:
-            distribution = action_distribution(self.actor, flat(observations))
+            distribution = action_distribution(self.actor, flatten_time(observations))
             entropy = tf.reduce_mean(distribution.entropy())
-            actor_loss = -tf.reduce_mean(distribution.log_prob(flat(actions)) * advantages) - config.ent_coef * entropy
+            actor_loss = (
+                -tf.reduce_mean(distribution.log_prob(flatten_time(actions)) * advantages) - config.ent_coef * entropy
+            )
         variables = self.actor.trainable_variables
         self.actor_optimizer.apply_gradients(zip(tape.gradient(actor_loss, variables), variables, strict=True))
         self.updates.assign_add(1)
@@ -287,11 +240,3 @@ class ActorCriticAgent(StochasticActing):
             "updates": self.updates,
             "sampler": self.generator,
         }
-
-    def numpy_state(self) -> dict:
-        """Counters only: the rollout in progress is dropped, since a resumed run starts fresh episodes."""
-        return {"env_steps": self.env_steps}
-
-    def load_numpy_state(self, state: dict) -> None:
-        self.env_steps = int(state["env_steps"])
-        self.rollout_step = 0

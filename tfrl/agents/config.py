@@ -140,5 +140,10 @@ class AgentConfig:
         """A batch cannot be drawn from a replay memory smaller than itself."""
         self._require(batch, getattr(self, batch) <= getattr(self, buffer), f"at most {buffer}={getattr(self, buffer)}")
 
+    def require_above(self, name: str, floor: str) -> None:
+        """``name`` must exceed the field ``floor`` (a Gaussian's ``initial_scale`` its ``min_scale``)."""
+        bound = getattr(self, floor)
+        self._require(name, getattr(self, name) > bound, f"a number above {floor}={bound}")
+
     def require_choice(self, name: str, choices: tuple[str, ...]) -> None:
         self._require(name, getattr(self, name) in choices, f"one of {', '.join(choices)}")

@@ -25,11 +25,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfrl.agents.common import make_optimizer, training_calls_due
+from tfrl.agents.base import AgentBase
+from tfrl.agents.common import ExplorationNoise, QCritics, ReplayLearning, make_optimizer
 from tfrl.agents.config import AgentConfig
-from tfrl.envs import check_spaces, network_inputs
 from tfrl.nets import DeterministicActor, QCritic, soft_update
-from tfrl.replay import ReplayBuffer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,36 +107,6 @@ class DDPGConfig(AgentConfig):
         self.require_batch_fits()
 
 
-class ExplorationNoise:
-    """Gaussian or Ornstein-Uhlenbeck noise per vector env, in units of the action half-range.
-
-    OU noise is temporally correlated (dx = −θ x + σ dW), which helps on envs that reward moving in
-    one direction for a while; its state resets when an env's episode ends.
-    """
-
-    def __init__(
-        self, kind: str, scale: float, decay: float, theta: float, action_dim: int, rng: np.random.Generator
-    ) -> None:
-        self.kind, self.scale, self.decay, self.theta = kind, scale, decay, theta
-        self.action_dim = action_dim
-        self.rng = rng
-        self.state = np.zeros((0, action_dim))
-
-    def sample(self, count: int) -> np.ndarray:
-        if self.kind == "gaussian":
-            return self.scale * self.rng.standard_normal((count, self.action_dim))
-        if len(self.state) != count:
-            self.state = np.zeros((count, self.action_dim))
-        self.state += -self.theta * self.state + self.scale * self.rng.standard_normal(self.state.shape)
-        return self.state.copy()
-
-    def advance(self, steps: int, done: np.ndarray) -> None:
-        """Decay the scale by ``steps`` env steps and reset the OU state of finished episodes."""
-        self.scale *= self.decay**steps
-        if len(self.state) == len(done):
-            self.state[done] = 0.0
-
-
 class DeterministicPolicy(tf.Module):
     """The exported policy: ``action`` = μ(s) clipped to the bounds, ``value`` = Q(s, μ(s))."""
 
@@ -157,10 +126,13 @@ class DeterministicPolicy(tf.Module):
         return self.critic([observation, self._action(observation)])
 
 
-class DDPGAgent:
+class DDPGAgent(ReplayLearning, AgentBase):
     """Actor, critic(s), their targets and optimizers, the replay memory and the exploration noise."""
 
     action_spaces = (gym.spaces.Box,)
+    space_hint = "use dqn for Discrete actions, or actor-critic which handles both"
+    config: DDPGConfig
+    action_space: gym.spaces.Box
     run_defaults: ClassVar[dict[str, int]] = {
         "total_steps": 20_000,
         "num_envs": 4,
@@ -177,87 +149,54 @@ class DDPGAgent:
         seed: int = 0,
     ) -> None:
         self.algorithm = "td3" if config.td3 else "ddpg"
-        check_spaces(
-            self.algorithm,
-            env_id,
-            observation_space,
-            action_space,
-            self.action_spaces,
-            hint="use dqn for Discrete actions, or actor-critic which handles both",
-        )
-        assert isinstance(action_space, gym.spaces.Box)
-        self.config = config
-        self.observation_space, self.action_space = observation_space, action_space
-        self.observation_shape = tuple(observation_space.shape or ())
-        self.low = action_space.low.astype(np.float32)
-        self.high = action_space.high.astype(np.float32)
+        self._setup(config, observation_space, action_space, env_id)
+        self._init_replay_learning(seed)
         self.half_range = (self.high - self.low) / 2
-        self.rng = np.random.default_rng(seed)
-        self.graph_rng = tf.random.Generator.from_seed(seed)
-        self.env_steps = 0
 
-        inputs = network_inputs(observation_space, config.torso)
         self.actor = self._build(
-            DeterministicActor(self.low, self.high, config.hidden_sizes, config.activation, **inputs)
+            DeterministicActor(self.low, self.high, config.hidden_sizes, config.activation, **self.network_inputs)
         )
         self.actor_target = self._build(
-            DeterministicActor(self.low, self.high, config.hidden_sizes, config.activation, **inputs)
+            DeterministicActor(self.low, self.high, config.hidden_sizes, config.activation, **self.network_inputs)
         )
-        self.critics = [
-            self._build(QCritic(config.hidden_sizes, config.activation, **inputs))
-            for _ in range(2 if config.td3 else 1)
-        ]
-        self.critic_targets = [
-            self._build(QCritic(config.hidden_sizes, config.activation, **inputs)) for _ in self.critics
-        ]
-        for target, online in zip([self.actor_target, *self.critic_targets], [self.actor, *self.critics], strict=True):
-            soft_update(target, online, tau=1.0)
-        self.critic_variables = [variable for critic in self.critics for variable in critic.trainable_variables]
+        soft_update(self.actor_target, self.actor, tau=1.0)
+        self.critics = QCritics(
+            2 if config.td3 else 1,
+            config.hidden_sizes,
+            config.activation,
+            config.critic_learning_rate,
+            self.observation_shape,
+            len(self.low),
+            self.network_inputs,
+        )
         self.actor_optimizer = make_optimizer("adam", config.actor_learning_rate)
-        self.critic_optimizer = make_optimizer("adam", config.critic_learning_rate)
         self.actor_optimizer.build(self.actor.trainable_variables)
-        self.critic_optimizer.build(self.critic_variables)
-        self.critic_step_count = tf.Variable(0, dtype=tf.int64, trainable=False, name="critic_steps")
-        self.replay = ReplayBuffer(config.buffer_size, self.observation_shape, self.low.shape, np.float32)
         self.noise = ExplorationNoise(
             config.noise_type, config.exploration_noise, config.noise_decay, config.ou_theta, len(self.low), self.rng
         )
 
         observation_spec = tf.TensorSpec([None, *self.observation_shape], tf.float32)
-        batches_spec = tf.TensorSpec([None, None, *self.observation_shape], tf.float32)
         self._mu = tf.function(self._actor_actions, input_signature=[observation_spec]).get_concrete_function()
         self._train = tf.function(
             self._train_steps,
             jit_compile=True,
-            input_signature=[
-                batches_spec,
-                tf.TensorSpec([None, None, *self.low.shape], tf.float32),
-                tf.TensorSpec([None, None], tf.float32),
-                batches_spec,
-                tf.TensorSpec([None, None], tf.float32),
-            ],
+            input_signature=self._train_signature(),
         ).get_concrete_function()
 
-    def _build(self, network: keras.Model) -> keras.Model:
-        """Create the network's weights by calling it once on a dummy batch."""
-        observations = np.zeros((1, *self.observation_shape), np.float32)
-        if isinstance(network, QCritic):
-            network([observations, self.low[None]])
-        else:
-            network(observations)
-        return network
+    def _build(self, actor: DeterministicActor) -> DeterministicActor:
+        """Create the actor's weights by calling it once on a dummy batch."""
+        actor(np.zeros((1, *self.observation_shape), np.float32))
+        return actor
 
     def _actor_actions(self, observations: tf.Tensor) -> tf.Tensor:
         return self.actor(observations)
 
-    def act(self, observations: np.ndarray, explore: bool = False) -> np.ndarray:
-        """μ(s) for a batch, plus exploration noise when ``explore``, always within the bounds."""
-        actions = self._mu(np.asarray(observations, np.float32)).numpy()
+    def _policy_actions(self, observations: np.ndarray, explore: bool) -> np.ndarray:
+        """μ(s) for a batch, plus exploration noise when ``explore`` (``act`` clips to the bounds)."""
+        actions = self._mu(observations).numpy()
         if explore:
-            if self.env_steps < self.config.learning_starts:
-                return self.rng.uniform(self.low, self.high, actions.shape).astype(np.float32)
             actions = actions + self.half_range * self.noise.sample(len(actions))
-        return np.clip(actions, self.low, self.high).astype(np.float32)
+        return actions
 
     def observe(
         self,
@@ -269,19 +208,11 @@ class DDPGAgent:
         truncated: np.ndarray,
     ) -> dict[str, float] | None:
         """Store one vector-env step and train if due; returns the training metrics when it trained."""
-        before = self.env_steps
-        self.replay.add(
-            observations, actions, np.asarray(rewards) * self.config.reward_scale, next_observations, terminated
-        )
-        self.env_steps += len(rewards)
+        outputs = self._store_and_train(observations, actions, rewards, next_observations, terminated)
         self.noise.advance(len(rewards), np.logical_or(terminated, truncated))
-        calls = training_calls_due(before, self.env_steps, self.config.learning_starts, self.config.train_freq)
-        if calls == 0:
+        if outputs is None:
             return None
-        batch = self.replay.sample(self.config.batch_size, calls * self.config.gradient_steps, self.rng)
-        critic_loss, actor_loss, mean_q = self._train(
-            batch["observations"], batch["actions"], batch["rewards"], batch["next_observations"], batch["terminated"]
-        )
+        critic_loss, actor_loss, mean_q = outputs
         return {"critic_loss": float(critic_loss), "actor_loss": float(actor_loss), "mean_q": float(mean_q)}
 
     def _train_steps(
@@ -298,12 +229,10 @@ class DDPGAgent:
             critic_loss, mean_q = self._critic_step(
                 observations[k], actions[k], rewards[k], next_observations[k], terminated[k]
             )
-            if self.critic_step_count % self.policy_delay == 0:
+            if self.critics.steps % self.policy_delay == 0:
                 actor_loss = self._actor_step(observations[k])
-                for target, online in zip(
-                    [self.actor_target, *self.critic_targets], [self.actor, *self.critics], strict=True
-                ):
-                    soft_update(target, online, self.config.tau)
+                soft_update(self.actor_target, self.actor, self.config.tau)
+                self.critics.soft_update(self.config.tau)
         return critic_loss, actor_loss, mean_q
 
     @property
@@ -318,15 +247,9 @@ class DDPGAgent:
         next_observations: tf.Tensor,
         terminated: tf.Tensor,
     ) -> tuple[tf.Tensor, tf.Tensor]:
-        targets = self._critic_targets(rewards, next_observations, terminated)
-        with tf.GradientTape() as tape:
-            q_values = [critic([observations, actions]) for critic in self.critics]
-            loss = tf.add_n([tf.reduce_mean(tf.square(q - targets)) for q in q_values])
-        self.critic_optimizer.apply_gradients(
-            zip(tape.gradient(loss, self.critic_variables), self.critic_variables, strict=True)
+        return self.critics.train_step(
+            observations, actions, self._critic_targets(rewards, next_observations, terminated)
         )
-        self.critic_step_count.assign_add(1)
-        return loss, tf.reduce_mean(q_values[0])
 
     def _critic_targets(self, rewards: tf.Tensor, next_observations: tf.Tensor, terminated: tf.Tensor) -> tf.Tensor:
         """``r + γ (1 − terminated) Q′(s′, a′)``; TD3 smooths a′ and takes the smaller twin."""
@@ -338,56 +261,41 @@ class DDPGAgent:
                 self.config.target_noise_clip,
             )
             next_actions = tf.clip_by_value(next_actions + noise * self.half_range, self.low, self.high)
-        next_q = tf.reduce_min(
-            tf.stack([target([next_observations, next_actions]) for target in self.critic_targets]), axis=0
-        )
+        next_q = self.critics.minimum(next_observations, next_actions, target=True)
         return tf.stop_gradient(rewards + self.config.gamma * (1.0 - terminated) * next_q)
 
     def _actor_step(self, observations: tf.Tensor) -> tf.Tensor:
         """Gradient ascent on Q₁(s, μ(s)); only the actor's variables are updated."""
         variables = self.actor.trainable_variables
         with tf.GradientTape() as tape:
-            loss = -tf.reduce_mean(self.critics[0]([observations, self.actor(observations)]))
+            loss = -tf.reduce_mean(self.critics.online[0]([observations, self.actor(observations)]))
         self.actor_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         return loss
 
     # What training.py, checkpoint.py and export.py use.
     def policy(self) -> DeterministicPolicy:
-        return DeterministicPolicy(self.actor, self.critics[0], self.observation_shape)
+        return DeterministicPolicy(self.actor, self.critics.online[0], self.observation_shape)
 
     def networks(self) -> dict[str, keras.Model]:
-        return {
-            "actor": self.actor,
-            **{
-                f"critic_{index + 1}" if self.config.td3 else "critic": critic
-                for index, critic in enumerate(self.critics)
-            },
-        }
+        return {"actor": self.actor, **self.critics.networks()}
 
     def trackables(self) -> dict:
         return {
             "actor": self.actor,
             "actor_target": self.actor_target,
-            **{f"critic_{index}": critic for index, critic in enumerate(self.critics)},
-            **{f"critic_target_{index}": target for index, target in enumerate(self.critic_targets)},
+            **self.critics.trackables(),
             "actor_optimizer": self.actor_optimizer,
-            "critic_optimizer": self.critic_optimizer,
-            "critic_steps": self.critic_step_count,
             "graph_rng": self.graph_rng,
         }
 
     def numpy_state(self) -> dict:
         return {
-            "env_steps": self.env_steps,
-            "replay": self.replay.state(),
-            "rng": self.rng.bit_generator.state,
+            **self.replay_state(),
             "noise_scale": self.noise.scale,
             "noise_state": self.noise.state,
         }
 
     def load_numpy_state(self, state: dict) -> None:
-        self.env_steps = int(state["env_steps"])
-        self.replay.load_state(state["replay"])
-        self.rng.bit_generator.state = state["rng"]
+        self.load_replay_state(state)
         self.noise.scale = float(state["noise_scale"])
         self.noise.state = np.asarray(state["noise_state"])

@@ -34,9 +34,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfrl.agents.base import AgentBase
 from tfrl.agents.common import make_optimizer, training_calls_due
 from tfrl.agents.config import AgentConfig
-from tfrl.envs import check_spaces, network_inputs
 from tfrl.nets import QNetwork, soft_update
 from tfrl.replay import NStepCollector, PrioritizedReplayBuffer, ReplayBuffer
 
@@ -204,11 +204,14 @@ class QPolicy(tf.Module):
         return tf.argmax(self.q_network(observation), axis=-1)
 
 
-class DQNAgent:
+class DQNAgent(AgentBase):
     """Online and target Q-networks, their optimizer, the replay memory and the ε schedule."""
 
     algorithm = "dqn"
     action_spaces = (gym.spaces.Discrete,)
+    space_hint = "discretise the actions (--discretize N, a Box action space) or use a continuous-action algorithm"
+    config: DQNConfig
+    action_space: gym.spaces.Discrete
     run_defaults: ClassVar[dict[str, int]] = {
         "total_steps": 100_000,
         "num_envs": 4,
@@ -224,19 +227,8 @@ class DQNAgent:
         env_id: str = "env",
         seed: int = 0,
     ) -> None:
-        check_spaces(
-            self.algorithm,
-            env_id,
-            observation_space,
-            action_space,
-            self.action_spaces,
-            hint="discretise the actions (--discretize N, a Box action space) or use a continuous-action algorithm",
-        )
-        assert isinstance(action_space, gym.spaces.Discrete)
-        self.config = config
-        self.observation_space, self.action_space = observation_space, action_space
-        self.observation_shape = tuple(observation_space.shape or ())
-        self.num_actions = int(action_space.n)
+        self._setup(config, observation_space, action_space, env_id)
+        self.num_actions = int(self.action_space.n)
         self.rng = np.random.default_rng(seed)
 
         self.q_network = self._build_network()
@@ -280,7 +272,7 @@ class DQNAgent:
             self.config.hidden_sizes,
             self.config.activation,
             self.config.dueling,
-            **network_inputs(self.observation_space, self.config.torso),
+            **self.network_inputs,
         )
         network(np.zeros((1, *self.observation_shape), np.float32))
         return network

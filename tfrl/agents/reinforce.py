@@ -17,190 +17,32 @@ An episode ends on termination or truncation; a truncated episode's returns are 
 returns (REINFORCE has no critic to bootstrap with). Actions come from a categorical policy for a
 Discrete space, a Gaussian one (mean inside the bounds, scale softplus + floor) for a Box space.
 
-This file also holds what every stochastic-policy agent shares (the actor for a space, its
-tensorflow-probability distribution, the exported policy module); ``actor_critic.py`` imports them.
+The actor for a space, its distribution, acting and the exported policy come from
+``stochastic.py``, which actor-critic and PPO share.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import keras
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 
+from tfrl.agents.base import AgentBase
 from tfrl.agents.common import make_optimizer
 from tfrl.agents.config import AgentConfig
-from tfrl.envs import check_spaces, network_inputs
-from tfrl.errors import EnvError
-from tfrl.nets import CategoricalActor, GaussianActor, ValueCritic
-from tfrl.replay import discounted_returns
-
-tfd = tfp.distributions
-
-
-# ------------------------------------------------------------------------------------------------
-# Shared by the policy-gradient agents: actor, distribution, exported policy.
-# ------------------------------------------------------------------------------------------------
-
-
-class ActorSettings(Protocol):
-    """The config fields ``build_actor`` reads; every stochastic-policy agent's config has them."""
-
-    @property
-    def hidden_sizes(self) -> tuple[int, ...]: ...
-
-    @property
-    def activation(self) -> str: ...
-
-    @property
-    def state_dependent_scale(self) -> bool: ...
-
-    @property
-    def initial_scale(self) -> float: ...
-
-    @property
-    def min_scale(self) -> float: ...
-
-    @property
-    def torso(self) -> str: ...
-
-
-def build_actor(
-    action_space: gym.spaces.Discrete | gym.spaces.Box, observation_space: gym.Space, config: ActorSettings
-) -> keras.Model:
-    """A built ``CategoricalActor`` for a Discrete action space, ``GaussianActor`` for a Box one,
-    with the encoder of ``observation_space``."""
-    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) != 1:
-        raise EnvError(
-            f"policy-gradient agents need a 1-D Box action space (a vector of actions), got {action_space}; "
-            "wrap the env in a gymnasium ActionWrapper that takes a flat vector"
-        )
-    inputs = network_inputs(observation_space, config.torso)
-    if isinstance(action_space, gym.spaces.Discrete):
-        actor = CategoricalActor(int(action_space.n), config.hidden_sizes, config.activation, **inputs)
-    else:
-        actor = GaussianActor(
-            np.ravel(action_space.low),
-            np.ravel(action_space.high),
-            config.hidden_sizes,
-            config.activation,
-            state_dependent_scale=config.state_dependent_scale,
-            initial_scale=config.initial_scale,
-            min_scale=config.min_scale,
-            **inputs,
-        )
-    actor(np.zeros((1, *(observation_space.shape or ())), np.float32))
-    return actor
-
-
-def action_distribution(actor: keras.Model, observations: tf.Tensor) -> tfp.distributions.Distribution:
-    """π(·|s) for a batch: Categorical over logits, or a diagonal Normal whose log-prob sums the dimensions."""
-    if isinstance(actor, CategoricalActor):
-        return tfd.Categorical(logits=actor(observations), dtype=tf.int64)
-    mean, scale = actor(observations)
-    return tfd.Independent(tfd.Normal(mean, scale), reinterpreted_batch_ndims=1)
-
-
-def next_seed(generator: tf.random.Generator) -> tf.Tensor:
-    """A fresh stateless seed for a tensorflow-probability ``sample`` (which wants int32)."""
-    return tf.cast(generator.make_seeds(1)[:, 0], tf.int32)
-
-
-def clip_to_bounds(actor: keras.Model, actions: tf.Tensor) -> tf.Tensor:
-    """Continuous actions clipped into the Box bounds; discrete actions unchanged."""
-    if isinstance(actor, GaussianActor):
-        return tf.clip_by_value(actions, actor.action_low, actor.action_high)
-    return actions
-
-
-class StochasticPolicy(tf.Module):
-    """The exported policy: ``action`` (the mode: argmax or mean, inside the bounds), ``sample_action``,
-    and ``value`` when a critic is given. Batched float32 observations in."""
-
-    def __init__(
-        self, actor: keras.Model, observation_shape: tuple[int, ...], critic: keras.Model | None = None
-    ) -> None:
-        super().__init__(name="stochastic_policy")
-        self.actor = actor
-        self.generator = tf.random.Generator.from_seed(0)
-        spec = [tf.TensorSpec([None, *observation_shape], tf.float32, name="observation")]
-        self.action = tf.function(self._action, input_signature=spec)
-        self.sample_action = tf.function(self._sample_action, input_signature=spec)
-        if critic is not None:
-            self.critic = critic
-            self.value = tf.function(self._value, input_signature=spec)
-
-    def _action(self, observation: tf.Tensor) -> tf.Tensor:
-        return clip_to_bounds(self.actor, action_distribution(self.actor, observation).mode())
-
-    def _sample_action(self, observation: tf.Tensor) -> tf.Tensor:
-        return clip_to_bounds(
-            self.actor, action_distribution(self.actor, observation).sample(seed=next_seed(self.generator))
-        )
-
-    def _value(self, observation: tf.Tensor) -> tf.Tensor:
-        return self.critic(observation)
-
-
-class StochasticActing:
-    """``act`` for an agent with ``self.actor``: sample (clipped to the bounds) or take the mode.
-
-    The unclipped samples of the last exploring ``act`` are kept in ``self.raw_actions``: learning
-    uses their log-probability, not that of the clipped action the env received.
-    """
-
-    actor: keras.Model
-    action_space: gym.spaces.Discrete | gym.spaces.Box
-
-    def _init_acting(self, observation_shape: tuple[int, ...], seed: int) -> None:
-        self.generator = tf.random.Generator.from_seed(seed)  # checkpointed: a resumed run samples on
-        spec = [tf.TensorSpec([None, *observation_shape], tf.float32)]
-        self._sample = tf.function(self._sample_actions, input_signature=spec).get_concrete_function()
-        self._mode = tf.function(self._mode_actions, input_signature=spec).get_concrete_function()
-        self.raw_actions: np.ndarray | None = None
-
-    def _sample_actions(self, observations: tf.Tensor) -> tf.Tensor:
-        return action_distribution(self.actor, observations).sample(seed=next_seed(self.generator))
-
-    def _mode_actions(self, observations: tf.Tensor) -> tf.Tensor:
-        return clip_to_bounds(self.actor, action_distribution(self.actor, observations).mode())
-
-    @property
-    def continuous(self) -> bool:
-        return isinstance(self.actor, GaussianActor)
-
-    def act(self, observations: np.ndarray, explore: bool = False) -> np.ndarray:
-        """Actions for a batch of observations: sampled when ``explore``, else the distribution's mode."""
-        observations = np.asarray(observations, np.float32)
-        if not explore:
-            return self._mode(observations).numpy()
-        self.raw_actions = self._sample(observations).numpy()
-        if self.continuous:
-            assert isinstance(self.action_space, gym.spaces.Box)  # build_actor gives a Box a GaussianActor
-            return np.clip(self.raw_actions, self.action_space.low, self.action_space.high)
-        return self.raw_actions
-
-    def _learning_actions(self, actions: np.ndarray) -> np.ndarray:
-        """What ``observe`` learns from: the unclipped samples behind ``actions`` when they are known."""
-        if self.continuous and self.raw_actions is not None and len(self.raw_actions) == len(actions):
-            return self.raw_actions
-        return np.asarray(actions)
-
-
-def action_spec(action_space: gym.spaces.Discrete | gym.spaces.Box, leading: list) -> tf.TensorSpec:
-    """The TensorSpec of a batch of actions with ``leading`` batch dimensions."""
-    if isinstance(action_space, gym.spaces.Discrete):
-        return tf.TensorSpec(leading, tf.int64)
-    return tf.TensorSpec([*leading, *action_space.shape], tf.float32)
-
-
-# ------------------------------------------------------------------------------------------------
-# REINFORCE
-# ------------------------------------------------------------------------------------------------
+from tfrl.agents.stochastic import (
+    StochasticActing,
+    StochasticPolicy,
+    action_distribution,
+    action_spec,
+    build_actor,
+    discounted_returns,
+)
+from tfrl.nets import ValueCritic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,16 +97,15 @@ class ReinforceConfig(AgentConfig):
         self.require_non_negative("ent_coef", "max_grad_norm")
         self.require_unit_interval("gamma")
         self.require_layer_sizes("hidden_sizes")
-        self._require(
-            "initial_scale", self.initial_scale > self.min_scale, f"a number above min_scale={self.min_scale}"
-        )
+        self.require_above("initial_scale", "min_scale")
         self.require_choice("optimizer", ("adam", "rmsprop"))
 
 
-class ReinforceAgent(StochasticActing):
+class ReinforceAgent(StochasticActing, AgentBase):
     """A stochastic actor (and, with ``baseline``, a value network) learning from whole episodes."""
 
     algorithm = "reinforce"
+    config: ReinforceConfig
     action_spaces = (gym.spaces.Discrete, gym.spaces.Box)
     run_defaults: ClassVar[dict[str, int]] = {
         "total_steps": 300_000,
@@ -281,20 +122,13 @@ class ReinforceAgent(StochasticActing):
         env_id: str = "env",
         seed: int = 0,
     ) -> None:
-        check_spaces(self.algorithm, env_id, observation_space, action_space, self.action_spaces)
-        # check_spaces refused anything else:
-        assert isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box))
-        self.config = config
-        self.observation_space, self.action_space = observation_space, action_space
-        self.observation_shape = tuple(observation_space.shape or ())
-        self.actor = build_actor(action_space, observation_space, config)
+        self._setup(config, observation_space, action_space, env_id)
+        self.actor = build_actor(self.action_space, self.observation_space, config)
         self.optimizer = make_optimizer(config.optimizer, config.learning_rate, config.max_grad_norm)
         self.optimizer.build(self.actor.trainable_variables)
         self.critic = None
         if config.baseline:
-            self.critic = ValueCritic(
-                config.hidden_sizes, config.activation, **network_inputs(observation_space, config.torso)
-            )
+            self.critic = ValueCritic(config.hidden_sizes, config.activation, **self.network_inputs)
             self.critic(np.zeros((1, *self.observation_shape), np.float32))
             self.critic_optimizer = make_optimizer(config.optimizer, config.critic_learning_rate, config.max_grad_norm)
             self.critic_optimizer.build(self.critic.trainable_variables)
@@ -310,7 +144,7 @@ class ReinforceAgent(StochasticActing):
             self._update_step,
             input_signature=[
                 tf.TensorSpec([None, *self.observation_shape], tf.float32),
-                action_spec(action_space, [None]),
+                action_spec(self.action_space, [None]),
                 tf.TensorSpec([None], tf.float32),
                 tf.TensorSpec([None], tf.float32),
             ],

@@ -1,0 +1,348 @@
+"""What the policy-gradient agents share: the actor for a space, its distribution, acting, the exported
+policy, the rollout they collect and the returns and advantages computed from it.
+
+REINFORCE, actor-critic and PPO import these (A3C keeps private copies until it moves here). The
+return computations are pure functions over time-major arrays (``[T]`` or ``[T, num_envs]``), written
+with TensorFlow ops so the agents run them inside their compiled update steps; they accept numpy
+arrays too. A reverse ``tf.scan`` walks back from the last step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import gymnasium as gym
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfrl.envs import network_inputs
+from tfrl.errors import EnvError
+from tfrl.nets import CategoricalActor, GaussianActor
+
+tfd = tfp.distributions
+
+
+class ActorSettings(Protocol):
+    """The config fields ``build_actor`` reads; every stochastic-policy agent's config has them."""
+
+    @property
+    def hidden_sizes(self) -> tuple[int, ...]: ...
+
+    @property
+    def activation(self) -> str: ...
+
+    @property
+    def state_dependent_scale(self) -> bool: ...
+
+    @property
+    def initial_scale(self) -> float: ...
+
+    @property
+    def min_scale(self) -> float: ...
+
+    @property
+    def torso(self) -> str: ...
+
+
+def build_actor(
+    action_space: gym.spaces.Discrete | gym.spaces.Box, observation_space: gym.Space, config: ActorSettings
+) -> keras.Model:
+    """A built ``CategoricalActor`` for a Discrete action space, ``GaussianActor`` for a Box one,
+    with the encoder and torso for ``observation_space``."""
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) != 1:
+        raise EnvError(
+            f"policy-gradient agents need a 1-D Box action space (a vector of actions), got {action_space}; "
+            "wrap the env in a gymnasium ActionWrapper that takes a flat vector"
+        )
+    inputs = network_inputs(observation_space, config.torso)
+    if isinstance(action_space, gym.spaces.Discrete):
+        actor = CategoricalActor(int(action_space.n), config.hidden_sizes, config.activation, **inputs)
+    else:
+        actor = GaussianActor(
+            np.ravel(action_space.low),
+            np.ravel(action_space.high),
+            config.hidden_sizes,
+            config.activation,
+            state_dependent_scale=config.state_dependent_scale,
+            initial_scale=config.initial_scale,
+            min_scale=config.min_scale,
+            **inputs,
+        )
+    actor(np.zeros((1, *(observation_space.shape or ())), np.float32))
+    return actor
+
+
+def action_distribution(actor: keras.Model, observations: tf.Tensor) -> tfp.distributions.Distribution:
+    """π(·|s) for a batch: Categorical over logits, or a diagonal Normal whose log-prob sums the dimensions."""
+    return distribution_from(actor, actor(observations))
+
+
+def distribution_from(actor: keras.Model, outputs: Any) -> tfp.distributions.Distribution:
+    """The distribution of ``actor``'s ``outputs`` (logits, or mean and scale), e.g. ones kept from before an update."""
+    if isinstance(actor, CategoricalActor):
+        return tfd.Categorical(logits=outputs, dtype=tf.int64)
+    mean, scale = outputs
+    return tfd.Independent(tfd.Normal(mean, scale), reinterpreted_batch_ndims=1)
+
+
+def next_seed(generator: tf.random.Generator) -> tf.Tensor:
+    """A fresh stateless seed for a tensorflow-probability ``sample`` (which wants int32)."""
+    return tf.cast(generator.make_seeds(1)[:, 0], tf.int32)
+
+
+def clip_to_bounds(actor: keras.Model, actions: tf.Tensor) -> tf.Tensor:
+    """Continuous actions clipped into the Box bounds; discrete actions unchanged."""
+    if isinstance(actor, GaussianActor):
+        return tf.clip_by_value(actions, actor.action_low, actor.action_high)
+    return actions
+
+
+class StochasticPolicy(tf.Module):
+    """The exported policy: ``action`` (the mode: argmax or mean, inside the bounds), ``sample_action``,
+    and ``value`` when a critic is given. Batched float32 observations in."""
+
+    def __init__(
+        self, actor: keras.Model, observation_shape: tuple[int, ...], critic: keras.Model | None = None
+    ) -> None:
+        super().__init__(name="stochastic_policy")
+        self.actor = actor
+        self.generator = tf.random.Generator.from_seed(0)
+        spec = [tf.TensorSpec([None, *observation_shape], tf.float32, name="observation")]
+        self.action = tf.function(self._action, input_signature=spec)
+        self.sample_action = tf.function(self._sample_action, input_signature=spec)
+        if critic is not None:
+            self.critic = critic
+            self.value = tf.function(self._value, input_signature=spec)
+
+    def _action(self, observation: tf.Tensor) -> tf.Tensor:
+        return clip_to_bounds(self.actor, action_distribution(self.actor, observation).mode())
+
+    def _sample_action(self, observation: tf.Tensor) -> tf.Tensor:
+        return clip_to_bounds(
+            self.actor, action_distribution(self.actor, observation).sample(seed=next_seed(self.generator))
+        )
+
+    def _value(self, observation: tf.Tensor) -> tf.Tensor:
+        return self.critic(observation)
+
+
+class StochasticActing:
+    """``act`` for an agent with ``self.actor``: sample (clipped to the bounds) or take the mode.
+
+    The unclipped samples of the last exploring ``act`` are kept in ``self.raw_actions``: learning
+    uses their log-probability, not that of the clipped action the env received.
+    """
+
+    actor: keras.Model
+    action_space: gym.spaces.Discrete | gym.spaces.Box
+
+    def _init_acting(self, observation_shape: tuple[int, ...], seed: int) -> None:
+        self.generator = tf.random.Generator.from_seed(seed)  # checkpointed: a resumed run samples on
+        spec = [tf.TensorSpec([None, *observation_shape], tf.float32)]
+        self._sample = tf.function(self._sample_actions, input_signature=spec).get_concrete_function()
+        self._mode = tf.function(self._mode_actions, input_signature=spec).get_concrete_function()
+        self.raw_actions: np.ndarray | None = None
+
+    def _sample_actions(self, observations: tf.Tensor) -> tf.Tensor:
+        return action_distribution(self.actor, observations).sample(seed=next_seed(self.generator))
+
+    def _mode_actions(self, observations: tf.Tensor) -> tf.Tensor:
+        return clip_to_bounds(self.actor, action_distribution(self.actor, observations).mode())
+
+    @property
+    def continuous(self) -> bool:
+        return isinstance(self.actor, GaussianActor)
+
+    def act(self, observations: np.ndarray, explore: bool = False) -> np.ndarray:
+        """Actions for a batch of observations: sampled when ``explore``, else the distribution's mode."""
+        observations = np.asarray(observations, np.float32)
+        if not explore:
+            return self._mode(observations).numpy()
+        self.raw_actions = self._sample(observations).numpy()
+        if self.continuous:
+            assert isinstance(self.action_space, gym.spaces.Box)  # build_actor gives a Box a GaussianActor
+            return np.clip(self.raw_actions, self.action_space.low, self.action_space.high)
+        return self.raw_actions
+
+    def _learning_actions(self, actions: np.ndarray) -> np.ndarray:
+        """What ``observe`` learns from: the unclipped samples behind ``actions`` when they are known."""
+        if self.continuous and self.raw_actions is not None and len(self.raw_actions) == len(actions):
+            return self.raw_actions
+        return np.asarray(actions)
+
+
+def action_spec(action_space: gym.spaces.Discrete | gym.spaces.Box, leading: list) -> tf.TensorSpec:
+    """The TensorSpec of a batch of actions with ``leading`` batch dimensions."""
+    if isinstance(action_space, gym.spaces.Discrete):
+        return tf.TensorSpec(leading, tf.int64)
+    return tf.TensorSpec([*leading, *action_space.shape], tf.float32)
+
+
+class Rollout:
+    """The last ``steps`` steps of all vector envs, as time-major arrays ``[steps, num_envs, ...]``.
+
+    Integer actions stay int64, everything else is stored as float32 (``terminated`` and ``truncated``
+    as 0/1). The arrays are allocated on the first ``add``, when the number of envs is known.
+    """
+
+    FIELDS = ("observations", "actions", "rewards", "next_observations", "terminated", "truncated")
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+        self.arrays: dict[str, np.ndarray] = {}
+        self.position = 0
+
+    def add(self, **step: np.ndarray) -> bool:
+        """Store one vector-env step (one keyword per field); True when this step filled the rollout."""
+        if not self.arrays:
+            self.arrays = {
+                key: np.zeros(
+                    (self.steps, *np.shape(step[key])),
+                    np.int64 if np.issubdtype(np.asarray(step[key]).dtype, np.integer) else np.float32,
+                )
+                for key in self.FIELDS
+            }
+        for key in self.FIELDS:
+            self.arrays[key][self.position] = step[key]
+        self.position = (self.position + 1) % self.steps
+        return self.position == 0
+
+    def batch(self) -> list[np.ndarray]:
+        """The arrays in ``FIELDS`` order, as the agents' update steps take them."""
+        return [self.arrays[key] for key in self.FIELDS]
+
+
+class RolloutLearning(StochasticActing):
+    """``observe`` for an agent that learns from fixed-length rollouts (actor-critic, PPO).
+
+    The agent sets ``self.rollout`` and ``self.env_steps`` and defines ``learn``, called with the
+    rollout's arrays each time it fills. The rollout in progress is not checkpointed: a resumed run
+    starts fresh episodes, so ``load_numpy_state`` restarts it.
+    """
+
+    rollout: Rollout
+    env_steps: int
+
+    def learn(self, batch: list[np.ndarray]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def observe(
+        self,
+        observations: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_observations: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+    ) -> dict[str, float] | None:
+        """Add one vector-env step to the rollout; when it is full, learn from it."""
+        full = self.rollout.add(
+            observations=observations,
+            actions=self._learning_actions(actions),
+            rewards=rewards,
+            next_observations=next_observations,
+            terminated=terminated,
+            truncated=truncated,
+        )
+        self.env_steps += len(rewards)
+        return self.learn(self.rollout.batch()) if full else None
+
+    def numpy_state(self) -> dict:
+        """Counters only: the rollout in progress is dropped, since a resumed run starts fresh episodes."""
+        return {"env_steps": self.env_steps}
+
+    def load_numpy_state(self, state: dict) -> None:
+        self.env_steps = int(state["env_steps"])
+        self.rollout.position = 0
+
+
+def flatten_time(batch: tf.Tensor) -> tf.Tensor:
+    """``[T, N, ...]`` → ``[T·N, ...]``: a rollout's steps of all envs as one batch."""
+    shape = tf.shape(batch)
+    return tf.reshape(batch, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
+
+
+# ------------------------------------------------------------------------------------------------
+# Returns and advantages of on-policy rollouts.
+# ------------------------------------------------------------------------------------------------
+
+
+def discounted_returns(
+    rewards: tf.Tensor | np.ndarray, episode_ends: tf.Tensor | np.ndarray, gamma: float
+) -> tf.Tensor:
+    """Monte Carlo returns ``G_t = r_t + γ·G_{t+1}``, restarting after every episode end.
+
+    ``episode_ends[t]`` is 1 where an episode finished at step ``t`` (terminated or truncated), so
+    several episodes laid end to end get their own returns in one call. A truncated episode's
+    returns are cut-off Monte Carlo returns: nothing is added for the steps it did not play.
+    """
+    rewards = tf.convert_to_tensor(rewards, tf.float32)
+    continues = 1.0 - tf.cast(episode_ends, tf.float32)
+    return tf.scan(
+        lambda later, step: step[0] + gamma * step[1] * later,
+        (rewards, continues),
+        initializer=tf.zeros_like(rewards[0]),
+        reverse=True,
+    )
+
+
+def n_step_returns(
+    rewards: tf.Tensor | np.ndarray,
+    next_values: tf.Tensor | np.ndarray,
+    terminated: tf.Tensor | np.ndarray,
+    truncated: tf.Tensor | np.ndarray,
+    gamma: float,
+) -> tf.Tensor:
+    """Bootstrapped returns of a rollout: each step's return runs to its episode's end or the rollout's.
+
+        G_t = r_t + γ · (1 − terminated_t) · B_t,   B_t = V(s'_t)  if truncated at t or t = T − 1
+                                                    B_t = G_{t+1}  otherwise
+
+    ``next_values[t]`` is V of the real next observation of step ``t`` (the episode's last one where it
+    ended). A terminal state is worth nothing; a time-limit truncation bootstraps from V(s'), because
+    the state it cut off still had a future. With ``T = 1`` this is the one-step TD target.
+    """
+    rewards = tf.convert_to_tensor(rewards, tf.float32)
+    next_values = tf.convert_to_tensor(next_values, tf.float32)
+    continues = 1.0 - tf.cast(terminated, tf.float32)
+    truncated = tf.cast(truncated, tf.float32)
+
+    def step_back(later: tf.Tensor, step: tuple[tf.Tensor, ...]) -> tf.Tensor:
+        reward, next_value, keep, cut = step
+        return reward + gamma * keep * (cut * next_value + (1.0 - cut) * later)
+
+    # Seeding the scan with V(s'_{T-1}) makes the last step bootstrap whether or not it was truncated.
+    return tf.scan(step_back, (rewards, next_values, continues, truncated), initializer=next_values[-1], reverse=True)
+
+
+def generalized_advantages(
+    rewards: tf.Tensor | np.ndarray,
+    values: tf.Tensor | np.ndarray,
+    next_values: tf.Tensor | np.ndarray,
+    terminated: tf.Tensor | np.ndarray,
+    truncated: tf.Tensor | np.ndarray,
+    gamma: float,
+    lam: float,
+) -> tf.Tensor:
+    """GAE(λ) of a rollout (Schulman et al. 2016, eq. 16), with gymnasium's two ways for an episode to end:
+
+        δ_t = r_t + γ · (1 − terminated_t) · V(s'_t) − V(s_t)
+        A_t = δ_t + γλ · (1 − terminated_t) · (1 − truncated_t) · A_{t+1},   A_T = 0
+
+    ``next_values[t]`` is V of the real next observation of step ``t`` (the episode's last one where it
+    ended), so a time-limit truncation bootstraps from the state it cut off and a termination does not;
+    either way the sum stops at the episode's end. ``A_t + V(s_t)`` is the critic's target: with
+    ``λ = 1`` it is ``n_step_returns``, with ``λ = 0`` the one-step TD target.
+    """
+    rewards = tf.convert_to_tensor(rewards, tf.float32)
+    continues = 1.0 - tf.cast(terminated, tf.float32)
+    deltas = rewards + gamma * continues * tf.convert_to_tensor(next_values, tf.float32) - values
+    carries = gamma * lam * continues * (1.0 - tf.cast(truncated, tf.float32))
+    return tf.scan(
+        lambda later, step: step[0] + step[1] * later,
+        (deltas, carries),
+        initializer=tf.zeros_like(rewards[0]),
+        reverse=True,
+    )
