@@ -157,14 +157,14 @@ class PremadeGradients:
 
 
 def driver_rate(backend: str, workers: int, seconds: float) -> float:
-    """Updates per second ``A3CAgent.updates`` applies from ``workers`` workers that send pre-made gradients
+    """Updates per second ``A3CAgent.update_stream`` applies from ``workers`` workers that send pre-made gradients
     (a quarter of a CPU each on Ray: they return at once, and enough of them keep the driver busy)."""
     settings = RunSettings("a3c", "CartPole-v1", backend=backend)
     overrides = {"workers": workers, "worker_cpus": 0.25}
     agent = build_agent(settings, make_config("a3c", overrides=overrides))
     agent.worker = PremadeGradients
     with cluster(backend):
-        updates = agent.updates(settings, 0, print)
+        updates = agent.update_stream(settings, 0, print)
         next(updates)  # the workers have started
         start, count = time.perf_counter(), 0
         while time.perf_counter() - start < seconds:

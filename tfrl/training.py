@@ -524,7 +524,7 @@ def train(
         with _sigterm_as_interrupt(), cluster(settings.backend, settings.ray_address) as workers_at:
             _write_run_file(run_dir, settings, config, workers_at)
             if isinstance(agent, UpdateProducer):  # an agent with its own workers (A3C) produces its updates
-                stream = agent.updates(settings, start_step, lambda line: logger.event(agent.env_steps, line))
+                stream = agent.update_stream(settings, start_step, lambda line: logger.event(agent.env_steps, line))
             else:
                 stream = _collected(agent, settings, start_step)
             outcome = _train_loop(agent, settings, stream, logger, checkpointer, best, start_step)
@@ -588,7 +588,7 @@ def _apply_backend_choice(settings: RunSettings, backend: str | None, ray_addres
     if ray_address is not None:
         settings.ray_address = ray_address
     agent_class, _ = get_agent(settings.algorithm)
-    if settings.backend != "process" and not hasattr(agent_class, "updates"):
+    if settings.backend != "process" and not hasattr(agent_class, "update_stream"):
         raise ConfigError(
             f"--backend {settings.backend} runs the workers of A3C (a3c, a3c-rnn); {settings.algorithm} trains "
             "in one process, so leave --backend out"

@@ -15,7 +15,7 @@ of a cluster (``backend="ray"``); the worker (``A3CWorker``) and everything belo
     apply them with the global optimizers  ◄─ pool ──   return them (one flat float32 array)
     publish the new weights; let i go on   ── pool ─►   take the new weights, repeat
 
-``A3CAgent.updates`` yields after each applied update; ``training.py`` logs every episode the workers
+``A3CAgent.update_stream`` yields after each applied update; ``training.py`` logs every episode the workers
 finish (one global episode count), evaluates the global networks, checkpoints them and stops at the
 env's reward threshold, as for every algorithm. Each rollout's loss is the advantage actor-critic one:
 
@@ -618,7 +618,7 @@ class A3CAgent:
     def reset_state(self, batch_size: int) -> None:
         self.acting_state = self.nets.initial_state(batch_size)
 
-    def updates(
+    def update_stream(
         self, settings: RunSettings, start_step: int, on_event: Callable[[str], None]
     ) -> Iterator[tuple[int, list[Episode], dict[str, float]]]:
         """Start the workers on ``settings.backend`` and yield ``(env steps, finished episodes, metrics)``

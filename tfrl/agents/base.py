@@ -2,7 +2,7 @@
 
 ``Agent`` is the contract as a ``Protocol``, so an agent is checked by what it has, not by what it
 inherits; ``CollectingAgent`` adds ``observe`` (the shared collection loop feeds it) and
-``UpdateProducer`` adds ``updates`` (A3C's workers produce updates; the shared loop does the rest). ``AgentBase`` is
+``UpdateProducer`` adds ``update_stream`` (A3C's workers produce updates; the shared loop does the rest). ``AgentBase`` is
 the constructor preamble every agent shares: refuse spaces it cannot handle with a clear error, then
 keep the config and the spaces.
 """
@@ -77,10 +77,10 @@ class CollectingAgent(Agent, Protocol):
 
 @runtime_checkable
 class UpdateProducer(Agent, Protocol):
-    """An agent with workers of its own (A3C): ``updates`` yields ``(env steps, finished episodes,
+    """An agent with workers of its own (A3C): ``update_stream`` yields ``(env steps, finished episodes,
     metrics)`` after each update it applies, and the shared loop does everything else."""
 
-    def updates(
+    def update_stream(
         self, settings: RunSettings, start_step: int, on_event: Callable[[str], None]
     ) -> Generator[tuple[int, list[tuple[float, int]], Mapping[str, float] | None], None, None]: ...
 
