@@ -6,7 +6,7 @@ stops at ``total_steps`` or as soon as the mean evaluation return reaches the en
 
 One loop drives every algorithm: it consumes a stream of ``(env step, finished episodes, metrics)``,
 either from stepping vector envs for the agent (``_collected``) or from an agent that produces its own
-updates (A3C's pool of workers, ``agent.updates``), and owns the cadence around it: logging,
+updates (A3C's pool of workers, ``agent.update_stream``), and owns the cadence around it: logging,
 evaluation, best-policy tracking, checkpoints and the threshold stop.
 """
 
