@@ -259,7 +259,7 @@ def test_ddpg_learns_and_acts_on_integer_observations():
     env = make_env("tfrl-test/Chain-v0")
     config = DDPGConfig(hidden_sizes=(16,), batch_size=8, learning_starts=8, train_freq=8, gradient_steps=2)
     agent = DDPGAgent(config, env.observation_space, env.action_space, "tfrl-test/Chain-v0", seed=0)
-    critic_before = [weight.copy() for weight in agent.critics[0].get_weights()]
+    critic_before = [weight.copy() for weight in agent.critics.online[0].get_weights()]
     observations = np.array([2, 2], np.int64)
     metrics = None
     for _ in range(8):
@@ -276,7 +276,7 @@ def test_ddpg_learns_and_acts_on_integer_observations():
         )
         observations = np.where(terminated, 2, next_observations)
     assert metrics is not None and np.isfinite(metrics["critic_loss"])
-    assert any(not np.allclose(a, b) for a, b in zip(critic_before, agent.critics[0].get_weights(), strict=True))
+    assert any(not np.allclose(a, b) for a, b in zip(critic_before, agent.critics.online[0].get_weights(), strict=True))
     actions = agent.act(np.arange(5), explore=False)
     assert actions.shape == (5, 1) and np.all(np.abs(actions) <= 1.0)
 
