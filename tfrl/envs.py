@@ -218,10 +218,11 @@ class DiscretizeActions(gym.ActionWrapper):
 
 def _make(env_id: str, training: bool, stack: int, **kwargs: Any) -> gym.Env:
     """``gym.make`` and the observation wrappers: Atari preprocessing, Dict/Tuple flattening, frame stacking."""
+    env: gym.Env
     if env_id.startswith(ATARI_PREFIX):
         env = gym.wrappers.AtariPreprocessing(gym.make(env_id, frameskip=1, **kwargs), **ATARI_PREPROCESSING)
         if training:
-            env = gym.wrappers.TransformReward(EpisodicLife(env), lambda reward: float(np.sign(reward)))
+            env = gym.wrappers.TransformReward(EpisodicLife(env), lambda reward: float(np.sign(float(reward))))
     else:
         env = _flatten_observations(gym.make(env_id, **kwargs))
     return env if stack == 1 else _stack_frames(env, stack)
