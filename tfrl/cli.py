@@ -175,7 +175,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     policy = load_policy(args.path)
     env_id = args.env_id or policy.metadata["env_id"]
-    returns = evaluate(policy, env_id, args.episodes, args.seed)
+    frame_stack = policy.metadata.get("preprocessing", {}).get("frame_stack", 0)
+    returns = evaluate(policy, env_id, args.episodes, args.seed, frame_stack=frame_stack)
     print(
         f"{policy}: mean return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {len(returns)} episodes "
         f"on {env_id} (min {np.min(returns):.1f}, max {np.max(returns):.1f})"

@@ -356,6 +356,14 @@ def observation_encoding(space: gym.Space) -> dict | None:
     raise EnvError(f"no observation encoding for {space}: supported are {_SUPPORTED_OBSERVATIONS}")
 
 
+def pixel_dtype(space: gym.Space) -> np.dtype | None:
+    """The dtype of image observations — a rank-3 (height, width, channels) Box of uint8 or bool frames,
+    which replay memories keep as they are and one frame at a time — or None for any other space."""
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype in (np.uint8, np.bool_):
+        return np.dtype(space.dtype)
+    return None
+
+
 def network_inputs(space: gym.Space, torso: str) -> dict[str, Any]:
     """The keyword arguments every ``tfrl.nets`` network takes for observations of ``space``: its
     encoder description and its torso (``torso="auto"`` resolved: convolutional for images)."""
