@@ -282,6 +282,8 @@ class DQNAgent:
         self.config = config
         self.observation_space, self.action_space = observation_space, action_space
         self.observation_shape = tuple(observation_space.shape or ())
+        # Frames (uint8, bool) stay in their dtype everywhere up to the network, which scales them.
+        self.observation_dtype = pixel_dtype(observation_space) or np.dtype(np.float32)
         self.num_actions = int(action_space.n)
         self.rng = np.random.default_rng(seed)
 
@@ -290,9 +292,7 @@ class DQNAgent:
         soft_update(self.target_network, self.q_network, tau=1.0)
         self.optimizer = make_optimizer(config.optimizer, config.learning_rate, config.max_grad_norm)
         self.optimizer.build(self.q_network.trainable_variables)
-        # Frames (uint8, bool) stay in their dtype everywhere up to the network, which scales them;
-        # image frames go into a FrameStore once each, and the replay memory holds their ids.
-        self.observation_dtype = pixel_dtype(observation_space) or np.dtype(np.float32)
+        # Image frames go into a FrameStore once each, and the replay memory holds their ids.
         self.frames: FrameStore | None = None
         stored_shape, stored_dtype = self.observation_shape, self.observation_dtype
         if pixel_dtype(observation_space) is not None:
