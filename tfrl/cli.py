@@ -189,7 +189,7 @@ def _export(args: argparse.Namespace) -> int:
     from tfrl.training import export_best, export_run, restore_run
 
     settings, agent, best = restore_run(args.run_dir)
-    out = Path(args.out or settings.export_path or Path(DEFAULT_EXPORT_DIR) / f"{settings.algorithm}-{settings.env_id}")
+    out = Path(args.out or settings.export_path or Path(DEFAULT_EXPORT_DIR) / settings.name)
     check_export_target(out)
     if args.final or best.weights is None:
         export_run(agent, settings, args.run_dir, out)

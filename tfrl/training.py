@@ -127,11 +127,17 @@ class RunSettings:
             raise ConfigError(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed}")
 
     @property
+    def name(self) -> str:
+        """``<algorithm>-<env id>``, the env id's namespace slash made a dash (``dqn-ALE-Pong-v5``), so
+        run and export directories stay one level deep."""
+        return f"{self.algorithm}-{self.env_id.replace('/', '-')}"
+
+    @property
     def export_path(self) -> Path | None:
         """Where this run's policy is exported, or None for a run that exports nothing."""
         if self.export_dir is None:
             return None
-        return Path(self.export_dir) / f"{self.algorithm}-{self.env_id}"
+        return Path(self.export_dir) / self.name
 
 
 @dataclasses.dataclass
@@ -295,7 +301,7 @@ class TrackedEvaluator:
 
 def _new_run_dir(logdir: str | Path, settings: RunSettings) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(logdir) / f"{settings.algorithm}-{settings.env_id}-{settings.seed}-{stamp}"
+    base = Path(logdir) / f"{settings.name}-{settings.seed}-{stamp}"
     run_dir, suffix = base, 1
     while run_dir.exists():
         suffix += 1
