@@ -245,9 +245,12 @@ def main() -> None:
     measurements = {"minatar": minatar, "atari": atari, "sb3": sb3}
     parts = [name for name in measurements if getattr(args, name)] or list(measurements)
 
+    measured = {
+        name: {**measurements[name](args), "load_average_at_end": round(os.getloadavg()[0], 2)} for name in parts
+    }
+    # Read only now: another part may have been measured, and written, while these ran.
     results = json.loads(RESULT_FILE.read_text()) if RESULT_FILE.exists() else {"benchmark": "pixels"}
-    for name in parts:
-        results[name] = {**measurements[name](args), "load_average_at_end": round(os.getloadavg()[0], 2)}
+    results.update(measured)
     if "atari" in results and "sb3" in results:
         ratio = results["atari"]["env_steps_per_second"] / results["sb3"]["env_steps_per_second"]
         results["atari_speed_ratio_to_sb3"] = round(ratio, 2)
