@@ -17,7 +17,8 @@ Issue 12's targets, with the reference figures of ``../shared/reference/minatar-
   ``benchmarks/.venv-peers/`` (never a dependency of tfrl). Target: tfrl ≥ 1.5 × its env steps/s.
 
 With no part named, all three run. Each part's results replace that part's entry in
-``results/pixels.json``, so the long MinAtar runs and the throughput measurements can be made apart.
+``results/pixels.json`` (MinAtar runs per game and seed), so the long MinAtar runs and the throughput
+measurements can be made apart.
 
     python benchmarks/pixels.py --atari --sb3                            # minutes
     python benchmarks/pixels.py --minatar --games Breakout --seeds 0 --steps 250000
@@ -250,6 +251,10 @@ def main() -> None:
     }
     # Read only now: another part may have been measured, and written, while these ran.
     results = json.loads(RESULT_FILE.read_text()) if RESULT_FILE.exists() else {"benchmark": "pixels"}
+    if "minatar" in measured and "minatar" in results:  # keep the runs of other games and seeds
+        ran = {(run["game"], run["seed"]) for run in measured["minatar"]["runs"]}
+        kept = [run for run in results["minatar"]["runs"] if (run["game"], run["seed"]) not in ran]
+        measured["minatar"]["runs"] = kept + measured["minatar"]["runs"]
     results.update(measured)
     if "atari" in results and "sb3" in results:
         ratio = results["atari"]["env_steps_per_second"] / results["sb3"]["env_steps_per_second"]
