@@ -109,7 +109,7 @@ def preprocessing(env_id: str, requested_stack: int = 0) -> dict[str, Any]:
         described["atari"] = {
             **ATARI_PREPROCESSING,
             "base_frameskip": 1,
-            "repeat_action_probability": "v5 default (0.25)",
+            "repeat_action_probability": 0.25,  # v5's default, kept
             "training_only": ["reward clipped to its sign", "end of life is terminal"],
         }
     return described
