@@ -233,7 +233,9 @@ def _list(args: argparse.Namespace) -> int:
     configs = {preset: make_config(args.algorithm, preset).to_dict() for preset in config_class.PRESETS}
     for field in configs["default"]:
         table.add_row(field, *(str(configs[preset][field]) for preset in config_class.PRESETS))
-    console.print(table)
+    # One column per preset: widen the console rather than cut the values short (DQN has seven).
+    needed = console.measure(table, options=console.options.update_width(10_000)).maximum
+    Console(width=max(console.width, needed)).print(table)
     return 0
 
 
