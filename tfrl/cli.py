@@ -205,7 +205,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     policy = load_policy(args.path)
     env_id = args.env_id or policy.metadata["env_id"]
-    returns = evaluate(policy, env_id, args.episodes, args.seed)
+    frame_stack = policy.metadata.get("preprocessing", {}).get("frame_stack", 0)
+    returns = evaluate(policy, env_id, args.episodes, args.seed, frame_stack=frame_stack)
     print(
         f"{policy}: mean return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {len(returns)} episodes "
         f"on {env_id} (min {np.min(returns):.1f}, max {np.max(returns):.1f})"
@@ -281,7 +282,9 @@ def _list(args: argparse.Namespace) -> int:
     configs = {preset: make_config(args.algorithm, preset).to_dict() for preset in config_class.PRESETS}
     for field in configs["default"]:
         table.add_row(field, *(str(configs[preset][field]) for preset in config_class.PRESETS))
-    console.print(table)
+    # One column per preset: widen the console rather than cut the values short (DQN has seven).
+    needed = console.measure(table, options=console.options.update_width(10_000)).maximum
+    Console(width=max(console.width, needed)).print(table)
     return 0
 
 

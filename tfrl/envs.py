@@ -9,19 +9,47 @@ gymnasium's own ``FlattenObservation`` rather than by an encoder of ours: it alr
 their Discrete and MultiDiscrete parts, in a fixed order (Dict keys sorted), and a Box is what the
 export and every other tool downstream already handle. Any other space (Text, Graph, Sequence, or a
 Dict or Tuple holding one) is refused with one clear ``EnvError``.
+
+Pixels. ``ALE/<Game>-v5`` ids (extra ``atari``) get the standard DQN preprocessing from gymnasium's
+own wrappers (Mnih et al. 2015; Machado et al. 2018 for the evaluation protocol): the base env is
+made with ``frameskip=1`` so that ``AtariPreprocessing`` alone skips frames — up to 30 no-op starts,
+4 frames per step with the last two max-pooled, 84×84 grey — then ``FrameStackObservation`` stacks 4
+of them. Sticky actions stay at v5's default ``repeat_action_probability=0.25`` (Machado et al.'s
+recommended protocol, and what Stable-Baselines3's rl-zoo trains v5 ids with): the agent cannot
+memorise an open-loop sequence of actions. Training envs (``training=True``) also clip rewards to
+their sign and end an episode at each life lost (without resetting the game: ``EpisodicLife``);
+evaluation envs give the raw game score over whole games. ``MinAtar/<Game>-v1`` ids (extra
+``minatar``) are MinAtar's own 10×10×C bool frames with its sticky actions (0.1), unstacked.
+Any image env can stack frames with ``frame_stack=k``. Stacks come out **channels last**, the
+oldest frame first: ``(84, 84, 4)`` uint8 for Atari, ``(H, W, k·C)`` for k frames of ``(H, W, C)``,
+so the convolutional torso and the SavedModel take exactly what the env gives.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 
 from tfrl.errors import EnvError
 from tfrl.nets import resolve_torso
+
+ATARI_PREFIX = "ALE/"
+MINATAR_PREFIX = "MinAtar/"
+ATARI_FRAME_STACK = 4
+# AtariPreprocessing's settings (its defaults, named here so run.json and the export record them).
+ATARI_PREPROCESSING: dict[str, Any] = {
+    "noop_max": 30,
+    "frame_skip": 4,
+    "screen_size": 84,
+    "grayscale_obs": True,
+    "terminal_on_life_loss": False,
+}
+_EXTRAS = {ATARI_PREFIX: ("atari", ("ale_py", "cv2")), MINATAR_PREFIX: ("minatar", ("minatar.gym",))}
 
 ENCODED_OBSERVATIONS = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
 _SUPPORTED_OBSERVATIONS = (
@@ -41,6 +69,104 @@ def _flattenable(space: gym.Space) -> bool:
 def _flatten_observations(env: gym.Env) -> gym.Env:
     """``env`` seen through ``FlattenObservation`` when its observations are a Dict or Tuple we can flatten."""
     return gym.wrappers.FlattenObservation(env) if _flattenable(env.observation_space) else env
+
+
+def _register_extra_envs(env_id: str) -> None:
+    """Register ALE or MinAtar ids when one is asked for; a missing extra is one ``EnvError`` line.
+
+    gymnasium 1.x loads neither plugin by itself: ALE ids exist after ``gym.register_envs(ale_py)``,
+    MinAtar ones after ``minatar.gym.register_envs()``. cv2 is AtariPreprocessing's resize.
+    """
+    for prefix, (extra, modules) in _EXTRAS.items():
+        if not env_id.startswith(prefix) or env_id in gym.envs.registry:
+            continue
+        try:
+            imported = [importlib.import_module(module) for module in modules]
+        except ImportError as error:
+            raise EnvError(
+                f'environment {env_id!r} needs the {extra} extra ({error.name} is missing): pip install -e ".[{extra}]"'
+            ) from None
+        if prefix == ATARI_PREFIX:
+            gym.register_envs(imported[0])
+        else:
+            imported[0].register_envs()
+
+
+def resolve_frame_stack(env_id: str, requested: int = 0) -> int:
+    """How many frames ``make_env`` stacks: ``requested``, or for 0 the env's convention (4 for ALE ids,
+    none — 1 — otherwise)."""
+    if requested < 0:
+        raise EnvError(f"frame_stack must be 0 (the env's convention) or a positive number, got {requested}")
+    if requested:
+        return requested
+    return ATARI_FRAME_STACK if env_id.startswith(ATARI_PREFIX) else 1
+
+
+def preprocessing(env_id: str, requested_stack: int = 0) -> dict[str, Any]:
+    """What ``make_env`` does to ``env_id``'s observations and rewards, for run.json and the export."""
+    described: dict[str, Any] = {"frame_stack": resolve_frame_stack(env_id, requested_stack), "channels_last": True}
+    if env_id.startswith(ATARI_PREFIX):
+        described["atari"] = {
+            **ATARI_PREPROCESSING,
+            "base_frameskip": 1,
+            "repeat_action_probability": 0.25,  # v5's default, kept
+            "training_only": ["reward clipped to its sign", "end of life is terminal"],
+        }
+    return described
+
+
+class EpisodicLife(gym.Wrapper):
+    """Atari training: a life lost is a terminal state, but the game only resets when it is over.
+
+    ``AtariPreprocessing(terminal_on_life_loss=True)`` would restart the whole game at every lost
+    life, so the agent would never see the later part of a game; this is the wrapper of the Nature
+    DQN and Stable-Baselines3 (``EpisodicLifeEnv``): after a life lost, ``reset`` takes one no-op
+    step and play goes on from there.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.lives = 0
+        self.game_over = True
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        self.game_over = terminated or truncated
+        lives = self.env.unwrapped.ale.lives()  # type: ignore[attr-defined]
+        if 0 < lives < self.lives:
+            terminated = True
+        self.lives = lives
+        return observation, reward, terminated, truncated, info
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        if self.game_over or seed is not None:
+            observation, info = self.env.reset(seed=seed, options=options)
+        else:
+            observation, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:  # the no-op itself ended the game
+                observation, info = self.env.reset(options=options)
+        self.game_over = False
+        self.lives = self.env.unwrapped.ale.lives()  # type: ignore[attr-defined]
+        return observation, info
+
+
+def channels_last(stack: np.ndarray) -> np.ndarray:
+    """A ``FrameStackObservation`` stack ``(k, *frame)`` with the stack axis moved last, oldest frame first:
+    ``(H, W, k)`` for grey ``(H, W)`` frames, ``(H, W, k·C)`` for ``(H, W, C)`` ones (frame ``t`` is
+    channels ``t·C … t·C + C − 1``), ``(d, k)`` for vectors."""
+    if stack.ndim == 4:
+        return np.moveaxis(stack, 0, 2).reshape(*stack.shape[1:3], -1)
+    return np.moveaxis(stack, 0, -1)
+
+
+def _stack_frames(env: gym.Env, stack: int) -> gym.Env:
+    """``env`` seen through ``FrameStackObservation`` (its default padding: the first frame repeated)
+    with the stack moved to the last axis."""
+    env = gym.wrappers.FrameStackObservation(env, stack)
+    space = env.observation_space
+    assert isinstance(space, gym.spaces.Box)
+    stacked = gym.spaces.Box(channels_last(space.low), channels_last(space.high), dtype=space.dtype)
+    return gym.wrappers.TransformObservation(env, channels_last, stacked)
 
 
 def _unknown_env_message(env_id: str) -> str:
@@ -90,29 +216,47 @@ class DiscretizeActions(gym.ActionWrapper):
         return self.grid[int(action)].reshape(self.env.action_space.shape)
 
 
-def _make(env_id: str, discretize: int | None, **kwargs: Any) -> gym.Env:
-    """``gym.make``, Dict/Tuple observations flattened, then the discretising wrapper when asked for."""
-    env = _flatten_observations(gym.make(env_id, **kwargs))
-    return env if discretize is None else DiscretizeActions(env, discretize)
+def _make(env_id: str, training: bool, stack: int, **kwargs: Any) -> gym.Env:
+    """``gym.make`` and the observation wrappers: Atari preprocessing, Dict/Tuple flattening, frame stacking."""
+    env: gym.Env
+    if env_id.startswith(ATARI_PREFIX):
+        env = gym.wrappers.AtariPreprocessing(gym.make(env_id, frameskip=1, **kwargs), **ATARI_PREPROCESSING)
+        if training:
+            env = gym.wrappers.TransformReward(EpisodicLife(env), lambda reward: float(np.sign(float(reward))))
+    else:
+        env = _flatten_observations(gym.make(env_id, **kwargs))
+    return env if stack == 1 else _stack_frames(env, stack)
 
 
-def make_env(env_id: str, seed: int | None = None, discretize: int | None = None, **kwargs: Any) -> gym.Env:
+def make_env(
+    env_id: str,
+    seed: int | None = None,
+    discretize: int | None = None,
+    *,
+    training: bool = False,
+    frame_stack: int = 0,
+    **kwargs: Any,
+) -> gym.Env:
     """``gym.make`` with a clear ``EnvError`` for an unknown id or a missing extra; seeds its spaces.
 
     Dict and Tuple observations (of Box, Discrete, MultiDiscrete and MultiBinary parts) are flattened
     into one Box with gymnasium's ``FlattenObservation``, so every agent sees an array (see the module
-    docstring for why). ``discretize=N`` wraps a Box action space into N evenly spaced actions per
-    dimension. ``kwargs`` go to ``gym.make`` (e.g. ``is_slippery=False``, ``max_episode_steps=50``).
+    docstring for why). ALE and MinAtar ids get the preprocessing of the module docstring; ``training``
+    adds what only training uses (Atari's clipped rewards and life-loss terminals), and
+    ``frame_stack=k`` stacks ``k`` frames channels last (0: the env's convention, ``resolve_frame_stack``).
+    ``discretize=N`` wraps a Box action space into N evenly spaced actions per dimension. ``kwargs``
+    go to ``gym.make`` (e.g. ``is_slippery=False``, ``max_episode_steps=50``).
     """
+    _register_extra_envs(env_id)
     if env_id not in gym.envs.registry:
         raise EnvError(_unknown_env_message(env_id))
+    stack = resolve_frame_stack(env_id, frame_stack)
     try:
-        env = gym.make(env_id, **kwargs)
+        env = _make(env_id, training, stack, **kwargs)
     except gym.error.DependencyNotInstalled as error:
         raise EnvError(f"environment {env_id!r} needs an extra dependency: {error}") from error
     except gym.error.Error as error:
         raise EnvError(f"cannot make environment {env_id!r}: {error}") from error
-    env = _flatten_observations(env)
     if discretize is not None:
         try:
             env = DiscretizeActions(env, discretize)
@@ -126,22 +270,28 @@ def make_env(env_id: str, seed: int | None = None, discretize: int | None = None
 
 
 def make_vector_env(
-    env_id: str, num_envs: int, discretize: int | None = None, **kwargs: Any
+    env_id: str,
+    num_envs: int,
+    discretize: int | None = None,
+    *,
+    training: bool = False,
+    frame_stack: int = 0,
+    **kwargs: Any,
 ) -> gym.vector.SyncVectorEnv:
     """``num_envs`` copies in one process, reset in the same step an episode ends.
 
     Same-step reset puts each finished episode's last observation in ``info["final_obs"]``, which the
     training loop needs for correct targets. Seed it through ``reset(seed=...)``: sub-env ``i`` gets
-    ``seed + i``. Every sub-env is wrapped as ``make_env`` wraps it: Dict/Tuple observations
-    flattened, and with ``discretize=N`` its Box action space discretised.
+    ``seed + i``. Every sub-env is wrapped as ``make_env`` wraps it (the same ``training`` and
+    ``frame_stack``): Dict/Tuple observations flattened, pixels preprocessed, and with
+    ``discretize=N`` its Box action space discretised.
     """
     if num_envs < 1:
         raise EnvError(f"num_envs must be at least 1, got {num_envs}")
-    make_env(
-        env_id, discretize=discretize, **kwargs
-    ).close()  # fail early with a clear message, not inside the vector env
+    options = dict(discretize=discretize, training=training, frame_stack=frame_stack, **kwargs)
+    make_env(env_id, **options).close()  # fail early with a clear message, not inside the vector env
     return gym.vector.SyncVectorEnv(
-        [lambda: _make(env_id, discretize, **kwargs) for _ in range(num_envs)],
+        [lambda: make_env(env_id, **options) for _ in range(num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
 
@@ -204,6 +354,14 @@ def observation_encoding(space: gym.Space) -> dict | None:
     if isinstance(space, gym.spaces.MultiBinary):
         return {"type": "MultiBinary"}
     raise EnvError(f"no observation encoding for {space}: supported are {_SUPPORTED_OBSERVATIONS}")
+
+
+def pixel_dtype(space: gym.Space) -> np.dtype | None:
+    """The dtype of image observations — a rank-3 (height, width, channels) Box of uint8 or bool frames,
+    which replay memories keep as they are and one frame at a time — or None for any other space."""
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype in (np.uint8, np.bool_):
+        return np.dtype(space.dtype)
+    return None
 
 
 def network_inputs(space: gym.Space, torso: str) -> dict[str, Any]:

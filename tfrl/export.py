@@ -3,7 +3,7 @@
 An export is a directory that ``tf.saved_model.load`` opens in a process that never imported tfrl:
 
 - ``action(observation)``: a batch ``[None, *obs_shape]`` as the env gives it (int64 for Discrete and
-  MultiDiscrete spaces, float32 otherwise) → the deterministic action; also the ``serving_default``
+  MultiDiscrete spaces, uint8 or bool for frames, float32 otherwise) → the deterministic action; also the ``serving_default``
   signature. A float observation holding NaN or infinity is refused inside the graph.
   ``sample_action``, ``q_values`` and ``value`` where the agent has them.
 - ``assets/tfrl.json``: algorithm, env id, spaces, config, training steps, and the score of this
@@ -86,10 +86,18 @@ class GridActionPolicy(tf.Module):
         return tf.function(stateful, input_signature=spec)
 
 
+FRAME_DTYPES = ("uint8", "bool")
+
+
 def observation_dtype(space: Mapping[str, Any]) -> tf.DType:
     """The dtype an export takes observations in: the env's own integers for Discrete and
-    MultiDiscrete spaces, float32 for everything else."""
-    return tf.int64 if space.get("type") in ("Discrete", "MultiDiscrete") else tf.float32
+    MultiDiscrete spaces, the env's own frames for a uint8 or bool Box (Atari's uint8 stacks,
+    MinAtar's bool channels: the network scales them inside), float32 for everything else."""
+    if space.get("type") in ("Discrete", "MultiDiscrete"):
+        return tf.int64
+    if space.get("type") == "Box" and space.get("dtype") in FRAME_DTYPES:
+        return tf.as_dtype(space["dtype"])
+    return tf.float32
 
 
 def _guarded(function: Any, observation_space: Mapping[str, Any]) -> Any:

@@ -2,16 +2,47 @@
 
 Everything is vectorised: a vector env adds one row per sub-env in one call, and sampling draws
 ``K`` batches at once so ``K`` gradient steps can run inside a single ``tf.function`` call.
+
+Pixel observations are kept in their own dtype (uint8, bool) and, through ``FrameStore``, each frame
+once: a transition holds the ids of its frames, not the frames, so 1M Atari transitions need about
+7.6 GB instead of 56 GB of float32 pairs. Every preallocation is checked against the memory the
+machine has available (``require_memory``), because numpy only reserves address space: a buffer too
+large for the machine would otherwise swap or be killed hours into a run, once it fills.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from tfrl.errors import ConfigError
+
 _FIELDS = ("observations", "actions", "rewards", "next_observations", "terminated", "bootstrap_steps")
+MEMINFO = Path("/proc/meminfo")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation without swapping (Linux's ``MemAvailable``), or
+    None where the kernel does not say."""
+    try:
+        for line in MEMINFO.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def require_memory(nbytes: int, what: str) -> None:
+    """Refuse, with a ``ConfigError`` naming the sizes, to preallocate more than the machine has available."""
+    available = available_memory()
+    if available is not None and nbytes > available:
+        raise ConfigError(
+            f"{what} needs {nbytes / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB of memory is available; "
+            "lower buffer_size (e.g. --set buffer_size=...) or free memory"
+        )
 
 
 class ReplayBuffer:
@@ -22,6 +53,9 @@ class ReplayBuffer:
     next observation is real and its value still counts. ``bootstrap_steps`` is the number of env
     steps from the observation to the next one: 1 for ordinary transitions, ``k ≤ n`` for n-step
     ones (see ``NStepCollector``), so the target discounts the bootstrap by ``γ^k``.
+
+    Observations are stored as ``observation_dtype``: float32 by default, uint8 or bool for frames,
+    int64 for the frame ids of a ``FrameStore``.
     """
 
     def __init__(
@@ -30,18 +64,27 @@ class ReplayBuffer:
         observation_shape: tuple[int, ...],
         action_shape: tuple[int, ...] = (),
         action_dtype: np.dtype | type = np.int64,
+        observation_dtype: np.dtype | type = np.float32,
     ) -> None:
         if capacity <= 0:
             raise ValueError(f"capacity must be a positive integer, got {capacity}")
         self.capacity = int(capacity)
-        self.observations = np.zeros((capacity, *observation_shape), np.float32)
-        self.next_observations = np.zeros((capacity, *observation_shape), np.float32)
+        row_bytes = 2 * np.dtype(observation_dtype).itemsize * int(np.prod(observation_shape))
+        row_bytes += np.dtype(action_dtype).itemsize * int(np.prod(action_shape)) + 12
+        require_memory(self.capacity * row_bytes, f"a replay memory of {self.capacity} transitions")
+        self.observations = np.zeros((capacity, *observation_shape), observation_dtype)
+        self.next_observations = np.zeros((capacity, *observation_shape), observation_dtype)
         self.actions = np.zeros((capacity, *action_shape), action_dtype)
         self.rewards = np.zeros(capacity, np.float32)
         self.terminated = np.zeros(capacity, np.float32)
         self.bootstrap_steps = np.ones(capacity, np.int32)
         self.position = 0
         self.size = 0
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes this memory's arrays hold once full."""
+        return sum(getattr(self, name).nbytes for name in _FIELDS)
 
     def __len__(self) -> int:
         return self.size
@@ -103,14 +146,119 @@ class ReplayBuffer:
         self.position = int(state["position"])
 
 
-def __getattr__(name: str) -> Any:
-    """``n_step_returns`` moved to ``tfrl.agents.stochastic`` with the other on-policy return computations;
-    A3C imports it from here until it switches to the shared module."""
-    if name == "n_step_returns":
-        from tfrl.agents.stochastic import n_step_returns
+class FrameStore:
+    """Image observations stored one frame at a time, each frame once; observations become frame ids.
 
-        return n_step_returns
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    An observation of shape ``(H, W, k·C)`` is ``k`` frames of ``(H, W, C)`` stacked channels last,
+    oldest first (``tfrl.envs.channels_last``; ``k = 1`` for unstacked frames such as MinAtar's).
+    ``add`` turns a vector-env step's observations and next observations into rows of ``k`` frame ids
+    and writes only the frames it has not stored yet, found by comparing contents:
+
+    - a sub-env's observation that equals its previous next observation (the episode goes on) reuses
+      that stack's ids; any other one (a new episode's first, padded stack) is written, repeats of a
+      frame — ``FrameStackObservation`` pads with the first frame — once;
+    - a next observation whose first ``k − 1`` frames are the observation's last ``k − 1`` (a stack that
+      moved on by one frame) adds one frame, its newest; any other one is written whole. An episode's
+      final observation is therefore stored like every other, and a truncated transition bootstraps
+      from the real one.
+
+    Reuse happens only where contents are equal, so ``stacks(ids)`` gives back exactly the stacks the
+    env produced. The ids are absolute frame numbers in a ring of ``frames`` slots: one per
+    transition plus 1/16 more and 64 spare for episode starts and the stacks' look-back. An id is
+    valid while its frame has not been overwritten (``valid``); a transition that lost a frame (only
+    possible for the oldest ones, when episodes average under ~16 steps) must count for nothing, which
+    the agent ensures by weighting it 0 (and, in prioritized replay, ``forget``-ting it).
+
+    The ids are what the ``ReplayBuffer`` stores as observations, so uniform, prioritized and n-step
+    replay work on them unchanged: 2·k int64 ids per transition instead of two stacks.
+    """
+
+    def __init__(
+        self, transitions: int, observation_shape: tuple[int, ...], dtype: np.dtype | type, stack: int
+    ) -> None:
+        channels = observation_shape[-1]
+        if stack < 1 or channels % stack:
+            raise ValueError(f"observations of shape {observation_shape} cannot be {stack} stacked frames")
+        self.stack = int(stack)
+        self.frame_shape = (*observation_shape[:-1], channels // stack)
+        self.capacity = int(transitions) + int(transitions) // 16 + 64
+        frame_bytes = np.dtype(dtype).itemsize * int(np.prod(self.frame_shape))
+        require_memory(self.capacity * frame_bytes, f"{self.capacity} replay frames of shape {self.frame_shape}")
+        self.frames = np.zeros((self.capacity, *self.frame_shape), dtype)
+        self.count = 0  # frames written so far; frame id i lives in slot i % capacity
+        self.latest: np.ndarray | None = None  # each sub-env's last next observation, and its ids
+        self.latest_ids = np.zeros((0, self.stack), np.int64)
+
+    @property
+    def nbytes(self) -> int:
+        return self.frames.nbytes
+
+    def _split(self, observations: np.ndarray) -> np.ndarray:
+        """``[n, H, W, k·C]`` observations as ``[n, H, W, k, C]``: frame ``t`` is ``[..., t, :]``."""
+        return observations.reshape(*observations.shape[:-1], self.stack, -1)
+
+    def _write(self, frames: np.ndarray) -> np.ndarray:
+        """Store ``frames`` (``[m, *frame_shape]``) in the ring; their ids."""
+        ids = self.count + np.arange(len(frames), dtype=np.int64)
+        self.frames[ids % self.capacity] = frames
+        self.count += len(frames)
+        return ids
+
+    def _write_stack(self, frames: np.ndarray) -> np.ndarray:
+        """Ids for one stack's frames (``[H, W, k, C]``), writing each run of repeated frames once."""
+        ids = np.empty(self.stack, np.int64)
+        for t in range(self.stack - 1, -1, -1):
+            repeat = t < self.stack - 1 and np.array_equal(frames[..., t, :], frames[..., t + 1, :])
+            ids[t] = ids[t + 1] if repeat else self._write(frames[None, ..., t, :])[0]
+        return ids
+
+    def add(self, observations: np.ndarray, next_observations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Frame ids ``[n, k]`` of one vector-env step's observations and next observations (each
+        finished episode's real last one), storing the frames not stored yet."""
+        observations = np.asarray(observations, self.frames.dtype)
+        next_observations = np.asarray(next_observations, self.frames.dtype)
+        count = len(observations)
+        previous, now, following = self.latest, self._split(observations), self._split(next_observations)
+        ids = np.empty((count, self.stack), np.int64)
+        next_ids = np.empty((count, self.stack), np.int64)
+        continued = np.zeros(count, bool)
+        if previous is not None and len(previous) == count:
+            continued = (observations == previous).reshape(count, -1).all(axis=1)
+            ids[continued] = self.latest_ids[continued]
+        shifted = (following[..., :-1, :] == now[..., 1:, :]).reshape(count, -1).all(axis=1)
+        for index in np.flatnonzero(~continued):
+            ids[index] = self._write_stack(now[index])
+        next_ids[shifted, :-1] = ids[shifted, 1:]
+        next_ids[shifted, -1] = self._write(following[shifted, ..., -1, :])
+        for index in np.flatnonzero(~shifted):
+            next_ids[index] = self._write_stack(following[index])
+        self.latest, self.latest_ids = next_observations.copy(), next_ids
+        return ids, next_ids
+
+    def valid(self, ids: np.ndarray) -> np.ndarray:
+        """Whether every frame of each row of ``ids`` (``[..., k]``) is still stored."""
+        return np.all(np.asarray(ids) >= self.count - self.capacity, axis=-1).astype(bool)
+
+    def stacks(self, ids: np.ndarray) -> np.ndarray:
+        """The observations of the frame ids ``[..., k]``: ``[..., H, W, k·C]``, as the env gave them."""
+        frames = self.frames[np.asarray(ids) % self.capacity]  # [..., k, H, W, C]
+        stacked = np.moveaxis(frames, -len(self.frame_shape) - 1, -2)  # [..., H, W, k, C]
+        return stacked.reshape(*stacked.shape[:-2], -1)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The stored frames (slot order) and the frame count. The sub-envs' latest stacks are left out:
+        a resumed run starts new episodes, whose first stacks are stored afresh."""
+        return {"frames": self.frames[: min(self.count, self.capacity)], "count": np.asarray(self.count)}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        frames = state["frames"]
+        if frames.shape[1:] != self.frames.shape[1:] or len(frames) > self.capacity:
+            raise ValueError(
+                f"saved frames {frames.shape} do not fit this store's {self.capacity} frames of {self.frame_shape}"
+            )
+        self.frames[: len(frames)] = frames
+        self.count = int(state["count"])
+        self.latest, self.latest_ids = None, np.zeros((0, self.stack), np.int64)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -204,8 +352,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         epsilon: float = 1e-6,
         action_shape: tuple[int, ...] = (),
         action_dtype: np.dtype | type = np.int64,
+        observation_dtype: np.dtype | type = np.float32,
     ) -> None:
-        super().__init__(capacity, observation_shape, action_shape, action_dtype)
+        super().__init__(capacity, observation_shape, action_shape, action_dtype, observation_dtype)
         if alpha < 0 or epsilon <= 0:
             raise ValueError(
                 f"prioritized replay needs alpha >= 0 and epsilon > 0, got alpha={alpha}, epsilon={epsilon}"
@@ -213,6 +362,10 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.alpha, self.epsilon = float(alpha), float(epsilon)
         self.tree = SumTree(capacity)
         self.max_priority = 1.0
+
+    @property
+    def nbytes(self) -> int:
+        return super().nbytes + self.tree.nodes.nbytes
 
     def add(
         self,
@@ -250,6 +403,11 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         priorities = (np.abs(np.asarray(td_errors, np.float64)) + self.epsilon) ** self.alpha
         self.tree.update(indices, priorities)
         self.max_priority = max(self.max_priority, float(priorities.max()))
+
+    def forget(self, indices: npt.ArrayLike) -> None:
+        """Priority 0 for the rows ``indices``: never sampled again until overwritten (a ``FrameStore``
+        transition whose frames are gone)."""
+        self.tree.update(indices, np.zeros(np.size(indices)))
 
     def state(self) -> dict[str, np.ndarray]:
         arrays = super().state()

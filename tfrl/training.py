@@ -31,7 +31,7 @@ from tfrl import __version__
 from tfrl.agents import get_agent, make_config
 from tfrl.agents.base import UpdateProducer
 from tfrl.checkpoint import Checkpointer, networks_finite, require_finite_weights
-from tfrl.envs import action_grid, describe_space, final_observations, make_env, make_vector_env
+from tfrl.envs import action_grid, describe_space, final_observations, make_env, make_vector_env, preprocessing
 from tfrl.errors import CheckpointError, ConfigError, TrainingDiverged, WorkerError
 from tfrl.export import DEFAULT_EXPORT_DIR, check_export_target, export_policy
 from tfrl.logger import RunLogger
@@ -47,13 +47,17 @@ MAX_SEED = 2**31 - 1  # numpy and TensorFlow take seeds below 2**32, with room f
 class Evaluator:
     """Runs ``episodes`` seeded episodes side by side, acting for all of them in one batched call.
 
-    ``discretize`` wraps a Box action space as in training, for a policy that returns action indices.
+    ``discretize`` wraps a Box action space as in training, for a policy that returns action indices;
+    ``frame_stack`` stacks frames as in training (``tfrl.envs.make_env``). Evaluation envs are never
+    ``training`` ones: Atari episodes are whole games scored in raw points.
     """
 
-    def __init__(self, env_id: str, episodes: int = 20, seed: int = 0, discretize: int | None = None) -> None:
+    def __init__(
+        self, env_id: str, episodes: int = 20, seed: int = 0, discretize: int | None = None, frame_stack: int = 0
+    ) -> None:
         if episodes < 1:
             raise ConfigError(f"evaluation episodes must be at least 1, got {episodes}")
-        self.envs = [make_env(env_id, discretize=discretize) for _ in range(episodes)]
+        self.envs = [make_env(env_id, discretize=discretize, frame_stack=frame_stack) for _ in range(episodes)]
         self.seed = seed
 
     def __call__(self, policy: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -90,9 +94,10 @@ def evaluate(
     episodes: int = 20,
     seed: int = 0,
     discretize: int | None = None,
+    frame_stack: int = 0,
 ) -> np.ndarray:
     """Returns of ``episodes`` deterministic, seeded episodes of ``policy`` on ``env_id``."""
-    evaluator = Evaluator(env_id, episodes, seed, discretize)
+    evaluator = Evaluator(env_id, episodes, seed, discretize, frame_stack)
     try:
         return evaluator(policy)
     finally:
@@ -136,16 +141,17 @@ class RunSettings:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
 
     @property
+    def name(self) -> str:
+        """``<algorithm>-<env id>``, the env id's namespace slash made a dash (``dqn-ALE-Pong-v5``), so
+        run and export directories stay one level deep."""
+        return f"{self.algorithm}-{self.env_id.replace('/', '-')}"
+
+    @property
     def export_path(self) -> Path | None:
         """Where this run's policy is exported, or None for a run that exports nothing."""
         if self.export_dir is None:
             return None
         return Path(self.export_dir) / self.name
-
-    @property
-    def name(self) -> str:
-        """``<algorithm>-<env id>``, with the ``/`` of namespaced ids (``MinAtar/Breakout-v1``) as ``-``."""
-        return f"{self.algorithm}-{self.env_id.replace('/', '-')}"
 
 
 @dataclasses.dataclass
@@ -369,7 +375,7 @@ def build_agent(settings: RunSettings, config: Any) -> Any:
     """A fresh agent for ``settings``, seeded so the same seed gives the same run."""
     agent_class, _ = get_agent(settings.algorithm)
     keras.utils.set_random_seed(settings.seed)
-    probe = make_env(settings.env_id, discretize=settings.discretize)
+    probe = make_env(settings.env_id, discretize=settings.discretize, frame_stack=config.frame_stack)
     try:
         return agent_class(config, probe.observation_space, probe.action_space, settings.env_id, settings.seed)
     finally:
@@ -411,6 +417,7 @@ def export_run(
         "algorithm": settings.algorithm,
         "env_id": settings.env_id,
         "observation_space": describe_space(agent.observation_space),
+        "preprocessing": preprocessing(settings.env_id, agent.config.frame_stack),
         "action_space": describe_space(action_space),
         **discrete,
         "config": agent.config.to_dict(),
@@ -603,7 +610,13 @@ def _write_run_file(
 ) -> None:
     """``run.json``: the settings and config to rebuild the run from, and where its workers ran last
     (backend, cluster address, nodes, CPUs), written once the run has connected to them."""
-    record = {"settings": dataclasses.asdict(settings), "config": config.to_dict(), "tfrl_version": __version__}
+    record = {
+        "settings": dataclasses.asdict(settings),
+        "config": config.to_dict(),
+        # For readers: config.frame_stack and the env id are what rebuild it.
+        "preprocessing": preprocessing(settings.env_id, config.frame_stack),
+        "tfrl_version": __version__,
+    }
     if workers_at is not None:
         record["workers"] = dict(workers_at)
     temporary = run_dir / f".{RUN_FILE}.tmp"
@@ -641,10 +654,9 @@ def _diverged_message(
     return f"{error}; {kept}; {exported}"
 
 
-def _run_evaluator(settings: RunSettings) -> Evaluator:
-    return Evaluator(
-        settings.env_id, settings.eval_episodes, settings.seed + EVALUATION_SEED_OFFSET, settings.discretize
-    )
+def _run_evaluator(settings: RunSettings, config: Any) -> Evaluator:
+    seed = settings.seed + EVALUATION_SEED_OFFSET
+    return Evaluator(settings.env_id, settings.eval_episodes, seed, settings.discretize, config.frame_stack)
 
 
 Update = tuple[int, list[tuple[float, int]], Mapping[str, float] | None]
@@ -656,7 +668,13 @@ def _collected(agent: Any, settings: RunSettings, start_step: int) -> Generator[
     One stream serves every agent without workers: off-policy agents store transitions and train
     every few steps, on-policy agents gather rollouts or whole episodes and update when one is complete.
     """
-    envs = make_vector_env(settings.env_id, settings.num_envs, discretize=settings.discretize)
+    envs = make_vector_env(
+        settings.env_id,
+        settings.num_envs,
+        discretize=settings.discretize,
+        training=True,
+        frame_stack=agent.config.frame_stack,
+    )
     # A resumed run starts fresh episodes: env states are not checkpointed, so use new seeds.
     observations, _ = envs.reset(seed=settings.seed + start_step)
     episode_returns = np.zeros(settings.num_envs)
@@ -703,7 +721,7 @@ def _train_loop(
     time excluded). The stream is closed on the way out, which stops whatever workers it runs.
     """
     threshold = _reward_threshold(settings.env_id) if settings.stop_at_threshold else None
-    evaluator = TrackedEvaluator(_run_evaluator(settings), agent, best, logger)
+    evaluator = TrackedEvaluator(_run_evaluator(settings, agent.config), agent, best, logger)
     greedy = GreedyActing(agent)
     step = start_step
     next_eval = (step // settings.eval_every + 1) * settings.eval_every

@@ -51,12 +51,11 @@ import tensorflow_probability as tfp
 
 from tfrl.agents.common import make_optimizer
 from tfrl.agents.config import AgentConfig
-from tfrl.agents.reinforce import StochasticPolicy, action_spec, build_actor
+from tfrl.agents.stochastic import StochasticPolicy, action_spec, build_actor, n_step_returns
 from tfrl.envs import check_spaces, make_env, network_inputs
 from tfrl.errors import EnvError
 from tfrl.nets import RecurrentActorCritic, ValueCritic
 from tfrl.pools import available_cpus, make_pool
-from tfrl.replay import n_step_returns
 
 if TYPE_CHECKING:
     from tfrl.training import RunSettings

@@ -13,6 +13,8 @@ import tensorflow as tf
 from tfrl.nets import QCritic, soft_update
 from tfrl.replay import ReplayBuffer
 
+OPTIMIZERS = ("adam", "rmsprop", "rmsprop-centered")
+
 
 def training_calls_due(steps_before: int, steps_after: int, learning_starts: int, train_freq: int) -> int:
     """How many training calls fall due as the env-step count moves from ``steps_before`` to ``steps_after``.
@@ -26,8 +28,15 @@ def training_calls_due(steps_before: int, steps_after: int, learning_starts: int
 
 
 def make_optimizer(name: str, learning_rate: float, max_grad_norm: float = 0.0) -> keras.optimizers.Optimizer:
-    """Adam or RMSProp, clipping the global gradient norm unless ``max_grad_norm`` is 0."""
+    """Adam, RMSProp, or centred RMSProp; clipping the global gradient norm unless ``max_grad_norm`` is 0.
+
+    ``rmsprop-centered`` is the optimizer of the Nature DQN and of MinAtar's DQN (Graves 2013):
+    squared-gradient momentum 0.95 and ε = 0.01 added to the root, ``g / (sqrt(E[g²] − E[g]²) + 0.01)``
+    in PyTorch's form. Keras adds ε under the root instead, so the same damping there is 0.01² = 1e-4.
+    """
     clip = {"global_clipnorm": max_grad_norm} if max_grad_norm > 0 else {}
+    if name == "rmsprop-centered":
+        return keras.optimizers.RMSprop(learning_rate=learning_rate, rho=0.95, epsilon=1e-4, centered=True, **clip)
     optimizers = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}
     return optimizers[name](learning_rate=learning_rate, **clip)
 

@@ -64,14 +64,19 @@ class AgentConfig:
 
     ``torso`` is the networks' body, shared by every agent: ``auto`` (convolutional for image
     observations, an MLP of the config's hidden sizes otherwise), or one of ``tfrl.nets.TORSOS``.
+    ``frame_stack`` is how many frames the env maker stacks channels last (``tfrl.envs.make_env``):
+    0 for the env's convention (4 for ALE ids, none otherwise). It sits in the config, not in the run
+    settings, because the agent's replay memory stores stacks one frame at a time and needs to know it.
     """
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
 
     torso: str = "auto"
+    frame_stack: int = 0
 
     def __post_init__(self) -> None:
         self.require_choice("torso", ("auto", *TORSOS))
+        self.require_non_negative("frame_stack")
         if hasattr(self, "activation"):
             self._require_activation()
         self.validate()
