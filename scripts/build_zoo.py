@@ -116,7 +116,7 @@ ZOO = [
     Entry("ppo", "CartPole-v1", 200_000),
     Entry("ppo", "Pendulum-v1", 300_000, preset="pendulum", early_stop=False),
     Entry("sac", "Pendulum-v1", 20_000, early_stop=False),
-    Entry("sac", "MountainCarContinuous-v0", 50_000),
+    Entry("sac", "MountainCarContinuous-v0", 50_000, preset="mountaincar"),
     Entry("dqn", "MinAtar/Breakout-v1", 500_000, preset="minatar", eval_every=25_000, early_stop=False),
     Entry("dqn", "FrozenLake-v1", 100_000, preset="frozenlake", eval_every=5_000, early_stop=False,
           gif={"frame_skip": 1, "scale": 2, "max_frames": 150}),
