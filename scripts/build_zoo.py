@@ -117,7 +117,8 @@ ZOO = [
     Entry("ppo", "Pendulum-v1", 300_000, preset="pendulum", early_stop=False),
     Entry("sac", "Pendulum-v1", 20_000, early_stop=False),
     Entry("sac", "MountainCarContinuous-v0", 50_000, preset="mountaincar"),
-    Entry("dqn", "MinAtar/Breakout-v1", 500_000, preset="minatar", eval_every=25_000, early_stop=False),
+    Entry("dqn", "MinAtar/Breakout-v1", 250_000, preset="minatar", eval_every=25_000, early_stop=False,
+          gif={"frame_skip": 1, "scale": 1, "max_frames": 150}),
     Entry("dqn", "FrozenLake-v1", 100_000, preset="frozenlake", eval_every=5_000, early_stop=False,
           gif={"frame_skip": 1, "scale": 2, "max_frames": 150}),
 ]  # fmt: skip

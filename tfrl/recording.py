@@ -74,6 +74,20 @@ def _writer(path: Path) -> Any:
     return iio
 
 
+SMALLEST_SIDE = 160  # frames smaller than this (MinAtar's 10×10) are enlarged, pixel by pixel
+
+
+def _video_frame(rendered: Any, scale: int) -> np.ndarray:
+    """A rendered frame as uint8 RGB for a video: floats in [0, 1] (MinAtar's palette) scaled to
+    0–255, every ``scale``-th pixel kept, and tiny frames enlarged to at least ``SMALLEST_SIDE``."""
+    frame = np.asarray(rendered)
+    if frame.dtype != np.uint8:
+        frame = np.clip(frame * 255.0 if frame.max() <= 1.0 else frame, 0, 255).astype(np.uint8)
+    frame = frame[::scale, ::scale]
+    grow = SMALLEST_SIDE // max(frame.shape[:2])
+    return frame.repeat(grow, axis=0).repeat(grow, axis=1) if grow > 1 else frame
+
+
 def record(
     path: str | os.PathLike,
     out: str | os.PathLike,
@@ -105,7 +119,7 @@ def record(
     def grab() -> None:
         nonlocal rendered
         if rendered % frame_skip == 0 and (max_frames is None or len(frames) < max_frames):
-            frames.append(np.asarray(env.render())[::scale, ::scale])
+            frames.append(_video_frame(env.render(), scale))
         rendered += 1
 
     try:
