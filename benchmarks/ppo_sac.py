@@ -12,7 +12,8 @@ at most its env steps.
 
 Stable-Baselines3 runs from ``benchmarks/.venv-peers`` (git-ignored), which this script creates on
 first use (``pip install torch==2.13.0 stable-baselines3``); tfrl never depends on it. The machine's
-load average is recorded at the start and the end. Writes ``benchmarks/results/ppo_sac.json``.
+load average is recorded at the start and the end. Writes ``benchmarks/results/ppo_sac.json``
+(``--output`` names another file) after every task, so a long run that is stopped keeps its finished part.
 
     python benchmarks/ppo_sac.py --quick                  # seed 0 of ppo-cartpole and sac-pendulum
     python benchmarks/ppo_sac.py                          # everything, seeds 0-4
@@ -211,6 +212,7 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
     parser.add_argument("--quick", action="store_true", help="seed 0 of " + " and ".join(QUICK_TASKS))
     parser.add_argument("--no-peers", action="store_true", help="skip Stable-Baselines3")
+    parser.add_argument("--output", default="ppo_sac.json", help="file name under benchmarks/results/")
     args = parser.parse_args()
     seeds, names = ([0], QUICK_TASKS) if args.quick else (args.seeds, args.tasks)
 
@@ -227,14 +229,14 @@ def main() -> None:
             library: summarise([row for row in rows if row["algorithm"] == library])
             for library in dict.fromkeys(row["algorithm"] for row in rows)
         }
-        write_results(names, runs, summaries, load_at_start)  # after every task: a long run keeps its part
+        write_results(args.output, names, runs, summaries, load_at_start)  # after every task: a long run keeps its part
     print(f"\nload average (1 min) at start {load_at_start}, at end {round(os.getloadavg()[0], 2)}")
     print(f"{os.cpu_count()} cores\n\n{table(summaries)}")
 
 
-def write_results(names: list[str], runs: dict, summaries: dict, load_at_start: float) -> None:
+def write_results(output: str, names: list[str], runs: dict, summaries: dict, load_at_start: float) -> None:
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ppo_sac.json").write_text(
+    (RESULTS / output).write_text(
         json.dumps(
             {
                 "benchmark": "ppo_sac",
