@@ -17,6 +17,9 @@ import tfrl.quiet  # first: silences TensorFlow's start-up lines
 import argparse
 import dataclasses
 import json
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,13 +29,14 @@ import numpy as np
 import tensorflow as tf
 
 import tfrl
-from tfrl.export import load_policy
+from tfrl.export import check_export_target, load_policy
 from tfrl.recording import record
 
 ZOO_DIR = Path(__file__).resolve().parent.parent / "saved_models"
 INDEX = ZOO_DIR / "zoo.json"
 EVALUATION_EPISODES = 100
 EVALUATION_SEED = 10_000  # far from every training and in-training evaluation seed
+VALUE_ITERATION = "value-iteration-FrozenLake-v1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,29 +150,52 @@ def build(entry: Entry) -> dict[str, Any]:
             progress=False,
         )
     assert result.export_path is not None
-    policy = load_policy(result.export_path)
-    returns = tfrl.evaluate(policy, entry.env_id, EVALUATION_EPISODES, EVALUATION_SEED)
-    gif = record(result.export_path, result.export_path / "episode.gif", seed=EVALUATION_SEED, **entry.gif)
+    run = {"env_steps": result.env_steps, "best_step": result.best_step, "wall_seconds": round(result.wall_seconds, 1)}
+    return describe(entry.name, entry.algorithm, entry.env_id, entry.note, run, entry.command(), entry.gif)
+
+
+def build_value_iteration() -> dict[str, Any]:
+    """The exact FrozenLake solution of ``tfrl.mdp`` (chapter 3), shipped beside DQN's learned one."""
+    path = ZOO_DIR / VALUE_ITERATION
+    check_export_target(path)
+    if path.exists():
+        shutil.rmtree(path)  # an earlier tfrl export (checked above): the script writes a fresh one
+    command = f"python scripts/frozenlake_exact.py --out saved_models/{VALUE_ITERATION}"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "scripts/frozenlake_exact.py", "--out", str(path)], check=True, cwd=ZOO_DIR.parent)
+    run = {"env_steps": 0, "best_step": 0, "wall_seconds": round(time.perf_counter() - start, 1)}
+    gif = {"frame_skip": 1, "scale": 2, "max_frames": 150}
+    return describe(
+        VALUE_ITERATION, "value-iteration", "FrozenLake-v1", "exact, from the env's model", run, command, gif
+    )
+
+
+def describe(
+    name: str, algorithm: str, env_id: str, note: str, run: dict[str, Any], command: str, gif: dict[str, int]
+) -> dict[str, Any]:
+    """Evaluate, film and card the export ``saved_models/<name>``; its zoo figures."""
+    path = ZOO_DIR / name
+    policy = load_policy(path)
+    returns = tfrl.evaluate(policy, env_id, EVALUATION_EPISODES, EVALUATION_SEED)
+    recording = record(path, path / "episode.gif", seed=EVALUATION_SEED, **gif)
     figures = {
-        "name": entry.name,
-        "algorithm": entry.algorithm,
-        "env_id": entry.env_id,
-        "note": entry.note,
+        "name": name,
+        "algorithm": algorithm,
+        "env_id": env_id,
+        "note": note,
         "mean_return": round(float(np.mean(returns)), 2),
         "std_return": round(float(np.std(returns)), 2),
         "evaluation_episodes": EVALUATION_EPISODES,
         "evaluation_seed": EVALUATION_SEED,
-        "env_steps": result.env_steps,
-        "best_step": result.best_step,
-        "wall_seconds": round(result.wall_seconds, 1),
-        "command": entry.command(),
-        "rebuild": f"python scripts/build_zoo.py {entry.name}",
-        "gif_frames": gif.frames,
+        **run,
+        "command": command,
+        "rebuild": f"python scripts/build_zoo.py {name}",
+        "gif_frames": recording.frames,
         "tfrl_version": tfrl.__version__,
         "tensorflow_version": tf.__version__,
     }
-    (result.export_path / "README.md").write_text(_card(figures, policy.metadata))
-    figures["size_bytes"] = _size(result.export_path)
+    (path / "README.md").write_text(_card(figures, policy.metadata))
+    figures["size_bytes"] = _size(path)
     return figures
 
 
@@ -227,23 +254,26 @@ def main() -> None:
     if args.list:
         for entry in ZOO:
             print(f"{entry.name:<36} {entry.command()}")
+        print(f"{VALUE_ITERATION:<36} python scripts/frozenlake_exact.py")
         return
-    unknown = sorted(set(args.names) - {entry.name for entry in ZOO})
+    names = [entry.name for entry in ZOO] + [VALUE_ITERATION]
+    unknown = sorted(set(args.names) - set(names))
     if unknown:
         parser.error(f"unknown entries {unknown}; see --list")
     built = {entry["name"]: entry for entry in json.loads(INDEX.read_text())} if INDEX.exists() else {}
-    for entry in ZOO:
-        if args.names and entry.name not in args.names:
+    builders = {entry.name: (lambda entry=entry: build(entry)) for entry in ZOO}
+    builders[VALUE_ITERATION] = build_value_iteration
+    for name in names:
+        if args.names and name not in args.names:
             continue
         start = time.perf_counter()
-        built[entry.name] = build(entry)
-        figures = built[entry.name]
+        figures = built[name] = builders[name]()
         print(
-            f"{entry.name}: {figures['mean_return']} ± {figures['std_return']} after {figures['env_steps']} steps "
+            f"{name}: {figures['mean_return']} ± {figures['std_return']} after {figures['env_steps']} steps "
             f"({time.perf_counter() - start:.0f} s with evaluation and recording)",
             flush=True,
         )
-        write_index([built[item.name] for item in ZOO if item.name in built])
+        write_index([built[item] for item in names if item in built])
 
 
 if __name__ == "__main__":

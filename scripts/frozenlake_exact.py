@@ -23,6 +23,7 @@ import functools
 import gymnasium as gym
 import tensorflow as tf
 
+from tfrl.envs import describe_space
 from tfrl.mdp import (
     MarkovDecisionProcess,
     export_tabular_policy,
@@ -57,11 +58,17 @@ def main() -> None:
     print(f"greedy policy (0=left 1=down 2=right 3=up):\n{solution.policy[:n].reshape(4, 4)}")
 
     metadata = {
+        # the keys of a tfrl export (tfrl.export.read_metadata), so tfrl evaluate / record / load_policy take it
+        "format": "tfrl-policy",
+        "endpoints": ["action", "q_values"],
         "algorithm": "value-iteration",
         "env_id": ENV_ID,
         "env_kwargs": {"is_slippery": True},
-        "observation_space": str(env.observation_space),
-        "action_space": str(env.action_space),
+        "observation_space": describe_space(env.observation_space),
+        "action_space": describe_space(env.action_space),
+        "observation_dtype": "float32",
+        "env_steps": 0,
+        "config": {"gamma": mdp.gamma, "tol": 1e-12},
         "gamma": mdp.gamma,
         "sweeps": solution.sweeps,
         "bellman_residual": solution.residual,
