@@ -35,6 +35,7 @@ import signal
 import socket
 import time
 import traceback
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -55,7 +56,7 @@ def _ignore(_line: str) -> None:
     """The default ``on_event``: a pool used on its own reports nothing."""
 
 
-class WorkerPool:
+class WorkerPool(ABC):
     """What both pools share: the specs, the restart budget per worker slot, and the context manager.
 
     Subclasses start a worker (``_start``), stop them all (``close``), publish, collect results and
@@ -106,25 +107,26 @@ class WorkerPool:
     def _raised(self, worker_id: int, details: str) -> WorkerError:
         return WorkerError(f"{self.name} {worker_id} raised an exception; the run stopped.\n{details.rstrip()}")
 
+    @abstractmethod
     def _start(self, worker_id: int) -> None:
-        raise NotImplementedError
+        """Implemented by each backend."""
 
+    @abstractmethod
     def publish(self, published: np.ndarray) -> None:
         """Make ``published`` the array every worker's next step gets."""
-        raise NotImplementedError
 
+    @abstractmethod
     def results(self, timeout: float) -> list[tuple[int, Any]]:
         """The ``(worker id, message)`` of steps that finish within ``timeout`` seconds; each such
         worker waits for ``go_on``. Deaths found meanwhile are replaced (or raise ``WorkerError``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def go_on(self, worker_id: int) -> None:
         """Let a worker whose message was collected run its next step, on the array published last."""
-        raise NotImplementedError
 
+    @abstractmethod
     def close(self) -> None:
         """Stop every worker."""
-        raise NotImplementedError
 
 
 # ------------------------------------------------------------------------------------------------

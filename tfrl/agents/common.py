@@ -3,6 +3,7 @@ Q critics with their targets (DDPG, TD3, SAC), and acting and observing around a
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -137,7 +138,7 @@ class QCritics:
         }
 
 
-class ReplayLearning:
+class ReplayLearning(ABC):
     """Acting and observing for the off-policy continuous-control agents (DDPG, TD3, SAC).
 
     Until ``learning_starts`` env steps the agent explores with uniformly random actions; after that
@@ -167,8 +168,9 @@ class ReplayLearning:
         flags = tf.TensorSpec([None, None], tf.float32)
         return [batches, tf.TensorSpec([None, None, *self.low.shape], tf.float32), flags, batches, flags]
 
+    @abstractmethod
     def _policy_actions(self, observations: np.ndarray, explore: bool) -> np.ndarray:
-        raise NotImplementedError
+        """The agent's own actions once learning has started (noisy when ``explore``)."""
 
     def act(self, observations: np.ndarray, explore: bool = False) -> np.ndarray:
         """The policy's actions for a batch (random ones while warming up), always within the bounds."""

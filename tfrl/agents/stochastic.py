@@ -9,6 +9,7 @@ arrays too. A reverse ``tf.scan`` walks back from the last step.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
 import gymnasium as gym
@@ -214,7 +215,7 @@ class Rollout:
         return [self.arrays[key] for key in self.FIELDS]
 
 
-class RolloutLearning(StochasticActing):
+class RolloutLearning(StochasticActing, ABC):
     """``observe`` for an agent that learns from fixed-length rollouts (actor-critic, PPO).
 
     The agent sets ``self.rollout`` and ``self.env_steps`` and defines ``learn``, called with the
@@ -225,8 +226,9 @@ class RolloutLearning(StochasticActing):
     rollout: Rollout
     env_steps: int
 
+    @abstractmethod
     def learn(self, batch: list[np.ndarray]) -> dict[str, float]:
-        raise NotImplementedError
+        """One update from a full rollout's arrays; its training metrics."""
 
     def observe(
         self,
