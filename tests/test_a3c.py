@@ -71,7 +71,7 @@ def test_worker_gradients_equal_the_parents_and_each_push_is_one_optimizer_step(
 
             moments = [variable.numpy().copy() for variable in agent.actor_optimizer.variables[1:]]
             assert agent.global_step == update
-            weights, counted, global_step = agent.apply(gradients, pushed_steps)
+            weights, counted, global_step = agent.apply(gradients[None], np.array([pushed_steps]))
             pool.publish(weights.numpy())
             pool.go_on(worker_id)
             assert agent.global_step == int(global_step) == update + 1
@@ -84,6 +84,22 @@ def test_worker_gradients_equal_the_parents_and_each_push_is_one_optimizer_step(
         if algorithm == "a3c-rnn":
             assert np.abs(rollout["initial_state"]).max() > 0  # the state carried into the second rollout
     assert not multiprocessing.active_children()
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_updates_applied_together_equal_the_same_updates_one_call_apiece(optimizer):
+    together, apart = (_agent("a3c", "CartPole-v1", optimizer=optimizer, max_grad_norm=0.05) for _ in range(2))
+    apart.nets.set_weights(together.nets.get_weights())
+    rows = np.random.default_rng(0).normal(0, 0.1, (3, together.nets.size)).astype(np.float32)
+    initial = together.nets.get_weights().numpy()
+    weights, counted, global_step = together.apply(rows, np.array([5, 6, 7]))
+    for row, steps in zip(rows, (5, 6, 7), strict=True):
+        apart_weights, _, _ = apart.apply(row[None], np.array([steps]))
+    assert (int(counted), int(global_step)) == (18, 3) == (apart.env_steps, apart.global_step)
+    np.testing.assert_allclose(weights.numpy(), apart_weights.numpy(), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(weights.numpy(), initial)
+    for mine, theirs in zip(together.actor_optimizer.variables, apart.actor_optimizer.variables, strict=True):
+        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-7)
 
 
 def test_process_pool_steps_on_the_published_array_and_replaces_a_killed_worker():

@@ -568,10 +568,10 @@ class A3CAgent:
         # Counted in the same TF call that applies an update, so a Ctrl-C never splits the two.
         self.counted_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="env_steps")
         self.acting_state: np.ndarray | None = None  # a recurrent agent's state for each env it acts for
+        # Not XLA: it would compile the loop anew for every number of updates that arrive together.
         self.apply = tf.function(
             self._apply,
-            jit_compile=True,
-            input_signature=[tf.TensorSpec([self.nets.size], tf.float32), tf.TensorSpec([], tf.int64)],
+            input_signature=[tf.TensorSpec([None, self.nets.size], tf.float32), tf.TensorSpec([None], tf.int64)],
         ).get_concrete_function()
 
     @property
@@ -584,18 +584,22 @@ class A3CAgent:
         """Updates applied to the global networks (the optimizers' shared step count)."""
         return int(self.actor_optimizer.iterations.numpy())
 
-    def _apply(self, flat_gradients: tf.Tensor, steps: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """One pushed update of ``steps`` env steps: each optimizer steps on its networks' share;
-        returns the new flat weights, the env-step count and the global step (no second TF call to read them)."""
+    def _apply(self, stacked_gradients: tf.Tensor, steps: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Updates pushed by workers, in order: for each row of flat gradients, each optimizer steps on its
+        networks' share, exactly as if the rows came one call apiece. Returns the new flat weights, the
+        env-step count (``steps`` added) and the global step — one TF call for every update that arrived
+        together, since a call's fixed cost is what limits how many workers one driver serves."""
         sizes = [int(np.prod(variable.shape)) for variable in self.nets.variables]
-        gradients = [
-            tf.reshape(piece, variable.shape)
-            for piece, variable in zip(tf.split(flat_gradients, sizes), self.nets.variables, strict=True)
-        ]
         split = len(self.nets.actor_variables)
-        self.actor_optimizer.apply_gradients(zip(gradients[:split], self.nets.actor_variables, strict=True))
-        self.critic_optimizer.apply_gradients(zip(gradients[split:], self.nets.critic_variables, strict=True))
-        return _flat(self.nets.variables), self.counted_steps.assign_add(steps), self.actor_optimizer.iterations
+        for row in tf.range(tf.shape(stacked_gradients)[0]):
+            pieces = tf.split(stacked_gradients[row], sizes)
+            gradients = [
+                tf.reshape(piece, variable.shape) for piece, variable in zip(pieces, self.nets.variables, strict=True)
+            ]
+            self.actor_optimizer.apply_gradients(zip(gradients[:split], self.nets.actor_variables, strict=True))
+            self.critic_optimizer.apply_gradients(zip(gradients[split:], self.nets.critic_variables, strict=True))
+        counted = self.counted_steps.assign_add(tf.reduce_sum(steps))
+        return _flat(self.nets.variables), counted, self.actor_optimizer.iterations
 
     def act(self, observations: np.ndarray, explore: bool = False) -> np.ndarray:
         """Actions of the global networks for a batch: sampled (clipped to the bounds) or the mode.
@@ -627,7 +631,8 @@ class A3CAgent:
 
         Each update: the global optimizers apply the worker's gradients (one TF call, which also
         counts the env steps), the new weights are published to every worker, and that worker goes
-        on. ``env_steps_per_second`` adds up each worker's rate over its last update.
+        on. Updates that arrive together are applied in the order they came, in one TF call, and the
+        weights after the last are published once: the same updates, at a fraction of the driver's cost. ``env_steps_per_second`` adds up each worker's rate over its last update.
         """
         config = self.config
         if settings.backend == "process":
@@ -655,20 +660,28 @@ class A3CAgent:
         )
         with pool:
             while True:
-                for worker_id, (gradients, steps, episodes, seconds, losses, _) in pool.results(timeout=1.0):
-                    weights, counted, global_step = self.apply(gradients, steps)
-                    pool.publish(weights.numpy())
+                arrived = pool.results(timeout=1.0)
+                if not arrived:
+                    continue
+                messages = [message for _, message in arrived]
+                steps = np.array([message[1] for message in messages], np.int64)
+                weights, counted, global_step = self.apply(np.stack([message[0] for message in messages]), steps)
+                pool.publish(weights.numpy())
+                for worker_id, _ in arrived:
                     pool.go_on(worker_id)
-                    throughput[f"worker_{worker_id}/env_steps_per_second"] = steps / max(seconds, 1e-9)
+                counted_before = int(counted) - int(steps.sum())
+                first_step = int(global_step) - len(arrived)
+                for index, (worker_id, (_, _, episodes, seconds, losses, _)) in enumerate(arrived):
+                    throughput[f"worker_{worker_id}/env_steps_per_second"] = steps[index] / max(seconds, 1e-9)
                     metrics = {
                         "actor_loss": float(losses[0]),
                         "critic_loss": float(losses[1]),
                         "entropy": float(losses[2]),
-                        "global_step": float(global_step),
+                        "global_step": float(first_step + index + 1),
                         "env_steps_per_second": sum(throughput.values()),
                         **throughput,
                     }
-                    yield int(counted), episodes, metrics
+                    yield counted_before + int(steps[: index + 1].sum()), episodes, metrics
 
     # What training.py, checkpoint.py and export.py use.
     def policy(self) -> tf.Module:
