@@ -144,7 +144,7 @@ def test_presets_and_validation():
         10,
     )
     assert tutorial.loss == "clip" and tutorial.clip_range == 0.2 and tutorial.gae_lambda == 1.0
-    assert PPOConfig.from_preset("pendulum").gamma == 0.9
+    assert PPOConfig.from_preset("pendulum").gamma == 0.95
     with pytest.raises(ConfigError, match="loss='trust'"):
         PPOConfig(loss="trust")
     with pytest.raises(ConfigError, match=re.escape("minibatches=64 is invalid: expected at most n_steps=32")):
