@@ -51,7 +51,15 @@ import tensorflow_probability as tfp
 
 from tfrl.agents.common import make_optimizer
 from tfrl.agents.config import AgentConfig
-from tfrl.agents.stochastic import StochasticPolicy, action_spec, build_actor, n_step_returns
+from tfrl.agents.stochastic import (
+    StochasticPolicy,
+    action_distribution,
+    action_spec,
+    build_actor,
+    distribution_of,
+    n_step_returns,
+    next_seed,
+)
 from tfrl.envs import check_spaces, make_env, network_inputs
 from tfrl.errors import EnvError
 from tfrl.nets import RecurrentActorCritic, ValueCritic
@@ -59,8 +67,6 @@ from tfrl.pools import available_cpus, make_pool
 
 if TYPE_CHECKING:
     from tfrl.training import RunSettings
-
-tfd = tfp.distributions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,15 +247,6 @@ def available_memory_bytes() -> int:
 # ------------------------------------------------------------------------------------------------
 
 
-def _distribution(
-    parameters: tf.Tensor | tuple[tf.Tensor, tf.Tensor], continuous: bool
-) -> tfp.distributions.Distribution:
-    if continuous:
-        mean, scale = parameters
-        return tfd.Independent(tfd.Normal(mean, scale), reinterpreted_batch_ndims=1)
-    return tfd.Categorical(logits=parameters, dtype=tf.int64)
-
-
 def _flat(tensors: Iterable[tf.Tensor]) -> tf.Tensor:
     return tf.concat([tf.reshape(tensor, [-1]) for tensor in tensors], axis=0)
 
@@ -346,12 +343,12 @@ class A3CNetworks:
         """π(·|s) for one step of a batch, and the state after it (unchanged when feed-forward)."""
         if self.config.recurrent:
             parameters, _, next_states = self.model([observations, states])
-            return _distribution(parameters, self.continuous), next_states
-        return _distribution(self.actor(observations), self.continuous), states
+            return distribution_of(parameters, self.continuous), next_states
+        return action_distribution(self.actor, observations), states
 
     def _sample(self, observations: tf.Tensor, states: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         distribution, next_states = self.step(observations, states)
-        seed = tf.cast(self.generator.make_seeds(1)[:, 0], tf.int32)
+        seed = next_seed(self.generator)
         return distribution.sample(seed=seed), next_states
 
     def _mode(self, observations: tf.Tensor, states: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -373,7 +370,7 @@ class A3CNetworks:
         flat_next_observations = tf.reshape(next_observations, [-1, *self.observation_shape])
         if not self.config.recurrent:
             return (
-                _distribution(self.actor(flat_observations), self.continuous),
+                action_distribution(self.actor, flat_observations),
                 self.critic(flat_observations),
                 self.critic(flat_next_observations),
             )
@@ -387,7 +384,7 @@ class A3CNetworks:
             states_after.append(state)
         parameters = tf.nest.map_structure(lambda *steps: tf.concat(steps, axis=0), *parameters)
         _, next_values, _ = self.model([flat_next_observations, tf.concat(states_after, axis=0)])
-        return _distribution(parameters, self.continuous), tf.concat(values, axis=0), next_values
+        return distribution_of(parameters, self.continuous), tf.concat(values, axis=0), next_values
 
     def _gradients(
         self,
@@ -747,12 +744,12 @@ class RecurrentPolicy(tf.Module):
 
     def _action(self, observation: tf.Tensor, state: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         parameters, _, next_state = self.model([observation, state])
-        return self._clip(_distribution(parameters, self.continuous).mode()), next_state
+        return self._clip(distribution_of(parameters, self.continuous).mode()), next_state
 
     def _sample_action(self, observation: tf.Tensor, state: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         parameters, _, next_state = self.model([observation, state])
-        seed = tf.cast(self.generator.make_seeds(1)[:, 0], tf.int32)
-        return self._clip(_distribution(parameters, self.continuous).sample(seed=seed)), next_state
+        seed = next_seed(self.generator)
+        return self._clip(distribution_of(parameters, self.continuous).sample(seed=seed)), next_state
 
     def _value(self, observation: tf.Tensor, state: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         _, values, next_state = self.model([observation, state])

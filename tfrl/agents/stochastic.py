@@ -82,7 +82,13 @@ def action_distribution(actor: keras.Model, observations: tf.Tensor) -> tfp.dist
 
 def distribution_from(actor: keras.Model, outputs: Any) -> tfp.distributions.Distribution:
     """The distribution of ``actor``'s ``outputs`` (logits, or mean and scale), e.g. ones kept from before an update."""
-    if isinstance(actor, CategoricalActor):
+    return distribution_of(outputs, continuous=not isinstance(actor, CategoricalActor))
+
+
+def distribution_of(outputs: Any, continuous: bool) -> tfp.distributions.Distribution:
+    """π from an actor head's outputs: a Categorical over logits, or a diagonal Normal of ``(mean, scale)``
+    whose log-prob sums the dimensions — for heads that are not a whole actor (A3C's recurrent one)."""
+    if not continuous:
         return tfd.Categorical(logits=outputs, dtype=tf.int64)
     mean, scale = outputs
     return tfd.Independent(tfd.Normal(mean, scale), reinterpreted_batch_ndims=1)
