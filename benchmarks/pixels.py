@@ -121,6 +121,7 @@ def minatar(args: argparse.Namespace) -> dict:
                     "seed": seed,
                     "env_steps": result.env_steps,
                     "env_steps_per_second": round(result.train_steps_per_second),
+                    "cores_allowed": len(os.sched_getaffinity(0)),  # fewer than the machine's under taskset
                     "wall_seconds": round(result.wall_seconds),
                     "curve": [[evaluation["step"], round(evaluation["mean"], 2)] for evaluation in evaluations],
                 }

@@ -59,7 +59,7 @@ TASKS = {
         475.0,
         "default",
         100_000,
-        5_000,
+        2_500,
         True,
         dict(
             n_envs=8,
@@ -243,6 +243,7 @@ def write_results(output: str, names: list[str], runs: dict, summaries: dict, lo
                 "python": sys.version.split()[0],
                 "load_average_at_start": load_at_start,
                 "load_average_now": round(os.getloadavg()[0], 2),
+                "cores_allowed": len(os.sched_getaffinity(0)),  # fewer than the machine's under taskset
                 "tasks": {name: TASKS[name]._asdict() for name in names},
                 "runs": runs,
                 "summary": summaries,
