@@ -171,12 +171,13 @@ def driver_rate(backend: str, workers: int, seconds: float) -> dict[str, float]:
     agent.worker = PremadeGradients
     with cluster(backend):
         updates = agent.update_stream(settings, 0, print)
-        while sum(key.startswith("worker_") for key in next(updates)[2]) < workers:
-            pass  # until every worker has started and sent its first update
-        start, cpu_start, count = time.perf_counter(), time.process_time(), 0
+        metrics = next(updates)[2]
+        while sum(key.startswith("worker_") for key in metrics) < workers:
+            metrics = next(updates)[2]  # until every worker has started and sent its first update
+        start, cpu_start, first_update = time.perf_counter(), time.process_time(), metrics["global_step"]
         while time.perf_counter() - start < seconds:
-            next(updates)
-            count += 1
+            metrics = next(updates)[2]
+        count = metrics["global_step"] - first_update  # a yield may hold several updates applied together
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         updates.close()
     return {"updates_per_second": count / wall, "updates_per_driver_cpu_second": count / cpu}

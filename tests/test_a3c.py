@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from pool_workers import Broken, Echo, collect_until, from_each
+from pool_workers import Broken, Echo, InstantGradients, collect_until, from_each
 
 import tfrl
 from tfrl.agents import make_config
@@ -100,6 +100,22 @@ def test_updates_applied_together_equal_the_same_updates_one_call_apiece(optimiz
     assert not np.allclose(weights.numpy(), initial)
     for mine, theirs in zip(together.actor_optimizer.variables, apart.actor_optimizer.variables, strict=True):
         np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_each_yield_of_the_update_stream_counts_exactly_the_updates_applied():
+    agent = _agent("a3c", "CartPole-v1", workers=2)
+    agent.worker = InstantGradients
+    stream = agent.update_stream(RunSettings("a3c", "CartPole-v1"), 0, print)
+    previous, batch_sizes = 0, []
+    for _ in range(300):
+        counted, episodes, metrics = next(stream)
+        assert counted == agent.env_steps and metrics["global_step"] == agent.global_step
+        batch_sizes.append((counted - previous) // agent.config.update_every)
+        assert len(episodes) == batch_sizes[-1]  # every update's episodes, none twice
+        previous = counted
+    stream.close()
+    assert not multiprocessing.active_children()
+    assert max(batch_sizes) > 1  # updates did arrive together
 
 
 def test_process_pool_steps_on_the_published_array_and_replaces_a_killed_worker():

@@ -622,14 +622,17 @@ class A3CAgent:
         self, settings: RunSettings, start_step: int, on_event: Callable[[str], None]
     ) -> Iterator[tuple[int, list[Episode], dict[str, float]]]:
         """Start the workers on ``settings.backend`` and yield ``(env steps, finished episodes, metrics)``
-        after each update applied to the global networks, until the caller stops iterating (which,
-        like an exception, stops every worker). ``training.py`` owns everything else: evaluation,
+        after the updates applied to the global networks, until the caller stops iterating (which, like
+        an exception, stops every worker). ``training.py`` owns everything else: evaluation,
         checkpoints, the threshold, logging. ``on_event`` gets a line for each worker replaced.
 
         Each update: the global optimizers apply the worker's gradients (one TF call, which also
         counts the env steps), the new weights are published to every worker, and that worker goes
         on. Updates that arrive together are applied in the order they came, in one TF call, and the
-        weights after the last are published once: the same updates, at a fraction of the driver's cost. ``env_steps_per_second`` adds up each worker's rate over its last update.
+        weights after the last are published once: the same updates at a fraction of the driver's
+        cost. Such a batch is one yield, so the step yielded is always the count of what was applied
+        (a run that stops there has applied nothing more); its losses are the batch's mean.
+        ``env_steps_per_second`` adds up each worker's rate over its last update.
         """
         config = self.config
         if settings.backend == "process":
@@ -664,21 +667,19 @@ class A3CAgent:
                 steps = np.array([message[1] for message in messages], np.int64)
                 weights, counted, global_step = self.apply(np.stack([message[0] for message in messages]), steps)
                 pool.publish(weights.numpy())
-                for worker_id, _ in arrived:
+                for worker_id, message in arrived:
                     pool.go_on(worker_id)
-                counted_before = int(counted) - int(steps.sum())
-                first_step = int(global_step) - len(arrived)
-                for index, (worker_id, (_, _, episodes, seconds, losses, _)) in enumerate(arrived):
-                    throughput[f"worker_{worker_id}/env_steps_per_second"] = steps[index] / max(seconds, 1e-9)
-                    metrics = {
-                        "actor_loss": float(losses[0]),
-                        "critic_loss": float(losses[1]),
-                        "entropy": float(losses[2]),
-                        "global_step": float(first_step + index + 1),
-                        "env_steps_per_second": sum(throughput.values()),
-                        **throughput,
-                    }
-                    yield counted_before + int(steps[: index + 1].sum()), episodes, metrics
+                    throughput[f"worker_{worker_id}/env_steps_per_second"] = message[1] / max(message[3], 1e-9)
+                actor_loss, critic_loss, entropy = np.mean([message[4] for message in messages], axis=0)
+                metrics = {
+                    "actor_loss": float(actor_loss),
+                    "critic_loss": float(critic_loss),
+                    "entropy": float(entropy),
+                    "global_step": float(global_step),
+                    "env_steps_per_second": sum(throughput.values()),
+                    **throughput,
+                }
+                yield int(counted), [episode for message in messages for episode in message[2]], metrics
 
     # What training.py, checkpoint.py and export.py use.
     def policy(self) -> tf.Module:
