@@ -139,6 +139,9 @@ def backends(steps: int) -> list[dict]:
 
 
 DRIVER_WORKERS = 8  # fake workers for the driver's rate: always one waiting, so the driver never idles
+# Untimed seconds once every worker has started: the driver compiles its update for each size of batch
+# it meets (a few times per run), and a new actor's first calls are slow.
+DRIVER_WARMUP_SECONDS = 3.0
 
 
 class PremadeGradients:
@@ -159,7 +162,7 @@ class PremadeGradients:
 def driver_rate(backend: str, workers: int, seconds: float) -> dict[str, float]:
     """Updates per second ``A3CAgent.update_stream`` applies from ``workers`` workers that send pre-made gradients
     (a quarter of a CPU each on Ray: they return at once, and enough of them keep the driver busy), timed
-    once every worker has sent an update.
+    from ``DRIVER_WARMUP_SECONDS`` after every worker has sent an update.
 
     ``updates_per_second`` is the wall-clock rate on this machine, where the fake workers and Ray's own
     processes share the two cores with the driver; ``updates_per_driver_cpu_second`` divides the updates
@@ -174,6 +177,9 @@ def driver_rate(backend: str, workers: int, seconds: float) -> dict[str, float]:
         metrics = next(updates)[2]
         while sum(key.startswith("worker_") for key in metrics) < workers:
             metrics = next(updates)[2]  # until every worker has started and sent its first update
+        warm_until = time.perf_counter() + DRIVER_WARMUP_SECONDS
+        while time.perf_counter() < warm_until:
+            metrics = next(updates)[2]
         start, cpu_start, first_update = time.perf_counter(), time.process_time(), metrics["global_step"]
         while time.perf_counter() - start < seconds:
             metrics = next(updates)[2]
