@@ -5,6 +5,7 @@ own that both can import by name.
 """
 
 import os
+import sys
 import time
 
 import numpy as np
@@ -18,6 +19,16 @@ class Echo:
 
     def __call__(self, published: np.ndarray):
         return self.spec, os.getpid(), float(published.sum())
+
+
+class ReportsQuiet:
+    """Returns whether its process silenced TensorFlow's start-up lines (imported ``tfrl.quiet``)."""
+
+    def __init__(self, spec):
+        pass
+
+    def __call__(self, published: np.ndarray):
+        return "tfrl.quiet" in sys.modules
 
 
 class Broken:

@@ -4,6 +4,7 @@ Ctrl-C, learning, and the recurrent variant (its export, on discretised actions 
 import json
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -243,6 +244,8 @@ def test_a_killed_worker_is_replaced_and_the_run_goes_on(tmp_path):
     assert process.returncode == 130, stderr
     line = f"A3C worker 1 (pid {workers[1]}) was killed by SIGKILL; replaced it with a new one"
     assert f"tfrl: {line}" in stderr
+    # the workers, new ones too, import TensorFlow silenced as the command does: none of its start-up lines
+    assert not [line for line in stderr.splitlines() if "absl" in line or re.match(r"[IWEF]\d{4} ", line)], stderr
     assert [row["message"] for row in events] == [
         f"{line} starting from the current weights (restart 1 of {make_config('a3c').max_worker_restarts})"
     ]

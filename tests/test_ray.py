@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 import pool_workers  # noqa: E402
-from pool_workers import Broken, Echo, collect_until, from_each  # noqa: E402
+from pool_workers import Broken, Echo, ReportsQuiet, collect_until, from_each  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 import tfrl  # noqa: E402
@@ -103,6 +104,15 @@ def _events(result) -> list[str]:
 # ------------------------------------------------------------------------------------------------
 # The pool itself, with workers that need no TensorFlow.
 # ------------------------------------------------------------------------------------------------
+
+
+def test_ray_workers_silence_tensorflow_only_when_the_driver_did(cluster, monkeypatch):
+    monkeypatch.delitem(sys.modules, "tfrl.quiet", raising=False)
+    with RayPool(ReportsQuiet, ["loud"], np.ones(4, np.float32)) as pool:
+        assert collect_until(pool, from_each(0))[0][1] is False
+    monkeypatch.setitem(sys.modules, "tfrl.quiet", types.ModuleType("tfrl.quiet"))  # as the `tfrl` command
+    with RayPool(ReportsQuiet, ["quiet"], np.ones(4, np.float32)) as pool:
+        assert collect_until(pool, from_each(0))[0][1] is True
 
 
 def test_ray_pool_steps_on_the_published_array_and_replaces_a_lost_worker(cluster):

@@ -34,6 +34,7 @@ import pickle
 import re
 import signal
 import socket
+import sys
 import time
 import traceback
 from abc import ABC, abstractmethod
@@ -60,6 +61,23 @@ RAY_INLINE_BYTES = 100 * 1024
 
 def _ignore(_line: str) -> None:
     """The default ``on_event``: a pool used on its own reports nothing."""
+
+
+def _silenced_here() -> bool:
+    """Whether this program silenced TensorFlow's start-up lines (it imported ``tfrl.quiet``, as the
+    ``tfrl`` command does): its workers then silence theirs too, since each imports TensorFlow anew."""
+    return "tfrl.quiet" in sys.modules
+
+
+def _build_worker(quiet: bool, pickled: bytes) -> Step:
+    """The worker whose ``(make_worker, spec)`` is ``pickled``, built in the process it runs in.
+
+    It travels pickled so that TensorFlow, which unpickling it may import, is imported only after
+    ``tfrl.quiet`` when ``quiet`` (a program that keeps TensorFlow's output keeps its workers' too)."""
+    if quiet:
+        import tfrl.quiet  # noqa: F401
+    make_worker, spec = pickle.loads(pickled)
+    return make_worker(spec)
 
 
 class WorkerPool(ABC):
@@ -140,15 +158,16 @@ class WorkerPool(ABC):
 # ------------------------------------------------------------------------------------------------
 
 
-def _process_main(make_worker: MakeWorker, spec: Any, connection: Connection, shared: Any, lock: Any) -> None:
-    """A worker process: build the worker, then step on the shared array, send, wait for "go on", repeat.
+def _process_main(quiet: bool, worker: bytes, connection: Connection, shared: Any, lock: Any) -> None:
+    """A worker process: build the worker (``_build_worker``), then step on the shared array, send,
+    wait for "go on", repeat.
 
     Sends ``("result", message)`` after each step, or ``("error", traceback)`` before exiting with
     code 1 if anything raises. SIGINT is ignored: Ctrl-C is the parent's to handle.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        step = make_worker(spec)
+        step = _build_worker(quiet, worker)
         published = np.frombuffer(shared, np.float32)
         while True:
             with lock:
@@ -196,7 +215,13 @@ class ProcessPool(WorkerPool):
         parent_end, child_end = self.context.Pipe()
         process = self.context.Process(
             target=_process_main,
-            args=(self.make_worker, self.specs[worker_id], child_end, self.shared, self.lock),
+            args=(
+                _silenced_here(),
+                pickle.dumps((self.make_worker, self.specs[worker_id])),
+                child_end,
+                self.shared,
+                self.lock,
+            ),
             name=f"{self.name.replace(' ', '-')}-{worker_id}",
             daemon=True,
         )
@@ -282,17 +307,18 @@ def import_ray() -> Any:
 
 
 class _RayWorker:
-    """The actor around one worker. The worker is built on its first step, so an exception while
-    building it comes back as that step's error (a bug: fatal), not as the actor's death (replaced)."""
+    """The actor around one worker (``_build_worker``). The worker is built on its first step, so an
+    exception while building it comes back as that step's error (a bug: fatal), not as the actor's
+    death (replaced)."""
 
-    def __init__(self, make_worker: MakeWorker, spec: Any) -> None:
-        self.make_worker, self.spec = make_worker, spec
+    def __init__(self, quiet: bool, worker: bytes) -> None:
+        self.quiet, self.worker = quiet, worker
         self.step_function: Step | None = None
 
     def step(self, published: np.ndarray | bytes) -> tuple[bool, Any]:
         """One step of the worker on ``published`` (its bytes, when small); returns ``(pickled, message)``."""
         if self.step_function is None:
-            self.step_function = self.make_worker(self.spec)
+            self.step_function = _build_worker(self.quiet, self.worker)
         if isinstance(published, bytes):
             published = np.frombuffer(published, np.float32)
         message = self.step_function(published)
@@ -348,7 +374,9 @@ class RayPool(WorkerPool):
         super().__init__(make_worker, specs, published, max_restarts=max_restarts, on_event=on_event, name=name)
 
     def _start(self, worker_id: int) -> None:
-        self.actors[worker_id] = self.actor_class.remote(self.make_worker, self.specs[worker_id])
+        # cloudpickle, as Ray itself uses: a worker class defined in a script's __main__ travels by value.
+        worker = self.ray.cloudpickle.dumps((self.make_worker, self.specs[worker_id]))
+        self.actors[worker_id] = self.actor_class.remote(_silenced_here(), worker)
         self.go_on(worker_id)
 
     def publish(self, published: np.ndarray) -> None:
