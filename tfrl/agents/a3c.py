@@ -40,7 +40,7 @@ import dataclasses
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
@@ -577,7 +577,9 @@ class A3CAgent:
         """Updates applied to the global networks (the optimizers' shared step count)."""
         return int(self.actor_optimizer.iterations.numpy())
 
-    def apply(self, stacked_gradients: np.ndarray, steps: np.ndarray) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def apply(
+        self, stacked_gradients: Sequence[np.ndarray] | np.ndarray, steps: np.ndarray
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Apply updates pushed by workers, in order: for each row of flat gradients each optimizer steps
         on its networks' share, exactly as if the rows came one call apiece. Returns the new flat
         weights, the env-step count (``steps`` added) and the global step.
@@ -691,7 +693,7 @@ class A3CAgent:
                     continue
                 messages = [message for _, message in arrived]
                 steps = np.array([message[1] for message in messages], np.int64)
-                weights, counted, global_step = self.apply(np.stack([message[0] for message in messages]), steps)
+                weights, counted, global_step = self.apply([message[0] for message in messages], steps)
                 pool.publish(weights.numpy())
                 for worker_id, message in arrived:
                     pool.go_on(worker_id)
