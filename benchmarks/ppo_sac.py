@@ -7,6 +7,8 @@ Tasks, each over seeds 0-4 with rl-zoo3's env-step budget:
     sac-mountaincar   SAC on MountainCarContinuous-v0 (mountaincar preset), target 90 (the env's threshold)
 Both libraries are evaluated alike: every ``eval_every`` env steps, 20 deterministic episodes; the
 target is reached at the first evaluation whose mean meets it, and wall times include evaluation.
+Each run is a fresh Python process whose clock starts before the agent (or model) is built, so
+tfrl's tracing and compiling count as Stable-Baselines3's model construction does.
 Targets: 5/5 seeds reach each target; median wall time to it at most half Stable-Baselines3's, with
 at most its env steps.
 
@@ -167,17 +169,33 @@ def run_peer(name: str, task: Task, seed: int) -> dict:
 
 
 def run_tfrl(name: str, task: Task, seeds: list[int]) -> list[dict]:
+    """tfrl's rows, each seed in a fresh Python process, as a user's ``tfrl train`` runs (and as each
+    Stable-Baselines3 seed runs): TensorFlow's one-off costs, such as converting the agent's functions
+    for tracing, count in every seed and not only in the first."""
+    print(f"{name}: tfrl", flush=True)
+    rows = []
+    for seed in seeds:
+        job = json.dumps({"name": name, "seed": seed})
+        output = subprocess.run(
+            [sys.executable, __file__, "--tfrl-job", job], check=True, capture_output=True, text=True
+        ).stdout
+        rows.append(json.loads(output.strip().splitlines()[-1]))
+    return rows
+
+
+def tfrl_job(job: dict) -> None:
+    """One tfrl seed of a task (what ``run_tfrl`` starts in a fresh process): its row, as JSON, last."""
+    task = TASKS[job["name"]]
     args = argparse.Namespace(
-        seeds=seeds,
+        seeds=[job["seed"]],
         steps=task.steps,
         preset=task.preset,
         overrides=[],
         num_envs=None,
         eval_every=task.eval_every,
     )
-    print(f"{name}: tfrl", flush=True)
-    rows = run_seeds(task.algorithm, task.env_id, task.target, args)
-    return [{**row, "algorithm": f"tfrl-{task.algorithm}"} for row in rows]
+    (row,) = run_seeds(task.algorithm, task.env_id, task.target, args)
+    print(json.dumps({**row, "algorithm": f"tfrl-{task.algorithm}"}), flush=True)
 
 
 def table(results: dict[str, dict[str, dict]]) -> str:
@@ -213,7 +231,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="seed 0 of " + " and ".join(QUICK_TASKS))
     parser.add_argument("--no-peers", action="store_true", help="skip Stable-Baselines3")
     parser.add_argument("--output", default="ppo_sac.json", help="file name under benchmarks/results/")
+    parser.add_argument("--tfrl-job", help=argparse.SUPPRESS)  # one tfrl seed, in the process run_tfrl starts
     args = parser.parse_args()
+    if args.tfrl_job:
+        tfrl_job(json.loads(args.tfrl_job))
+        return
     seeds, names = ([0], QUICK_TASKS) if args.quick else (args.seeds, args.tasks)
 
     load_at_start = round(os.getloadavg()[0], 2)

@@ -37,6 +37,8 @@ def test_run_directory_records_every_episode_and_evaluation(cartpole_run):
     assert list((cartpole_run.run_dir / "tensorboard").glob("events.out.tfevents.*"))
     settings, config = load_run(cartpole_run.run_dir)
     assert settings.algorithm == "dqn" and config == cartpole_run.agent.config.to_dict()
+    # building the agent comes before the run's clock, and is short beside the training it precedes
+    assert 0 < cartpole_run.setup_seconds < cartpole_run.wall_seconds
 
 
 def _short_run(tmp_path, name):

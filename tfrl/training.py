@@ -160,6 +160,8 @@ class TrainResult:
 
     ``final_return`` is the last evaluation's mean return; ``best_return`` the best one, reached at
     env step ``best_step``: that policy is the export unless the run was told ``export_final``.
+    ``setup_seconds`` is what this call spent before the run's clock (the ``time`` in its logs)
+    started: building the agent and tracing its TensorFlow functions, or restoring a checkpoint.
     """
 
     run_dir: Path
@@ -172,6 +174,7 @@ class TrainResult:
     best_return: float | None = None
     best_step: int | None = None
     export_final: bool = False
+    setup_seconds: float = 0.0
     agent: Any = dataclasses.field(default=None, repr=False)
     best: BestPolicy | None = dataclasses.field(default=None, repr=False)
 
@@ -482,6 +485,7 @@ def train(
     ``backend="ray"`` runs A3C's workers as Ray actors on the cluster at ``ray_address`` (``auto``: the
     one ``ray start`` made here; None: a new local one); a resumed run keeps its backend unless told.
     """
+    called = time.perf_counter()
     if resume is not None:
         run_dir = Path(resume)
         settings, config = _resumed_settings(run_dir, algorithm, env_id, total_steps)
@@ -527,6 +531,7 @@ def train(
             print(f"tfrl: {line}", file=sys.stderr)
         best.load_state(checkpointer.restored_extra_state.get("best", {}))
     logger = RunLogger(run_dir, settings.total_steps, start_step, progress)
+    setup_seconds = logger.start_time - called
     try:
         with _sigterm_as_interrupt(), cluster(settings.backend, settings.ray_address) as workers_at:
             _write_run_file(run_dir, settings, config, workers_at)
@@ -568,6 +573,7 @@ def train(
         best_step=best.step,
         export_final=settings.export_final,
         best=best,
+        setup_seconds=setup_seconds,
         **outcome,
     )
 
