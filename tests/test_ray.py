@@ -294,6 +294,20 @@ def test_ray_missing_is_one_line_naming_the_install(monkeypatch, capsys, tmp_pat
     assert RAY_INSTALL in _cli_error(capsys, tmp_path, "a3c", "--backend", "ray")
 
 
+def test_a_local_cluster_starts_without_rays_notice_on_how_to_opt_out_of_its_security(tmp_path):
+    script = (
+        "import tfrl.quiet\n"
+        "from tfrl.pools import cluster\n"
+        "with cluster('ray') as where:\n"
+        "    print(where['backend'], where['nodes'])\n"
+    )
+    environment = {key: value for key, value in os.environ.items() if key != "RAY_AUTH_MODE"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=environment)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ray", "1"]
+    assert "Token authentication" not in done.stderr, done.stderr
+
+
 def test_worker_cpus_and_restarts_are_config_fields():
     config = make_config("a3c", overrides={"worker_cpus": "0.5", "max_worker_restarts": "1"})
     assert (config.worker_cpus, config.max_worker_restarts, config.workers_for(4)) == (0.5, 1, 8)

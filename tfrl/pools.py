@@ -57,6 +57,9 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 # a second round trip. Such small values also travel as bytes, pickled by the pool: Ray's serializer
 # costs ~0.1 ms more per call for a message holding numpy arrays, which is a quarter of a Ray call.
 RAY_INLINE_BYTES = 100 * 1024
+# Where Ray says, at every start of a new local cluster, that it has token authentication (its default
+# since 2.59) and how to turn it off: a run's own loopback cluster keeps it, and the run does not print it.
+RAY_TOKEN_NOTICE = "ray._private.authentication.authentication_token_setup"
 
 
 def _ignore(_line: str) -> None:
@@ -469,6 +472,21 @@ def _check_reachable(address: str) -> None:
         ) from None
 
 
+@contextlib.contextmanager
+def _notice_silenced(logger_name: str | None) -> Iterator[None]:
+    """Warnings of the logger ``logger_name`` (None: none) held back for the duration."""
+    if logger_name is None:
+        yield
+        return
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def check_backend(backend: str, address: str | None = None) -> None:
     """Refuse, within seconds and before a run starts, a backend that cannot work here: Ray not
     installed, or an address with nothing listening."""
@@ -496,7 +514,8 @@ def cluster(backend: str, address: str | None = None) -> Iterator[dict[str, Any]
         check_backend(backend, address)
         local = {"_node_ip_address": "127.0.0.1", "include_dashboard": False} if address is None else {}
         try:
-            ray.init(address=address or "local", logging_level=logging.WARNING, **local)
+            with _notice_silenced(RAY_TOKEN_NOTICE if address is None else None):
+                ray.init(address=address or "local", logging_level=logging.WARNING, **local)
         except ConnectionError as error:
             raise ConfigError(f"cannot connect to the Ray cluster at --ray-address {address}: {error}") from None
     try:
