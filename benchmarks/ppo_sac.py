@@ -7,8 +7,9 @@ Tasks, each over seeds 0-4 with rl-zoo3's env-step budget:
     sac-mountaincar   SAC on MountainCarContinuous-v0 (mountaincar preset), target 90 (the env's threshold)
 Both libraries are evaluated alike: every ``eval_every`` env steps, 20 deterministic episodes; the
 target is reached at the first evaluation whose mean meets it, and wall times include evaluation.
-Each run is a fresh Python process whose clock starts before the agent (or model) is built, so
-tfrl's tracing and compiling count as Stable-Baselines3's model construction does.
+Each run is a fresh Python process whose clock starts once the libraries are imported, before the
+agent (or model) is built, so tfrl's tracing and compiling count as Stable-Baselines3's model
+construction does.
 Targets: 5/5 seeds reach each target; median wall time to it at most half Stable-Baselines3's, with
 at most its env steps.
 
@@ -35,6 +36,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from common import RESULTS, run_seeds, summarise
+
+from tfrl.agents import get_agent
 
 PEERS = Path(__file__).parent / ".venv-peers"
 PEER_PACKAGES = ["torch==2.13.0", "stable-baselines3"]
@@ -180,12 +183,16 @@ def run_tfrl(name: str, task: Task, seeds: list[int]) -> list[dict]:
             [sys.executable, __file__, "--tfrl-job", job], check=True, capture_output=True, text=True
         ).stdout
         rows.append(json.loads(output.strip().splitlines()[-1]))
+        print(f"{name} " + " ".join(f"{key}={value}" for key, value in rows[-1].items()), flush=True)
     return rows
 
 
 def tfrl_job(job: dict) -> None:
-    """One tfrl seed of a task (what ``run_tfrl`` starts in a fresh process): its row, as JSON, last."""
+    """One tfrl seed of a task (what ``run_tfrl`` starts in a fresh process): its row, as JSON, last.
+    The agent's module (and TensorFlow Probability with it) is imported before the clock starts, as
+    Stable-Baselines3 is imported before its own."""
     task = TASKS[job["name"]]
+    get_agent(task.algorithm)
     args = argparse.Namespace(
         seeds=[job["seed"]],
         steps=task.steps,
