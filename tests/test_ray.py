@@ -183,6 +183,14 @@ def test_a3c_on_two_nodes_clearly_learns_cartpole_and_records_the_cluster(learne
     assert not _events(learned)
 
 
+def _python(script: str, cwd: Path, unset: str) -> subprocess.CompletedProcess:
+    """``script`` run by a fresh Python in ``cwd`` without the environment variable ``unset``; it must succeed."""
+    environment = {key: value for key, value in os.environ.items() if key != unset}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=cwd, env=environment)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_the_export_loads_without_tfrl_and_keeps_the_contract(learned, tmp_path):
     path = learned.export_path
     metadata = json.loads((path / "assets" / "tfrl.json").read_text())
@@ -197,9 +205,7 @@ def test_the_export_loads_without_tfrl_and_keeps_the_contract(learned, tmp_path)
         "print(json.dumps([sorted(model.signatures), actions]))\n"
         "assert not any(name.startswith('tfrl') for name in sys.modules)\n"
     )
-    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=environment)
-    assert done.returncode == 0, done.stderr
+    done = _python(script, tmp_path, unset="PYTHONPATH")
     signatures, actions = json.loads(done.stdout.strip().splitlines()[-1])
     assert signatures == ["action", "sample_action", "serving_default", "value"]
     with learned.best.applied():  # the export is the best-evaluated policy, as with processes
@@ -301,9 +307,7 @@ def test_a_local_cluster_starts_without_rays_notice_on_how_to_opt_out_of_its_sec
         "with cluster('ray') as where:\n"
         "    print(where['backend'], where['nodes'])\n"
     )
-    environment = {key: value for key, value in os.environ.items() if key != "RAY_AUTH_MODE"}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=environment)
-    assert done.returncode == 0, done.stderr
+    done = _python(script, tmp_path, unset="RAY_AUTH_MODE")
     assert done.stdout.split() == ["ray", "1"]
     assert "Token authentication" not in done.stderr, done.stderr
 
