@@ -1,9 +1,15 @@
 """Shared fixtures. Quiets TensorFlow's start-up lines for the test run (entry points do the same)."""
 
 import os
+import signal
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+# A shell script that starts the tests in the background (`pytest &`) starts them with SIGINT ignored,
+# and every `tfrl` command a test starts would inherit that: the Ctrl-C tests could not stop it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import pytest
 
