@@ -61,7 +61,6 @@ def run_seeds(algorithm: str, env_id: str, target: float, args: argparse.Namespa
                     "seed": seed,
                     "reached_target": reached is not None,
                     "steps_to_target": reached["step"] if reached else None,
-                    # from the train() call, as a peer's clock starts before it builds its model
                     "seconds_to_target": round(reached["time"] + result.setup_seconds, 3) if reached else None,
                     "env_steps": result.env_steps,
                     "setup_seconds": round(result.setup_seconds, 2),
