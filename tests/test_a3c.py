@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -19,6 +20,7 @@ from pool_workers import Broken, Echo, InstantGradients, collect_until, from_eac
 import tfrl
 from tfrl.agents import make_config
 from tfrl.agents.a3c import ROLLOUT_KEYS, A3CAgent, A3CWorker, WorkerSpec
+from tfrl.agents.common import FlatOptimizer, make_optimizer
 from tfrl.envs import action_grid, make_env
 from tfrl.errors import ConfigError, WorkerError
 from tfrl.logger import read_jsonl
@@ -72,11 +74,13 @@ def test_worker_gradients_equal_the_parents_and_each_push_is_one_optimizer_step(
 
             moments = [variable.numpy().copy() for variable in agent.actor_optimizer.variables[1:]]
             assert agent.global_step == update
-            weights, counted, global_step = agent.apply(gradients[None], np.array([pushed_steps]))
-            pool.publish(weights.numpy())
+            state = agent.apply(agent.driver_state(), gradients[None], [pushed_steps])
+            agent.store(state)
+            pool.publish(state.weights)
             pool.go_on(worker_id)
-            assert agent.global_step == int(global_step) == update + 1
-            assert agent.env_steps == int(counted) == steps * envs * (update + 1)
+            assert agent.global_step == state.global_step == update + 1
+            assert agent.env_steps == state.env_steps == steps * envs * (update + 1)
+            np.testing.assert_array_equal(agent.nets.get_weights().numpy(), state.weights)
             assert int(agent.critic_optimizer.iterations.numpy()) == update + 1
             assert any(
                 not np.array_equal(before, after.numpy())
@@ -87,20 +91,64 @@ def test_worker_gradients_equal_the_parents_and_each_push_is_one_optimizer_step(
     assert not multiprocessing.active_children()
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
-def test_updates_applied_together_equal_the_same_updates_one_call_apiece(optimizer):
-    together, apart = (_agent("a3c", "CartPole-v1", optimizer=optimizer, max_grad_norm=0.05) for _ in range(2))
-    apart.nets.set_weights(together.nets.get_weights())
-    rows = np.random.default_rng(0).normal(0, 0.1, (3, together.nets.size)).astype(np.float32)
-    initial = together.nets.get_weights().numpy()
-    weights, counted, global_step = together.apply(rows, np.array([5, 6, 7]))
-    for row, steps in zip(rows, (5, 6, 7), strict=True):
-        apart_weights, _, _ = apart.apply(row[None], np.array([steps]))
-    assert (int(counted), int(global_step)) == (18, 3) == (apart.env_steps, apart.global_step)
-    np.testing.assert_allclose(weights.numpy(), apart_weights.numpy(), rtol=1e-5, atol=1e-7)
-    assert not np.allclose(weights.numpy(), initial)
-    for mine, theirs in zip(together.actor_optimizer.variables, apart.actor_optimizer.variables, strict=True):
-        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-7)
+@pytest.mark.parametrize(("optimizer", "max_grad_norm"), [("adam", 0.05), ("adam", 0.0), ("rmsprop", 0.05)])
+def test_the_drivers_numpy_updates_equal_the_keras_optimizers_steps(optimizer, max_grad_norm):
+    numpy_agent, keras_agent = (
+        _agent("a3c", "CartPole-v1", optimizer=optimizer, max_grad_norm=max_grad_norm) for _ in range(2)
+    )
+    keras_agent.nets.set_weights(numpy_agent.nets.get_weights())
+    rows = np.random.default_rng(0).normal(0, 0.1, (3, numpy_agent.nets.size)).astype(np.float32)
+    initial = numpy_agent.driver_state()
+    applied = numpy_agent.apply(initial, rows, [5, 6, 7])
+    numpy_agent.store(applied)
+    stored = numpy_agent.driver_state()  # what TF holds now, read back
+    assert (stored.global_step, stored.env_steps) == (applied.global_step, applied.env_steps) == (3, 18)
+    for mine, read in zip(
+        [applied.weights, *applied.slots[0], *applied.slots[1]],
+        [stored.weights, *stored.slots[0], *stored.slots[1]],
+        strict=True,
+    ):
+        np.testing.assert_array_equal(mine, read)
+    for row in rows:
+        pieces = np.split(row, np.cumsum([int(np.prod(v.shape)) for v in keras_agent.nets.variables])[:-1])
+        gradients = [piece.reshape(v.shape) for piece, v in zip(pieces, keras_agent.nets.variables, strict=True)]
+        split = len(keras_agent.nets.actor_variables)
+        keras_agent.actor_optimizer.apply_gradients(
+            zip(gradients[:split], keras_agent.nets.actor_variables, strict=True)
+        )
+        keras_agent.critic_optimizer.apply_gradients(
+            zip(gradients[split:], keras_agent.nets.critic_variables, strict=True)
+        )
+    assert (numpy_agent.env_steps, numpy_agent.global_step, int(keras_agent.critic_optimizer.iterations)) == (18, 3, 3)
+    assert int(numpy_agent.critic_optimizer.iterations) == 3
+    assert not np.allclose(numpy_agent.nets.get_weights().numpy(), initial.weights)
+    np.testing.assert_allclose(
+        numpy_agent.nets.get_weights().numpy(), keras_agent.nets.get_weights().numpy(), rtol=1e-5, atol=1e-7
+    )
+    for optimizer_pair in zip(
+        (numpy_agent.actor_optimizer, numpy_agent.critic_optimizer),
+        (keras_agent.actor_optimizer, keras_agent.critic_optimizer),
+        strict=True,
+    ):
+        for mine, theirs in zip(*(optimizer.variables for optimizer in optimizer_pair), strict=True):
+            np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_the_numpy_optimizer_keeps_keras_centred_rmsprop_and_nan_rules():
+    variable = keras.Variable(np.linspace(-1, 1, 6).astype(np.float32))
+    keras_optimizer = make_optimizer("rmsprop-centered", 1e-2, max_grad_norm=0.5)
+    keras_optimizer.build([variable])
+    flat = FlatOptimizer(keras_optimizer)
+    weights, slots = variable.numpy(), flat.read_slots()
+    for iteration, gradient in enumerate(np.random.default_rng(1).normal(0, 1, (4, 6)).astype(np.float32)):
+        weights, slots = flat.step(weights, slots, gradient, iteration)
+        keras_optimizer.apply_gradients([(tf.constant(gradient), variable)])
+    np.testing.assert_allclose(weights, variable.numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.concatenate(slots), np.concatenate(flat.read_slots()), rtol=1e-5, atol=1e-7)
+    nan_weights, _ = flat.step(weights, slots, np.full(6, np.inf, np.float32), 4)
+    assert np.isnan(nan_weights).all()  # a non-finite gradient poisons the weights, as in Keras: the run stops
+    with pytest.raises(ValueError, match="momentum"):
+        FlatOptimizer(keras.optimizers.RMSprop(momentum=0.9))
 
 
 def test_each_yield_of_the_update_stream_counts_exactly_the_updates_applied():

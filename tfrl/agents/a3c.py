@@ -13,11 +13,12 @@ of a cluster (``backend="ray"``); the worker (``A3CWorker``) and everything belo
                                                         act for ``update_every`` steps
                                                         gradients of the rollout (tf.GradientTape)
     apply them with the global optimizers  ◄─ pool ──   return them (one flat float32 array)
+    (NumPy mirrors of the Keras ones)
     publish the new weights; let i go on   ── pool ─►   take the new weights, repeat
 
-``A3CAgent.update_stream`` yields after each applied update; ``training.py`` logs every episode the workers
-finish (one global episode count), evaluates the global networks, checkpoints them and stops at the
-env's reward threshold, as for every algorithm. Each rollout's loss is the advantage actor-critic one:
+``A3CAgent.update_stream`` yields every few dozen milliseconds of updates; ``training.py`` logs every
+episode the workers finish (one global episode count), evaluates the global networks, checkpoints
+them and stops at the env's reward threshold, as for every algorithm. Each rollout's loss is the advantage actor-critic one:
 
     G_t        = r_t + γ·r_{t+1} + … + γ^k·V(s_{t+k})   (n-step return within the rollout)
     actor loss = −mean( log π(a_t|s_t) · (G_t − V(s_t)) ) − β · mean( entropy π(·|s_t) )
@@ -49,7 +50,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfrl.agents.common import make_optimizer
+from tfrl.agents.common import FlatOptimizer, make_optimizer
 from tfrl.agents.config import AgentConfig
 from tfrl.agents.stochastic import (
     StochasticPolicy,
@@ -530,6 +531,21 @@ class A3CWorker:
 # ------------------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class DriverState:
+    """What the driver updates, as NumPy: the global weights (actor's first, as workers get them),
+    each optimizer's slots (``FlatOptimizer.read_slots``: actor's, critic's), the global step and the
+    env steps counted. An update makes a new one, so an interrupt finds one update applied whole or not at all."""
+
+    weights: np.ndarray
+    slots: tuple[list[np.ndarray], list[np.ndarray]]
+    global_step: int
+    env_steps: int
+
+
+STORE_SECONDS = 0.05  # the driver writes its state into TF and yields at most this often
+
+
 class A3CAgent:
     """The global actor-critic and its optimizers; ``updates`` trains it with a pool of workers."""
 
@@ -562,10 +578,12 @@ class A3CAgent:
         self.actor_optimizer.build(self.nets.actor_variables)
         self.critic_optimizer = make_optimizer(config.optimizer, config.critic_learning_rate, config.max_grad_norm)
         self.critic_optimizer.build(self.nets.critic_variables)
-        # Counted in the same TF call that applies an update, so a Ctrl-C never splits the two.
         self.counted_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="env_steps")
+        # The driver updates in NumPy (see ``update_stream``), with these mirrors of the two optimizers.
+        self.flat_optimizers = (FlatOptimizer(self.actor_optimizer), FlatOptimizer(self.critic_optimizer))
+        self.actor_size = sum(int(np.prod(variable.shape)) for variable in self.nets.actor_variables)
+        self._store: Any = None  # ``store``'s concrete function, traced on first use
         self.acting_state: np.ndarray | None = None  # a recurrent agent's state for each env it acts for
-        self.apply_functions: dict[int, Any] = {}  # rows of a padded batch → its compiled ``_apply``
 
     @property
     def env_steps(self) -> int:
@@ -577,54 +595,57 @@ class A3CAgent:
         """Updates applied to the global networks (the optimizers' shared step count)."""
         return int(self.actor_optimizer.iterations.numpy())
 
-    def apply(
-        self, stacked_gradients: Sequence[np.ndarray] | np.ndarray, steps: np.ndarray
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """Apply updates pushed by workers, in order: for each row of flat gradients each optimizer steps
-        on its networks' share, exactly as if the rows came one call apiece. Returns the new flat
-        weights, the env-step count (``steps`` added) and the global step.
+    def driver_state(self) -> DriverState:
+        """The global networks' weights, their optimizers' slots and the counts, read from TF."""
+        return DriverState(
+            self.nets.get_weights().numpy(),
+            (self.flat_optimizers[0].read_slots(), self.flat_optimizers[1].read_slots()),
+            int(self.actor_optimizer.iterations.numpy()),
+            int(self.counted_steps.numpy()),
+        )
 
-        One TF call for every update that arrived together, since a call's fixed cost is what limits how
-        many workers one driver serves; it is XLA-compiled, which makes each row ~5× cheaper. XLA needs
-        fixed shapes, so the rows are padded to the next power of two and a compiled function is kept
-        for each such size: a driver of N workers compiles at most log2(N) + 1 times (~0.7 s each).
-        """
-        count = len(stacked_gradients)
-        rows = 1 << (count - 1).bit_length()
-        if rows not in self.apply_functions:
-            self.apply_functions[rows] = tf.function(
-                self._apply,
-                jit_compile=True,
-                input_signature=[
-                    tf.TensorSpec([rows, self.nets.size], tf.float32),
-                    tf.TensorSpec([], tf.int32),
-                    tf.TensorSpec([], tf.int64),
-                ],
+    def store(self, state: DriverState) -> None:
+        """Write ``state`` into the networks, the optimizers and the step count, in one TF call."""
+        if self._store is None:
+            size = self.nets.size + sum(sum(int(np.prod(variable.shape)) for variable in kind) for kind in self._slots)
+            self._store = tf.function(
+                self._store_flat,
+                input_signature=[tf.TensorSpec([size], tf.float32), tf.TensorSpec([2], tf.int64)],
             ).get_concrete_function()
-        padded = np.zeros((rows, self.nets.size), np.float32)
-        padded[:count] = stacked_gradients
-        return self.apply_functions[rows](padded, np.int32(count), np.int64(np.sum(steps)))
+        floats = np.concatenate([state.weights, *state.slots[0], *state.slots[1]])
+        self._store(floats, np.array([state.global_step, state.env_steps], np.int64))
 
-    def _apply(
-        self, padded_gradients: tf.Tensor, count: tf.Tensor, steps: tf.Tensor
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """The first ``count`` rows of ``padded_gradients`` applied in order (see ``apply``)."""
-        sizes = [int(np.prod(variable.shape)) for variable in self.nets.variables]
-        split = len(self.nets.actor_variables)
+    @property
+    def _slots(self) -> list[list[keras.Variable]]:
+        return [kind for optimizer in self.flat_optimizers for kind in optimizer.slot_variables]
 
-        def apply_row(row: tf.Tensor) -> tuple[tf.Tensor]:
-            pieces = tf.split(tf.gather(padded_gradients, row), sizes)
-            gradients = [
-                tf.reshape(piece, variable.shape) for piece, variable in zip(pieces, self.nets.variables, strict=True)
-            ]
-            self.actor_optimizer.apply_gradients(zip(gradients[:split], self.nets.actor_variables, strict=True))
-            self.critic_optimizer.apply_gradients(zip(gradients[split:], self.nets.critic_variables, strict=True))
-            return (row + 1,)
+    def _store_flat(self, floats: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
+        variables = [*self.nets.variables, *(variable for kind in self._slots for variable in kind)]
+        pieces = tf.split(floats, [int(np.prod(variable.shape)) for variable in variables])
+        for variable, piece in zip(variables, pieces, strict=True):
+            variable.assign(tf.reshape(piece, variable.shape))
+        self.actor_optimizer.iterations.assign(counts[0])
+        self.critic_optimizer.iterations.assign(counts[0])
+        self.counted_steps.assign(counts[1])
+        return tf.constant(True)
 
-        # A plain while loop: a ``tf.range`` loop would give XLA a trip count to compile into each function.
-        tf.while_loop(lambda row: row < count, apply_row, (tf.constant(0),), parallel_iterations=1)
-        counted = self.counted_steps.assign_add(steps)
-        return _flat(self.nets.variables), counted, self.actor_optimizer.iterations
+    def apply(
+        self,
+        state: DriverState,
+        stacked_gradients: Sequence[np.ndarray] | np.ndarray,
+        steps: Sequence[int] | np.ndarray,
+    ) -> DriverState:
+        """``state`` after the updates pushed by workers, in order: for each row of flat gradients each
+        optimizer steps on its networks' share, and ``steps`` are added to the env-step count."""
+        weights, slots, global_step = state.weights, state.slots, state.global_step
+        split = self.actor_size
+        for gradients in stacked_gradients:
+            actor, actor_slots = self.flat_optimizers[0].step(weights[:split], slots[0], gradients[:split], global_step)
+            critic, critic_slots = self.flat_optimizers[1].step(
+                weights[split:], slots[1], gradients[split:], global_step
+            )
+            weights, slots, global_step = np.concatenate([actor, critic]), (actor_slots, critic_slots), global_step + 1
+        return DriverState(weights, slots, global_step, state.env_steps + int(np.sum(steps)))
 
     def act(self, observations: np.ndarray, explore: bool = False) -> np.ndarray:
         """Actions of the global networks for a batch: sampled (clipped to the bounds) or the mode.
@@ -654,12 +675,15 @@ class A3CAgent:
         an exception, stops every worker). ``training.py`` owns everything else: evaluation,
         checkpoints, the threshold, logging. ``on_event`` gets a line for each worker replaced.
 
-        Each update: the global optimizers apply the worker's gradients (one TF call, which also
-        counts the env steps), the new weights are published to every worker, and that worker goes
-        on. Updates that arrive together are applied in the order they came, in one TF call, and the
-        weights after the last are published once: the same updates at a fraction of the driver's
-        cost. Such a batch is one yield, so the step yielded is always the count of what was applied
-        (a run that stops there has applied nothing more); its losses are the batch's mean.
+        Each update: the driver applies the worker's gradients to its NumPy copy of the global networks
+        and optimizers (``apply``: a TF call would cost ~10× more, and the driver's cost per update is
+        what limits how many workers it keeps busy), publishes the new weights to every worker and lets
+        that worker go on. Updates that arrive together are applied in the order they came and the
+        weights after the last are published once. At most every ``STORE_SECONDS`` the state is written
+        into TF (``store``) and the stream yields, so whatever the caller reads between yields
+        (evaluation, checkpoint, export) sees every update counted in the step yielded, and nothing
+        more; the losses are the mean of the updates since the last yield. Stopping the stream for any
+        reason stores the state first.
         ``env_steps_per_second`` adds up each worker's rate over its last update.
         """
         config = self.config
@@ -676,38 +700,53 @@ class A3CAgent:
             for index in range(config.workers_for(available_cpus(settings.backend)))
         ]
         throughput: dict[str, float] = {}
+        state = self.driver_state()
         pool = make_pool(
             settings.backend,
             self.worker,
             specs,
-            self.nets.get_weights().numpy(),
+            state.weights,
             cpus_per_worker=config.worker_cpus,
             max_restarts=config.max_worker_restarts,
             on_event=on_event,
             name="A3C worker",
         )
-        with pool:
-            while True:
-                arrived = pool.results(timeout=1.0)
-                if not arrived:
-                    continue
-                messages = [message for _, message in arrived]
-                steps = np.array([message[1] for message in messages], np.int64)
-                weights, counted, global_step = self.apply([message[0] for message in messages], steps)
-                pool.publish(weights.numpy())
-                for worker_id, message in arrived:
-                    pool.go_on(worker_id)
-                    throughput[f"worker_{worker_id}/env_steps_per_second"] = message[1] / max(message[3], 1e-9)
-                actor_loss, critic_loss, entropy = np.mean([message[4] for message in messages], axis=0)
-                metrics = {
-                    "actor_loss": float(actor_loss),
-                    "critic_loss": float(critic_loss),
-                    "entropy": float(entropy),
-                    "global_step": float(global_step),
-                    "env_steps_per_second": sum(throughput.values()),
-                    **throughput,
-                }
-                yield int(counted), [episode for message in messages for episode in message[2]], metrics
+        episodes: list[Episode] = []
+        losses: list[np.ndarray] = []
+        stored_at = -np.inf
+        try:
+            with pool:
+                while True:
+                    arrived = pool.results(timeout=1.0)
+                    if not arrived:
+                        continue
+                    messages = [message for _, message in arrived]
+                    state = self.apply(
+                        state, [message[0] for message in messages], [message[1] for message in messages]
+                    )
+                    pool.publish(state.weights)
+                    for worker_id, message in arrived:
+                        pool.go_on(worker_id)
+                        throughput[f"worker_{worker_id}/env_steps_per_second"] = message[1] / max(message[3], 1e-9)
+                    episodes += [episode for message in messages for episode in message[2]]
+                    losses += [message[4] for message in messages]
+                    if time.perf_counter() - stored_at < STORE_SECONDS:
+                        continue
+                    self.store(state)
+                    stored_at = time.perf_counter()
+                    actor_loss, critic_loss, entropy = np.mean(losses, axis=0)
+                    metrics = {
+                        "actor_loss": float(actor_loss),
+                        "critic_loss": float(critic_loss),
+                        "entropy": float(entropy),
+                        "global_step": float(state.global_step),
+                        "env_steps_per_second": sum(throughput.values()),
+                        **throughput,
+                    }
+                    yield state.env_steps, episodes, metrics
+                    episodes, losses = [], []
+        finally:
+            self.store(state)  # whatever stops the stream, TF holds every update applied
 
     # What training.py, checkpoint.py and export.py use.
     def policy(self) -> tf.Module:

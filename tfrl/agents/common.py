@@ -42,6 +42,76 @@ def make_optimizer(name: str, learning_rate: float, max_grad_norm: float = 0.0) 
     return optimizers[name](learning_rate=learning_rate, **clip)
 
 
+class FlatOptimizer:
+    """A built Keras optimizer's update rule, run in NumPy on its variables laid end to end.
+
+    For a caller whose cost per update is a TF call's fixed cost (~0.5 ms on a small machine)
+    rather than arithmetic: the A3C driver, whose cost per update bounds how many workers it serves,
+    steps Adam on a 10k-parameter network in ~40 µs this way. The formulas and the float32
+    arithmetic are Keras' own (tested against it) for what ``make_optimizer`` builds: Adam, RMSprop
+    plain or centred, global-norm clipping. Its state is ``slots``: one flat array per kind of slot
+    variable (Adam's two moments, RMSprop's mean square and mean), read from and written back to
+    the optimizer with ``slot_variables``.
+    """
+
+    def __init__(self, optimizer: keras.optimizers.Optimizer) -> None:
+        config = optimizer.get_config()
+        unsupported = [
+            key for key in ("clipnorm", "clipvalue", "weight_decay", "momentum", "amsgrad") if config.get(key)
+        ] + (["use_ema"] if config.get("use_ema") else [])
+        if unsupported or not isinstance(optimizer, (keras.optimizers.Adam, keras.optimizers.RMSprop)):
+            raise ValueError(
+                f"FlatOptimizer runs Adam and RMSprop without {', '.join(unsupported) or 'other options'}; "
+                f"got {type(optimizer).__name__} with {config}"
+            )
+        self.adam = isinstance(optimizer, keras.optimizers.Adam)
+        self.centered = bool(config.get("centered"))
+        self.learning_rate = np.float32(optimizer.learning_rate.numpy())
+        self.epsilon = np.float32(config["epsilon"])
+        self.beta_1, self.beta_2 = np.float32(config.get("beta_1", 0.0)), np.float32(config.get("beta_2", 0.0))
+        self.rho = config.get("rho", 0.0)
+        self.clip_norm = np.float32(config.get("global_clipnorm") or 0.0)
+        # Keras keeps one list of slot variables per kind, in the order of the variables it was built on.
+        kinds = ["_momentums", "_velocities"] if self.adam else ["_velocities"] + ["_average_gradients"] * self.centered
+        self.slot_variables: list[list[keras.Variable]] = [list(getattr(optimizer, kind)) for kind in kinds]
+
+    def read_slots(self) -> list[np.ndarray]:
+        """The optimizer's slot variables now, one flat array per kind."""
+        return [np.concatenate([np.ravel(variable.numpy()) for variable in kind]) for kind in self.slot_variables]
+
+    def step(
+        self, weights: np.ndarray, slots: list[np.ndarray], gradients: np.ndarray, iteration: int
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """New ``(weights, slots)`` after one update with ``gradients`` (all flat float32; the inputs
+        are left unchanged); ``iteration`` counts the updates before this one."""
+        gradients = self._clipped(gradients)
+        if self.adam:
+            moment, square = slots
+            step = np.float32(iteration + 1)
+            alpha = (
+                self.learning_rate * np.sqrt(np.float32(1) - self.beta_2**step) / (np.float32(1) - self.beta_1**step)
+            )
+            moment = moment + (gradients - moment) * (np.float32(1) - self.beta_1)
+            square = square + (np.square(gradients) - square) * (np.float32(1) - self.beta_2)
+            return weights - moment * alpha / (np.sqrt(square) + self.epsilon), [moment, square]
+        square = self.rho * slots[0] + (1 - self.rho) * np.square(gradients)
+        if self.centered:
+            mean = self.rho * slots[1] + (1 - self.rho) * gradients
+            new_slots, denominator = [square, mean], square - np.square(mean) + self.epsilon
+        else:
+            new_slots, denominator = [square], square + self.epsilon
+        return weights - self.learning_rate * gradients / np.sqrt(denominator), new_slots
+
+    def _clipped(self, gradients: np.ndarray) -> np.ndarray:
+        """Scaled to norm ``clip_norm`` when above it; a non-finite norm makes every entry NaN, as in Keras."""
+        if not self.clip_norm:
+            return gradients
+        norm = np.sqrt(np.dot(gradients, gradients))
+        if not np.isfinite(norm):
+            return np.full_like(gradients, np.nan)
+        return gradients * np.minimum(np.float32(1), self.clip_norm / norm) if norm > 0 else gradients
+
+
 class ExplorationNoise:
     """Gaussian or Ornstein-Uhlenbeck noise per vector env, in units of the action half-range.
 
