@@ -64,3 +64,19 @@ class InstantGradients:
 
     def __call__(self, weights: np.ndarray):
         return np.full(weights.size, 1e-4, np.float32), self.steps, [(1.0, 1)], 1e-3, np.zeros(3, np.float32), None
+
+
+def assert_runs_one_step_ahead(pool) -> None:
+    """With two steps in flight, worker 0 of ``pool`` (an ``Echo`` on ones(4)) sends two messages before
+    any ``go_on`` and no third; the step a ``go_on`` lets run sees the array published before it."""
+    messages, deadline = [], time.monotonic() + 60
+    while len(messages) < 2:
+        assert time.monotonic() < deadline, f"gave up after {len(messages)} messages"
+        messages += pool.results(timeout=0.5)
+    assert [message[2] for _, message in messages] == [4.0, 4.0]
+    assert pool.results(timeout=1.0) == []  # not a step further
+    pool.publish(np.full(4, 2.0, np.float32))
+    pool.go_on(0)
+    while not (third := pool.results(timeout=0.5)):
+        assert time.monotonic() < deadline, "no third message after go_on"
+    assert [message[2] for _, message in third] == [8.0]

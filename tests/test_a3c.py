@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from pool_workers import Broken, Echo, InstantGradients, collect_until, from_each
+from pool_workers import Broken, Echo, InstantGradients, assert_runs_one_step_ahead, collect_until, from_each
 
 import tfrl
 from tfrl.agents import make_config
@@ -165,6 +165,12 @@ def test_each_yield_of_the_update_stream_counts_exactly_the_updates_applied():
     stream.close()
     assert not multiprocessing.active_children()
     assert max(batch_sizes) > 1  # updates did arrive together
+
+
+def test_a_process_pool_worker_with_two_steps_in_flight_runs_one_step_ahead():
+    with ProcessPool(Echo, ["a"], np.ones(4, np.float32), steps_in_flight=2) as pool:
+        assert_runs_one_step_ahead(pool)
+    assert not multiprocessing.active_children()
 
 
 def test_process_pool_steps_on_the_published_array_and_replaces_a_killed_worker():

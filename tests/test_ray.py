@@ -27,7 +27,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 import pool_workers  # noqa: E402
-from pool_workers import Broken, Echo, ReportsQuiet, collect_until, from_each  # noqa: E402
+from pool_workers import Broken, Echo, ReportsQuiet, assert_runs_one_step_ahead, collect_until, from_each  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 import tfrl  # noqa: E402
@@ -115,9 +115,22 @@ def test_ray_workers_silence_tensorflow_only_when_the_driver_did(cluster, monkey
         assert collect_until(pool, from_each(0))[0][1] is True
 
 
-def test_ray_pool_steps_on_the_published_array_and_replaces_a_lost_worker(cluster):
+def test_a_ray_pool_worker_with_two_steps_in_flight_runs_one_step_ahead(cluster):
+    with RayPool(Echo, ["a"], np.ones(4, np.float32), steps_in_flight=2) as pool:
+        assert_runs_one_step_ahead(pool)
+
+
+@pytest.mark.parametrize("steps_in_flight", [1, 2])  # with 2, the dead actor's second step must not count twice
+def test_ray_pool_steps_on_the_published_array_and_replaces_a_lost_worker(cluster, steps_in_flight):
     events = []
-    with RayPool(Echo, ["a", "b"], np.ones(4, np.float32), max_restarts=1, on_event=events.append) as pool:
+    with RayPool(
+        Echo,
+        ["a", "b"],
+        np.ones(4, np.float32),
+        max_restarts=1,
+        steps_in_flight=steps_in_flight,
+        on_event=events.append,
+    ) as pool:
         first = dict(collect_until(pool, from_each(0, 1)))
         assert [first[0][0], first[1][0]] == ["a", "b"] and first[0][2] == 4.0
         pool.publish(np.full(4, 2.0, np.float32))

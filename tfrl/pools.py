@@ -88,6 +88,11 @@ class WorkerPool(ABC):
 
     Subclasses start a worker (``_start``), stop them all (``close``), publish, collect results and
     let a worker go on; a death they detect goes through ``_lost``, which replaces the worker or raises.
+
+    ``steps_in_flight`` is how many steps a worker may have finished or be running beyond the messages
+    let go on: with 1 it waits for ``go_on`` after each step; with 2 it starts its next step at once,
+    on the array it has then, so the round trip to the caller and back overlaps its work (its next
+    step does not see what the caller publishes in answer to its last message, only to the one before).
     """
 
     def __init__(
@@ -97,11 +102,15 @@ class WorkerPool(ABC):
         published: np.ndarray,
         *,
         max_restarts: int = 3,
+        steps_in_flight: int = 1,
         on_event: OnEvent = _ignore,
         name: str = "worker",
     ) -> None:
+        if steps_in_flight < 1:
+            raise ValueError(f"steps_in_flight must be at least 1, got {steps_in_flight}")
         self.make_worker, self.specs = make_worker, specs
         self.max_restarts, self.on_event, self.name = max_restarts, on_event, name
+        self.steps_in_flight = steps_in_flight
         self.restarts = [0] * len(specs)
         self.publish(published)
 
@@ -149,7 +158,7 @@ class WorkerPool(ABC):
 
     @abstractmethod
     def go_on(self, worker_id: int) -> None:
-        """Let a worker whose message was collected run its next step, on the array published last."""
+        """Let a worker whose message was collected run one more step, on the array published last."""
 
     @abstractmethod
     def close(self) -> None:
@@ -161,9 +170,11 @@ class WorkerPool(ABC):
 # ------------------------------------------------------------------------------------------------
 
 
-def _process_main(quiet: bool, worker: bytes, connection: Connection, shared: Any, lock: Any) -> None:
+def _process_main(
+    quiet: bool, worker: bytes, connection: Connection, shared: Any, lock: Any, steps_in_flight: int
+) -> None:
     """A worker process: build the worker (``_build_worker``), then step on the shared array, send,
-    wait for "go on", repeat.
+    repeat; with ``steps_in_flight`` messages not yet let go on, wait for a "go on" first.
 
     Sends ``("result", message)`` after each step, or ``("error", traceback)`` before exiting with
     code 1 if anything raises. SIGINT is ignored: Ctrl-C is the parent's to handle.
@@ -172,11 +183,15 @@ def _process_main(quiet: bool, worker: bytes, connection: Connection, shared: An
     try:
         step = _build_worker(quiet, worker)
         published = np.frombuffer(shared, np.float32)
+        waiting = 0  # messages sent and not yet let go on
         while True:
+            if waiting == steps_in_flight:
+                connection.recv()
+                waiting -= 1
             with lock:
                 latest = published.copy()
             connection.send(("result", step(latest)))
-            connection.recv()
+            waiting += 1
     except (EOFError, BrokenPipeError):
         return  # the parent is gone or closed the pipe: nothing left to report to
     except BaseException:  # noqa: BLE001 — every failure goes to the parent, named
@@ -201,6 +216,7 @@ class ProcessPool(WorkerPool):
         published: np.ndarray,
         *,
         max_restarts: int = 3,
+        steps_in_flight: int = 1,
         on_event: OnEvent = _ignore,
         name: str = "worker",
         join_timeout: float = 5.0,
@@ -212,7 +228,15 @@ class ProcessPool(WorkerPool):
         self.join_timeout = join_timeout
         self.processes: list[Any] = [None] * len(specs)
         self.connections: list[Connection | None] = [None] * len(specs)
-        super().__init__(make_worker, specs, published, max_restarts=max_restarts, on_event=on_event, name=name)
+        super().__init__(
+            make_worker,
+            specs,
+            published,
+            max_restarts=max_restarts,
+            steps_in_flight=steps_in_flight,
+            on_event=on_event,
+            name=name,
+        )
 
     def _start(self, worker_id: int) -> None:
         parent_end, child_end = self.context.Pipe()
@@ -224,6 +248,7 @@ class ProcessPool(WorkerPool):
                 child_end,
                 self.shared,
                 self.lock,
+                self.steps_in_flight,
             ),
             name=f"{self.name.replace(' ', '-')}-{worker_id}",
             daemon=True,
@@ -352,7 +377,8 @@ class RayPool(WorkerPool):
     object, which Ray hands to the workers of a node as one shared, read-only copy. An array of at
     most ``RAY_INLINE_BYTES`` (an MLP's weights) goes inside each step's message instead, as bytes,
     which saves a round trip per step; a message that small comes back pickled the same way. Each
-    worker has one step in flight at a time; ``results`` takes finished ones with ``ray.wait``.
+    worker has ``steps_in_flight`` steps submitted (an actor runs them in order); ``results`` takes
+    finished ones with ``ray.wait``.
     """
 
     def __init__(
@@ -363,6 +389,7 @@ class RayPool(WorkerPool):
         *,
         cpus_per_worker: float = 1.0,
         max_restarts: int = 3,
+        steps_in_flight: int = 1,
         on_event: OnEvent = _ignore,
         name: str = "worker",
     ) -> None:
@@ -374,13 +401,22 @@ class RayPool(WorkerPool):
         )
         self.actors: list[Any] = [None] * len(specs)
         self.in_flight: dict[Any, int] = {}  # object ref of a step → its worker
-        super().__init__(make_worker, specs, published, max_restarts=max_restarts, on_event=on_event, name=name)
+        super().__init__(
+            make_worker,
+            specs,
+            published,
+            max_restarts=max_restarts,
+            steps_in_flight=steps_in_flight,
+            on_event=on_event,
+            name=name,
+        )
 
     def _start(self, worker_id: int) -> None:
         # cloudpickle, as Ray itself uses: a worker class defined in a script's __main__ travels by value.
         worker = self.ray.cloudpickle.dumps((self.make_worker, self.specs[worker_id]))
         self.actors[worker_id] = self.actor_class.remote(_silenced_here(), worker)
-        self.go_on(worker_id)
+        for _ in range(self.steps_in_flight):
+            self.go_on(worker_id)
 
     def publish(self, published: np.ndarray) -> None:
         small = published.nbytes <= RAY_INLINE_BYTES
@@ -408,11 +444,15 @@ class RayPool(WorkerPool):
             ]
         arrived = []
         for reference in ready:
+            if reference not in self.in_flight:
+                continue  # a step of an actor found dead above: its replacement runs steps of its own
             worker_id = self.in_flight.pop(reference)
             try:
                 arrived.append((worker_id, _unpack(self.ray.get(reference))))
             except self.ray.exceptions.RayActorError as error:
                 self.ray.kill(self.actors[worker_id])  # in case only its connection was lost
+                for other in [other for other, owner in self.in_flight.items() if owner == worker_id]:
+                    del self.in_flight[other]  # its other steps died with it
                 self._lost(worker_id, _death_cause(error))
             except self.ray.exceptions.RayTaskError as error:
                 raise self._raised(worker_id, str(error)) from None
@@ -434,6 +474,7 @@ def make_pool(
     *,
     cpus_per_worker: float = 1.0,
     max_restarts: int = 3,
+    steps_in_flight: int = 1,
     on_event: OnEvent = _ignore,
     name: str = "worker",
 ) -> WorkerPool:
@@ -445,10 +486,19 @@ def make_pool(
             published,
             cpus_per_worker=cpus_per_worker,
             max_restarts=max_restarts,
+            steps_in_flight=steps_in_flight,
             on_event=on_event,
             name=name,
         )
-    return ProcessPool(make_worker, specs, published, max_restarts=max_restarts, on_event=on_event, name=name)
+    return ProcessPool(
+        make_worker,
+        specs,
+        published,
+        max_restarts=max_restarts,
+        steps_in_flight=steps_in_flight,
+        on_event=on_event,
+        name=name,
+    )
 
 
 def available_cpus(backend: str) -> int:

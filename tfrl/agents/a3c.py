@@ -77,7 +77,11 @@ class A3CConfig(AgentConfig):
     ``workers = 0`` starts one worker per ``worker_cpus`` CPUs (this machine's cores, or the Ray
     cluster's CPUs); on Ray each worker actor reserves ``worker_cpus`` CPUs. A worker that dies is
     replaced by a new one, at most ``max_worker_restarts`` times per worker; one more death stops the
-    run. Each worker steps ``envs_per_worker`` envs (the
+    run. With ``pipeline`` a worker starts its next rollout as soon as it has sent its gradients,
+    on the weights it has then, instead of waiting for the driver's answer: the round trip (1–4 ms
+    through Ray here) overlaps its work, and its rollout misses only its own last update (A3C's
+    rollouts miss the other workers' latest ones anyway); the tutorial presets keep the classic
+    lockstep. Each worker steps ``envs_per_worker`` envs (the
     classic A3C has one; more amortise each TF call over several envs and average the gradient over
     ``update_every × envs_per_worker`` transitions) and sends gradients every ``update_every`` steps.
     ``normalize_advantage`` standardises the advantages of each rollout. Rewards are learned from as
@@ -90,6 +94,7 @@ class A3CConfig(AgentConfig):
     workers: int = 0
     worker_cpus: float = 1.0
     max_worker_restarts: int = 3
+    pipeline: bool = True
     envs_per_worker: int = 1
     update_every: int = 10
     gamma: float = 0.99
@@ -130,6 +135,7 @@ class A3CConfig(AgentConfig):
         # push every 10 steps, γ 0.9, β 0.001. Its r = −5 on failure is not copied: `terminated` stops
         # the bootstrap there.
         "tutorial": dict(
+            pipeline=False,
             update_every=10,
             gamma=0.9,
             ent_coef=0.001,
@@ -144,6 +150,7 @@ class A3CConfig(AgentConfig):
         # A3C_continuous_action.py (Pendulum): RMSProp 1e-4 actor, 1e-3 critic, β 0.01, (r + 8) / 8,
         # σ = softplus(·) + 1e-4 from its own head (starting at softplus(0)).
         "tutorial-continuous": dict(
+            pipeline=False,
             update_every=10,
             gamma=0.9,
             ent_coef=0.01,
@@ -162,6 +169,7 @@ class A3CConfig(AgentConfig):
         ),
         # A3C_RNN.py (Pendulum): a 64-unit cell, actor 80 and critic 50 relu6 units on it, push every 5 steps.
         "tutorial-rnn": dict(
+            pipeline=False,
             update_every=5,
             gamma=0.9,
             ent_coef=0.01,
@@ -708,6 +716,7 @@ class A3CAgent:
             state.weights,
             cpus_per_worker=config.worker_cpus,
             max_restarts=config.max_worker_restarts,
+            steps_in_flight=2 if config.pipeline else 1,
             on_event=on_event,
             name="A3C worker",
         )
