@@ -18,7 +18,8 @@ of a cluster (``backend="ray"``); the worker (``A3CWorker``) and everything belo
 
 ``A3CAgent.update_stream`` yields every few dozen milliseconds of updates; ``training.py`` logs every
 episode the workers finish (one global episode count), evaluates the global networks, checkpoints
-them and stops at the env's reward threshold, as for every algorithm. Each rollout's loss is the advantage actor-critic one:
+them and stops at the env's reward threshold, as for every algorithm. Each rollout's loss is the
+advantage actor-critic one:
 
     G_t        = r_t + γ·r_{t+1} + … + γ^k·V(s_{t+k})   (n-step return within the rollout)
     actor loss = −mean( log π(a_t|s_t) · (G_t − V(s_t)) ) − β · mean( entropy π(·|s_t) )
@@ -80,8 +81,8 @@ class A3CConfig(AgentConfig):
     run. With ``pipeline`` a worker starts its next rollout as soon as it has sent its gradients,
     on the weights it has then, instead of waiting for the driver's answer: the round trip (1–4 ms
     through Ray here) overlaps its work, and its rollout misses only its own last update (A3C's
-    rollouts miss the other workers' latest ones anyway); the tutorial presets keep the classic
-    lockstep. Each worker steps ``envs_per_worker`` envs (the
+    rollouts miss the other workers' latest ones anyway); the other presets keep the classic
+    lockstep, which learns Pendulum in fewer steps. Each worker steps ``envs_per_worker`` envs (the
     classic A3C has one; more amortise each TF call over several envs and average the gradient over
     ``update_every × envs_per_worker`` transitions) and sends gradients every ``update_every`` steps.
     ``normalize_advantage`` standardises the advantages of each rollout. Rewards are learned from as
@@ -120,7 +121,10 @@ class A3CConfig(AgentConfig):
         # Pendulum-v1: short horizon (γ 0.9, as every tutorial uses for it), 8 envs per worker and
         # 8-step rollouts (64 transitions a push), rewards scaled into about [−1.6, 0], standardised
         # advantages, a learned state-independent scale: the setting of actor-critic's `pendulum` preset.
+        # In lockstep: pipelined, 5 seeds needed a median 320k steps to −300 instead of 240k (3 seeds),
+        # for 10% more env steps/s on a worker this busy.
         "pendulum": dict(
+            pipeline=False,
             envs_per_worker=8,
             update_every=8,
             gamma=0.9,
@@ -543,7 +547,8 @@ class A3CWorker:
 class DriverState:
     """What the driver updates, as NumPy: the global weights (actor's first, as workers get them),
     each optimizer's slots (``FlatOptimizer.read_slots``: actor's, critic's), the global step and the
-    env steps counted. An update makes a new one, so an interrupt finds one update applied whole or not at all."""
+    env steps counted. An update makes a new one, so an interrupt finds each update applied whole
+    or not at all."""
 
     weights: np.ndarray
     slots: tuple[list[np.ndarray], list[np.ndarray]]
