@@ -171,6 +171,8 @@ def test_a_process_pool_worker_with_two_steps_in_flight_runs_one_step_ahead():
     with ProcessPool(Echo, ["a"], np.ones(4, np.float32), steps_in_flight=2) as pool:
         assert_runs_one_step_ahead(pool)
     assert not multiprocessing.active_children()
+    with pytest.raises(ValueError, match="steps_in_flight must be at least 1, got 0"):
+        ProcessPool(Echo, ["a"], np.ones(4, np.float32), steps_in_flight=0)
 
 
 def test_process_pool_steps_on_the_published_array_and_replaces_a_killed_worker():

@@ -215,12 +215,10 @@ class ProcessPool(WorkerPool):
         specs: list[Any],
         published: np.ndarray,
         *,
-        max_restarts: int = 3,
-        steps_in_flight: int = 1,
-        on_event: OnEvent = _ignore,
-        name: str = "worker",
         join_timeout: float = 5.0,
+        **options: Any,
     ) -> None:
+        """``options`` are ``WorkerPool``'s."""
         self.context = multiprocessing.get_context("spawn")
         self.shared = self.context.RawArray("f", int(published.size))
         self.array = np.frombuffer(self.shared, np.float32)
@@ -228,15 +226,7 @@ class ProcessPool(WorkerPool):
         self.join_timeout = join_timeout
         self.processes: list[Any] = [None] * len(specs)
         self.connections: list[Connection | None] = [None] * len(specs)
-        super().__init__(
-            make_worker,
-            specs,
-            published,
-            max_restarts=max_restarts,
-            steps_in_flight=steps_in_flight,
-            on_event=on_event,
-            name=name,
-        )
+        super().__init__(make_worker, specs, published, **options)
 
     def _start(self, worker_id: int) -> None:
         parent_end, child_end = self.context.Pipe()
@@ -388,11 +378,9 @@ class RayPool(WorkerPool):
         published: np.ndarray,
         *,
         cpus_per_worker: float = 1.0,
-        max_restarts: int = 3,
-        steps_in_flight: int = 1,
-        on_event: OnEvent = _ignore,
-        name: str = "worker",
+        **options: Any,
     ) -> None:
+        """``options`` are ``WorkerPool``'s."""
         self.ray = import_ray()
         if not self.ray.is_initialized():
             raise ConfigError("RayPool needs a connected Ray cluster: start it inside tfrl.pools.cluster('ray')")
@@ -401,15 +389,7 @@ class RayPool(WorkerPool):
         )
         self.actors: list[Any] = [None] * len(specs)
         self.in_flight: dict[Any, int] = {}  # object ref of a step → its worker
-        super().__init__(
-            make_worker,
-            specs,
-            published,
-            max_restarts=max_restarts,
-            steps_in_flight=steps_in_flight,
-            on_event=on_event,
-            name=name,
-        )
+        super().__init__(make_worker, specs, published, **options)
 
     def _start(self, worker_id: int) -> None:
         # cloudpickle, as Ray itself uses: a worker class defined in a script's __main__ travels by value.
@@ -473,32 +453,13 @@ def make_pool(
     published: np.ndarray,
     *,
     cpus_per_worker: float = 1.0,
-    max_restarts: int = 3,
-    steps_in_flight: int = 1,
-    on_event: OnEvent = _ignore,
-    name: str = "worker",
+    **options: Any,
 ) -> WorkerPool:
-    """The pool of ``backend`` (``ray`` needs ``cluster("ray")`` around it); ``cpus_per_worker`` is Ray's."""
+    """The pool of ``backend`` (``ray`` needs ``cluster("ray")`` around it); ``cpus_per_worker`` is Ray's,
+    ``options`` are ``WorkerPool``'s."""
     if backend == "ray":
-        return RayPool(
-            make_worker,
-            specs,
-            published,
-            cpus_per_worker=cpus_per_worker,
-            max_restarts=max_restarts,
-            steps_in_flight=steps_in_flight,
-            on_event=on_event,
-            name=name,
-        )
-    return ProcessPool(
-        make_worker,
-        specs,
-        published,
-        max_restarts=max_restarts,
-        steps_in_flight=steps_in_flight,
-        on_event=on_event,
-        name=name,
-    )
+        return RayPool(make_worker, specs, published, cpus_per_worker=cpus_per_worker, **options)
+    return ProcessPool(make_worker, specs, published, **options)
 
 
 def available_cpus(backend: str) -> int:
