@@ -67,16 +67,15 @@ class InstantGradients:
 
 
 def assert_runs_one_step_ahead(pool) -> None:
-    """With two steps in flight, worker 0 of ``pool`` (an ``Echo`` on ones(4)) sends two messages before
-    any ``go_on`` and no third; the step a ``go_on`` lets run sees the array published before it."""
-    messages, deadline = [], time.monotonic() + 60
-    while len(messages) < 2:
-        assert time.monotonic() < deadline, f"gave up after {len(messages)} messages"
-        messages += pool.results(timeout=0.5)
-    assert [message[2] for _, message in messages] == [4.0, 4.0]
-    assert pool.results(timeout=1.0) == []  # not a step further
-    pool.publish(np.full(4, 2.0, np.float32))
-    pool.go_on(0)
-    while not (third := pool.results(timeout=0.5)):
-        assert time.monotonic() < deadline, "no third message after go_on"
-    assert [message[2] for _, message in third] == [8.0]
+    """Pipelined, worker 0 of ``pool`` (an ``Echo`` on ones(4)) runs each step on the array published
+    in answer to its message before the last: the sums it sees are 4, 4, 8 while the caller publishes
+    twos, threes, fours after each message (a worker in lockstep would see 4, 8, 12)."""
+    sums, arrived, deadline = [], [], time.monotonic() + 60
+    for value in (2.0, 3.0, 4.0):
+        while not arrived:
+            assert time.monotonic() < deadline, f"gave up after {len(sums)} messages"
+            arrived += pool.results(timeout=0.5)
+        sums.append(arrived.pop(0)[1][2])
+        pool.publish(np.full(4, value, np.float32))
+        pool.go_on(0)
+    assert sums == [4.0, 4.0, 8.0]

@@ -115,20 +115,20 @@ def test_ray_workers_silence_tensorflow_only_when_the_driver_did(cluster, monkey
         assert collect_until(pool, from_each(0))[0][1] is True
 
 
-def test_a_ray_pool_worker_with_two_steps_in_flight_runs_one_step_ahead(cluster):
-    with RayPool(Echo, ["a"], np.ones(4, np.float32), steps_in_flight=2) as pool:
+def test_a_pipelined_ray_pool_worker_runs_one_step_ahead(cluster):
+    with RayPool(Echo, ["a"], np.ones(4, np.float32), pipelined=True) as pool:
         assert_runs_one_step_ahead(pool)
 
 
-@pytest.mark.parametrize("steps_in_flight", [1, 2])  # with 2, the dead actor's second step must not count twice
-def test_ray_pool_steps_on_the_published_array_and_replaces_a_lost_worker(cluster, steps_in_flight):
+@pytest.mark.parametrize("pipelined", [False, True])  # pipelined, the dead actor's second step must not count twice
+def test_ray_pool_steps_on_the_published_array_and_replaces_a_lost_worker(cluster, pipelined):
     events = []
     with RayPool(
         Echo,
         ["a", "b"],
         np.ones(4, np.float32),
         max_restarts=1,
-        steps_in_flight=steps_in_flight,
+        pipelined=pipelined,
         on_event=events.append,
     ) as pool:
         first = dict(collect_until(pool, from_each(0, 1)))

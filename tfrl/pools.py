@@ -89,10 +89,10 @@ class WorkerPool(ABC):
     Subclasses start a worker (``_start``), stop them all (``close``), publish, collect results and
     let a worker go on; a death they detect goes through ``_lost``, which replaces the worker or raises.
 
-    ``steps_in_flight`` is how many steps a worker may have finished or be running beyond the messages
-    let go on: with 1 it waits for ``go_on`` after each step; with 2 it starts its next step at once,
-    on the array it has then, so the round trip to the caller and back overlaps its work (its next
-    step does not see what the caller publishes in answer to its last message, only to the one before).
+    ``pipelined`` workers do not wait for ``go_on`` after a step: each starts its next step at once,
+    on the array published in answer to its message before (with one worker, exactly that one), so
+    the round trip to the caller and back overlaps its work. Otherwise a worker waits for ``go_on``
+    and steps on the array published before it.
     """
 
     def __init__(
@@ -102,15 +102,13 @@ class WorkerPool(ABC):
         published: np.ndarray,
         *,
         max_restarts: int = 3,
-        steps_in_flight: int = 1,
+        pipelined: bool = False,
         on_event: OnEvent = _ignore,
         name: str = "worker",
     ) -> None:
-        if steps_in_flight < 1:
-            raise ValueError(f"steps_in_flight must be at least 1, got {steps_in_flight}")
         self.make_worker, self.specs = make_worker, specs
         self.max_restarts, self.on_event, self.name = max_restarts, on_event, name
-        self.steps_in_flight = steps_in_flight
+        self.pipelined = pipelined
         self.restarts = [0] * len(specs)
         self.publish(published)
 
@@ -170,11 +168,11 @@ class WorkerPool(ABC):
 # ------------------------------------------------------------------------------------------------
 
 
-def _process_main(
-    quiet: bool, worker: bytes, connection: Connection, shared: Any, lock: Any, steps_in_flight: int
-) -> None:
+def _process_main(quiet: bool, worker: bytes, connection: Connection, shared: Any, lock: Any, pipelined: bool) -> None:
     """A worker process: build the worker (``_build_worker``), then step on the shared array, send,
-    repeat; with ``steps_in_flight`` messages not yet let go on, wait for a "go on" first.
+    wait for "go on", read the array, repeat. ``pipelined``: after a step, wait for the "go on" of the
+    message before, read the array, then send, and step on what was read: the array can then hold
+    the answer to that earlier message but never to the one just sent, whatever the timing.
 
     Sends ``("result", message)`` after each step, or ``("error", traceback)`` before exiting with
     code 1 if anything raises. SIGINT is ignored: Ctrl-C is the parent's to handle.
@@ -183,15 +181,21 @@ def _process_main(
     try:
         step = _build_worker(quiet, worker)
         published = np.frombuffer(shared, np.float32)
-        waiting = 0  # messages sent and not yet let go on
+        with lock:
+            latest = published.copy()
+        unanswered = False  # pipelined: a message sent whose "go on" has not come yet
         while True:
-            if waiting == steps_in_flight:
+            message = step(latest)
+            if not pipelined:
+                connection.send(("result", message))
                 connection.recv()
-                waiting -= 1
+            elif unanswered:
+                connection.recv()
             with lock:
                 latest = published.copy()
-            connection.send(("result", step(latest)))
-            waiting += 1
+            if pipelined:
+                connection.send(("result", message))
+                unanswered = True
     except (EOFError, BrokenPipeError):
         return  # the parent is gone or closed the pipe: nothing left to report to
     except BaseException:  # noqa: BLE001 — every failure goes to the parent, named
@@ -238,7 +242,7 @@ class ProcessPool(WorkerPool):
                 child_end,
                 self.shared,
                 self.lock,
-                self.steps_in_flight,
+                self.pipelined,
             ),
             name=f"{self.name.replace(' ', '-')}-{worker_id}",
             daemon=True,
@@ -367,8 +371,8 @@ class RayPool(WorkerPool):
     object, which Ray hands to the workers of a node as one shared, read-only copy. An array of at
     most ``RAY_INLINE_BYTES`` (an MLP's weights) goes inside each step's message instead, as bytes,
     which saves a round trip per step; a message that small comes back pickled the same way. Each
-    worker has ``steps_in_flight`` steps submitted (an actor runs them in order); ``results`` takes
-    finished ones with ``ray.wait``.
+    worker has one step submitted, or two when pipelined (an actor runs them in order: the second
+    carries the array published before it); ``results`` takes finished ones with ``ray.wait``.
     """
 
     def __init__(
@@ -395,7 +399,7 @@ class RayPool(WorkerPool):
         # cloudpickle, as Ray itself uses: a worker class defined in a script's __main__ travels by value.
         worker = self.ray.cloudpickle.dumps((self.make_worker, self.specs[worker_id]))
         self.actors[worker_id] = self.actor_class.remote(_silenced_here(), worker)
-        for _ in range(self.steps_in_flight):
+        for _ in range(2 if self.pipelined else 1):
             self.go_on(worker_id)
 
     def publish(self, published: np.ndarray) -> None:

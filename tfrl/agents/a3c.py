@@ -16,7 +16,7 @@ of a cluster (``backend="ray"``); the worker (``A3CWorker``) and everything belo
     (NumPy mirrors of the Keras ones)
     publish the new weights; let i go on   ── pool ─►   take the new weights, repeat
 
-``A3CAgent.update_stream`` yields every few dozen milliseconds of updates; ``training.py`` logs every
+``A3CAgent.update_stream`` yields after each applied update; ``training.py`` logs every
 episode the workers finish (one global episode count), evaluates the global networks, checkpoints
 them and stops at the env's reward threshold, as for every algorithm. Each rollout's loss is the
 advantage actor-critic one:
@@ -556,9 +556,6 @@ class DriverState:
     env_steps: int
 
 
-STORE_SECONDS = 0.05  # the driver writes its state into TF and yields at most this often
-
-
 class A3CAgent:
     """The global actor-critic and its optimizers; ``updates`` trains it with a pool of workers."""
 
@@ -596,20 +593,32 @@ class A3CAgent:
         self.flat_optimizers = (FlatOptimizer(self.actor_optimizer), FlatOptimizer(self.critic_optimizer))
         self.actor_size = sum(int(np.prod(variable.shape)) for variable in self.nets.actor_variables)
         self._store: Any = None  # ``store``'s concrete function, traced on first use
+        self.unstored: DriverState | None = None  # the stream's newest state, until something reads TF
         self.acting_state: np.ndarray | None = None  # a recurrent agent's state for each env it acts for
 
     @property
     def env_steps(self) -> int:
         """Env steps of every update applied so far, all workers together."""
+        self.write_back()
         return int(self.counted_steps.numpy())
 
     @property
     def global_step(self) -> int:
         """Updates applied to the global networks (the optimizers' shared step count)."""
+        self.write_back()
         return int(self.actor_optimizer.iterations.numpy())
+
+    def write_back(self) -> None:
+        """Store the update stream's newest state into TF, if it has not been: every method that reads
+        the networks, optimizers or counts calls this first, so none of them ever sees an older state
+        while the stream pays for the TF call only when something looks."""
+        if self.unstored is not None:
+            self.store(self.unstored)
+            self.unstored = None
 
     def driver_state(self) -> DriverState:
         """The global networks' weights, their optimizers' slots and the counts, read from TF."""
+        self.write_back()
         return DriverState(
             self.nets.get_weights().numpy(),
             (self.flat_optimizers[0].read_slots(), self.flat_optimizers[1].read_slots()),
@@ -665,6 +674,7 @@ class A3CAgent:
 
         A recurrent agent carries one state per row between calls; ``reset_state`` starts them afresh.
         """
+        self.write_back()
         observations = np.asarray(observations, np.float32)
         if self.acting_state is None or len(self.acting_state) != len(observations):
             self.acting_state = self.nets.initial_state(len(observations))
@@ -692,11 +702,10 @@ class A3CAgent:
         and optimizers (``apply``: a TF call would cost ~10× more, and the driver's cost per update is
         what limits how many workers it keeps busy), publishes the new weights to every worker and lets
         that worker go on. Updates that arrive together are applied in the order they came and the
-        weights after the last are published once. At most every ``STORE_SECONDS`` the state is written
-        into TF (``store``) and the stream yields, so whatever the caller reads between yields
-        (evaluation, checkpoint, export) sees every update counted in the step yielded, and nothing
-        more; the losses are the mean of the updates since the last yield. Stopping the stream for any
-        reason stores the state first.
+        weights after the last are published once. Such a batch is one yield, so the step yielded is
+        always the count of what was applied; its losses are the batch's mean. The state goes into
+        TF (``store``, ~1 ms) only when something reads the agent (``write_back``: evaluation,
+        checkpoint, export), and when the stream stops for any reason.
         ``env_steps_per_second`` adds up each worker's rate over its last update.
         """
         config = self.config
@@ -721,13 +730,10 @@ class A3CAgent:
             state.weights,
             cpus_per_worker=config.worker_cpus,
             max_restarts=config.max_worker_restarts,
-            steps_in_flight=2 if config.pipeline else 1,
+            pipelined=config.pipeline,
             on_event=on_event,
             name="A3C worker",
         )
-        episodes: list[Episode] = []
-        losses: list[np.ndarray] = []
-        stored_at = -np.inf
         try:
             with pool:
                 while True:
@@ -738,17 +744,12 @@ class A3CAgent:
                     state = self.apply(
                         state, [message[0] for message in messages], [message[1] for message in messages]
                     )
+                    self.unstored = state
                     pool.publish(state.weights)
                     for worker_id, message in arrived:
                         pool.go_on(worker_id)
                         throughput[f"worker_{worker_id}/env_steps_per_second"] = message[1] / max(message[3], 1e-9)
-                    episodes += [episode for message in messages for episode in message[2]]
-                    losses += [message[4] for message in messages]
-                    if time.perf_counter() - stored_at < STORE_SECONDS:
-                        continue
-                    self.store(state)
-                    stored_at = time.perf_counter()
-                    actor_loss, critic_loss, entropy = np.mean(losses, axis=0)
+                    actor_loss, critic_loss, entropy = np.mean([message[4] for message in messages], axis=0)
                     metrics = {
                         "actor_loss": float(actor_loss),
                         "critic_loss": float(critic_loss),
@@ -757,23 +758,25 @@ class A3CAgent:
                         "env_steps_per_second": sum(throughput.values()),
                         **throughput,
                     }
-                    yield state.env_steps, episodes, metrics
-                    episodes, losses = [], []
+                    yield state.env_steps, [episode for message in messages for episode in message[2]], metrics
         finally:
-            self.store(state)  # whatever stops the stream, TF holds every update applied
+            self.write_back()  # whatever stops the stream, TF holds every update applied
 
     # What training.py, checkpoint.py and export.py use.
     def policy(self) -> tf.Module:
+        self.write_back()
         if self.config.recurrent:
             return RecurrentPolicy(self.nets)
         return StochasticPolicy(self.nets.actor, self.observation_shape, self.nets.critic)
 
     def networks(self) -> dict[str, keras.Model]:
+        self.write_back()
         if self.config.recurrent:
             return {"actor_critic": self.nets.model}
         return {"actor": self.nets.actor, "critic": self.nets.critic}
 
     def trackables(self) -> dict:
+        self.write_back()
         return {
             **self.networks(),
             "actor_optimizer": self.actor_optimizer,
@@ -784,6 +787,7 @@ class A3CAgent:
 
     def numpy_state(self) -> dict:
         """Nothing beyond the TF checkpoint: workers start fresh episodes on resume."""
+        self.write_back()
         return {}
 
     def load_numpy_state(self, state: dict) -> None:
