@@ -264,6 +264,13 @@ def _flat(tensors: Iterable[tf.Tensor]) -> tf.Tensor:
     return tf.concat([tf.reshape(tensor, [-1]) for tensor in tensors], axis=0)
 
 
+def _assign_flat(variables: list[tf.Variable], flat: tf.Tensor) -> None:
+    """Assign ``flat`` (``_flat``'s layout) back to ``variables``."""
+    pieces = tf.split(flat, [int(np.prod(variable.shape)) for variable in variables])
+    for variable, piece in zip(variables, pieces, strict=True):
+        variable.assign(tf.reshape(piece, variable.shape))
+
+
 class A3CNetworks:
     """Actor and critic (or the recurrent actor-critic), with everything a worker runs as one concrete
     ``tf.function`` each: ``sample`` and ``mode`` (act), ``gradients`` (a rollout → one flat float32
@@ -438,9 +445,7 @@ class A3CNetworks:
         return _flat(gradients), tf.stack([actor_loss, critic_loss, entropy])
 
     def _set_weights(self, flat: tf.Tensor) -> tf.Tensor:
-        pieces = tf.split(flat, [int(np.prod(variable.shape)) for variable in self.variables])
-        for variable, piece in zip(self.variables, pieces, strict=True):
-            variable.assign(tf.reshape(piece, variable.shape))
+        _assign_flat(self.variables, flat)
         return tf.constant(True)
 
 
@@ -592,6 +597,11 @@ class A3CAgent:
         # The driver updates in NumPy (see ``update_stream``), with these mirrors of the two optimizers.
         self.flat_optimizers = (FlatOptimizer(self.actor_optimizer), FlatOptimizer(self.critic_optimizer))
         self.actor_size = sum(int(np.prod(variable.shape)) for variable in self.nets.actor_variables)
+        # What ``store`` writes, in ``DriverState``'s order: the networks, then each optimizer's slots.
+        self.stored_variables = [
+            *self.nets.variables,
+            *(variable for optimizer in self.flat_optimizers for kind in optimizer.slot_variables for variable in kind),
+        ]
         self._store: Any = None  # ``store``'s concrete function, traced on first use
         self.unstored: DriverState | None = None  # the stream's newest state, until something reads TF
         self.acting_state: np.ndarray | None = None  # a recurrent agent's state for each env it acts for
@@ -629,7 +639,7 @@ class A3CAgent:
     def store(self, state: DriverState) -> None:
         """Write ``state`` into the networks, the optimizers and the step count, in one TF call."""
         if self._store is None:
-            size = self.nets.size + sum(sum(int(np.prod(variable.shape)) for variable in kind) for kind in self._slots)
+            size = sum(int(np.prod(variable.shape)) for variable in self.stored_variables)
             self._store = tf.function(
                 self._store_flat,
                 input_signature=[tf.TensorSpec([size], tf.float32), tf.TensorSpec([2], tf.int64)],
@@ -637,15 +647,8 @@ class A3CAgent:
         floats = np.concatenate([state.weights, *state.slots[0], *state.slots[1]])
         self._store(floats, np.array([state.global_step, state.env_steps], np.int64))
 
-    @property
-    def _slots(self) -> list[list[keras.Variable]]:
-        return [kind for optimizer in self.flat_optimizers for kind in optimizer.slot_variables]
-
     def _store_flat(self, floats: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
-        variables = [*self.nets.variables, *(variable for kind in self._slots for variable in kind)]
-        pieces = tf.split(floats, [int(np.prod(variable.shape)) for variable in variables])
-        for variable, piece in zip(variables, pieces, strict=True):
-            variable.assign(tf.reshape(piece, variable.shape))
+        _assign_flat(self.stored_variables, floats)
         self.actor_optimizer.iterations.assign(counts[0])
         self.critic_optimizer.iterations.assign(counts[0])
         self.counted_steps.assign(counts[1])
