@@ -130,6 +130,7 @@ def test_a_gradient_step_reduces_the_td_error_on_a_fixed_batch():
         ("tau", 0.0, r"tau=0.0 is invalid: expected a number in \(0, 1\]"),
         ("optimizer", "sgd", "optimizer='sgd' is invalid: expected one of adam, rmsprop"),
         ("hidden_sizes", (64, 0), "hidden_sizes"),
+        ("intra_op_threads", -1, r"intra_op_threads=-1 is invalid: expected a number >= 0"),
     ],
 )
 def test_config_validation_names_the_field(field, value, message):

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import tfrl
 from tfrl.checkpoint import Checkpointer
 from tfrl.logger import read_jsonl
-from tfrl.training import build_agent, evaluate, load_run
+from tfrl.training import build_agent, evaluate, load_run, use_intra_op_threads
 
 RANDOM_CARTPOLE_RETURN = 22.0  # mean return of uniformly random actions
 
@@ -156,3 +157,22 @@ def test_tensorboard_gets_training_metrics_evaluations_and_episodes(cartpole_run
     # at most one point per 1,000 env steps, and one for (nearly) every 1,000 steps trained
     assert all(later - earlier >= 1_000 for earlier, later in itertools.pairwise(loss_steps))
     assert len(loss_steps) >= (cartpole_run.env_steps - 1_000) // 1_300
+
+
+def test_intra_op_threads_applies_in_a_fresh_process_and_is_left_alone_after(tmp_path, capsys):
+    script = f"""
+import tensorflow as tf
+import tfrl
+tfrl.train("dqn", "CartPole-v1", overrides={{"intra_op_threads": 1}}, total_steps=200, eval_every=200,
+           eval_episodes=1, logdir={str(tmp_path)!r}, export=False, progress=False)
+print(tf.config.threading.get_intra_op_parallelism_threads())
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.split()[-1] == "1"
+    assert "not applied" not in done.stderr
+    # This process has run TensorFlow: another setting is reported and the current one kept.
+    assert float(tf.constant(1.0) + 1.0) == 2.0
+    before = tf.config.threading.get_intra_op_parallelism_threads()
+    use_intra_op_threads(before + 3)
+    assert tf.config.threading.get_intra_op_parallelism_threads() == before
+    assert f"intra_op_threads={before + 3} not applied" in capsys.readouterr().err

@@ -26,6 +26,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tfrl import __version__
 from tfrl.agents import get_agent, make_config
@@ -374,9 +375,30 @@ def _resumed_settings(
     return settings, config_class().replace(**config_dict)
 
 
+def use_intra_op_threads(threads: int) -> None:
+    """Have TensorFlow split each operation over ``threads`` threads (0: leave its setting alone).
+
+    TensorFlow takes this only before the process's first operation; afterwards a different setting
+    is left as it is, with a line on stderr saying so, since the run is right either way, only slower.
+    """
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    if threads == 0 or threads == current:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:
+        print(
+            f"tfrl: intra_op_threads={threads} not applied: TensorFlow already runs in this process with "
+            f"{current or 'its default of one thread per core'} per operation (the setting takes effect only "
+            "in a process that has not run TensorFlow yet)",
+            file=sys.stderr,
+        )
+
+
 def build_agent(settings: RunSettings, config: Any) -> Any:
     """A fresh agent for ``settings``, seeded so the same seed gives the same run."""
     agent_class, _ = get_agent(settings.algorithm)
+    use_intra_op_threads(config.intra_op_threads)
     keras.utils.set_random_seed(settings.seed)
     probe = make_env(settings.env_id, discretize=settings.discretize, frame_stack=config.frame_stack)
     try:
