@@ -160,11 +160,12 @@ def test_tensorboard_gets_training_metrics_evaluations_and_episodes(cartpole_run
 
 
 def test_intra_op_threads_applies_in_a_fresh_process_and_is_left_alone_after(tmp_path, capsys):
+    # The command line runs no TensorFlow operation before the agent is built, so the setting takes.
     script = f"""
 import tensorflow as tf
-import tfrl
-tfrl.train("dqn", "CartPole-v1", overrides={{"intra_op_threads": 1}}, total_steps=200, eval_every=200,
-           eval_episodes=1, logdir={str(tmp_path)!r}, export=False, progress=False)
+from tfrl.cli import main
+main(["train", "dqn", "--env", "CartPole-v1", "--set", "intra_op_threads=1", "--steps", "200", "--eval-every", "200",
+      "--eval-episodes", "1", "--logdir", {str(tmp_path)!r}, "--no-export", "--no-progress"])
 print(tf.config.threading.get_intra_op_parallelism_threads())
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
