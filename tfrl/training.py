@@ -387,10 +387,10 @@ def use_intra_op_threads(threads: int) -> None:
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
     except RuntimeError:
+        running = f"{current} threads per operation" if current else "its default threads per operation (one per core)"
         print(
-            f"tfrl: intra_op_threads={threads} not applied: TensorFlow already runs in this process with "
-            f"{current or 'its default of one thread per core'} per operation (the setting takes effect only "
-            "in a process that has not run TensorFlow yet)",
+            f"tfrl: intra_op_threads={threads} not applied: TensorFlow already runs in this process with {running} "
+            "(the setting takes effect only in a process that has not run TensorFlow yet)",
             file=sys.stderr,
         )
 
