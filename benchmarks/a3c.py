@@ -13,6 +13,8 @@ reached −300. Writes ``benchmarks/results/a3c_*.json``.
 steps per second with 1 and 2 workers on each (a new local Ray cluster per Ray run), and how many
 updates per second the driver alone applies, with workers that return pre-made gradients at once
 (targets: Ray ≥ 0.85× processes with 2 workers, 1 → 2 workers ≥ 1.6×, the driver ≥ 1,000 updates/s).
+CartPole's weights are small, so Ray runs them over direct connections (``RayDirectPool``); the row
+``ray (object store)`` forces the pool that large networks get (``RayPool``: a Ray call per step).
 
     python benchmarks/a3c.py --parts throughput
     python benchmarks/a3c.py --parts cartpole pendulum --seeds 0 1 2 3 4
@@ -22,15 +24,18 @@ updates per second the driver alone applies, with workers that return pre-made g
 import tfrl.quiet  # first: silences TensorFlow's start-up lines
 
 # isort: split
+import contextlib
 import json
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 
 import numpy as np
 from common import RESULTS, arguments, report, run_seeds
 
 import tfrl
+from tfrl import pools
 from tfrl.agents import make_config
 from tfrl.agents.a3c import WorkerMessage, WorkerSpec
 from tfrl.logger import read_jsonl
@@ -105,29 +110,46 @@ def throughput(steps: int, repeats: int) -> dict:
     return summary
 
 
+# What each row of the comparison runs: the backend, and whether Ray may use direct connections.
+POOLS = {"process": ("process", True), "ray": ("ray", True), "ray (object store)": ("ray", False)}
+
+
+@contextlib.contextmanager
+def pools_for(row: str) -> Iterator[str]:
+    """The backend of ``row``; for ``ray (object store)``, ``RayPool`` whatever the size of the weights."""
+    backend, direct = POOLS[row]
+    limit = pools.RAY_DIRECT_MAX_BYTES
+    pools.RAY_DIRECT_MAX_BYTES = limit if direct else -1
+    try:
+        yield backend
+    finally:
+        pools.RAY_DIRECT_MAX_BYTES = limit
+
+
 def backends(steps: int) -> list[dict]:
-    """Steady env steps/s of both backends, 1 and 2 workers, one env each, side by side."""
+    """Steady env steps/s of every row of ``POOLS``, 1 and 2 workers, one env each, side by side."""
     rows = []
     with tempfile.TemporaryDirectory() as logdir:
         for workers in (1, 2):
-            for backend in ("process", "ray"):
+            for row in POOLS:
                 load_before = os.getloadavg()[0]
-                result = tfrl.train(
-                    "a3c",
-                    "CartPole-v1",
-                    total_steps=steps,
-                    eval_every=10 * steps,
-                    eval_episodes=1,
-                    stop_at_threshold=False,
-                    overrides={"workers": workers},
-                    backend=backend,
-                    logdir=logdir,
-                    export=False,
-                    progress=False,
-                )
+                with pools_for(row) as backend:
+                    result = tfrl.train(
+                        "a3c",
+                        "CartPole-v1",
+                        total_steps=steps,
+                        eval_every=10 * steps,
+                        eval_episodes=1,
+                        stop_at_threshold=False,
+                        overrides={"workers": workers},
+                        backend=backend,
+                        logdir=logdir,
+                        export=False,
+                        progress=False,
+                    )
                 rows.append(
                     {
-                        "backend": backend,
+                        "backend": row,
                         "workers": workers,
                         "env_steps_per_second": round(steady_throughput(result.run_dir, steps)),
                         "load_average_before": round(load_before, 2),
@@ -159,7 +181,7 @@ class PremadeGradients:
         return self.message
 
 
-def driver_rate(backend: str, workers: int, seconds: float) -> dict[str, float]:
+def driver_rate(row: str, workers: int, seconds: float) -> dict[str, float]:
     """Updates per second ``A3CAgent.update_stream`` applies from ``workers`` workers that send pre-made gradients
     (a quarter of a CPU each on Ray: they return at once, and enough of them keep the driver busy), timed
     from ``DRIVER_WARMUP_SECONDS`` after every worker has sent an update.
@@ -168,11 +190,12 @@ def driver_rate(backend: str, workers: int, seconds: float) -> dict[str, float]:
     processes share the two cores with the driver; ``updates_per_driver_cpu_second`` divides the updates
     by the CPU time of the driver process alone (all its threads), the rate it could keep up if its
     workers ran on other machines."""
+    backend = POOLS[row][0]
     settings = RunSettings("a3c", "CartPole-v1", backend=backend)
     overrides = {"workers": workers, "worker_cpus": 0.25}
     agent = build_agent(settings, make_config("a3c", overrides=overrides))
     agent.worker = PremadeGradients
-    with cluster(backend):
+    with pools_for(row), cluster(backend):
         updates = agent.update_stream(settings, 0, print)
         metrics = next(updates)[2]
         while sum(key.startswith("worker_") for key in metrics) < workers:
@@ -192,7 +215,7 @@ def driver_rate(backend: str, workers: int, seconds: float) -> dict[str, float]:
 def compare_backends(steps: int, driver_seconds: float) -> None:
     rows = backends(steps)
     speed = {(row["backend"], row["workers"]): row["env_steps_per_second"] for row in rows}
-    driver = {backend: driver_rate(backend, DRIVER_WORKERS, driver_seconds) for backend in ("process", "ray")}
+    driver = {row: driver_rate(row, DRIVER_WORKERS, driver_seconds) for row in POOLS}
     driver = {backend: {key: round(value) for key, value in rates.items()} for backend, rates in driver.items()}
     load = os.getloadavg()
     print(f"\nA3C on CartPole-v1, 1 env per worker, {os.cpu_count()} cores, load average {load[0]:.2f} now\n")
@@ -201,15 +224,16 @@ def compare_backends(steps: int, driver_seconds: float) -> None:
         f"| driver, {DRIVER_WORKERS} fake workers on this machine (updates/s) | driver per CPU second (updates) |"
     )
     print("|---|---|---|---|---|---|")
-    for backend in ("process", "ray"):
-        one, two = speed[backend, 1], speed[backend, 2]
-        rates = driver[backend]
+    for row in POOLS:
+        one, two = speed[row, 1], speed[row, 2]
+        rates = driver[row]
         print(
-            f"| {backend} | {one} | {two} | {two / one:.2f}x | {rates['updates_per_second']} "
+            f"| {row} | {one} | {two} | {two / one:.2f}x | {rates['updates_per_second']} "
             f"| {rates['updates_per_driver_cpu_second']} |"
         )
     ratio = speed["ray", 2] / speed["process", 2]
     print(f"\nRay / process with 2 workers: {ratio:.2f}x (target ≥ 0.85)")
+    print(f"Ray through the object store / process: {speed['ray (object store)', 2] / speed['process', 2]:.2f}x")
     ray_driver = driver["ray"]["updates_per_driver_cpu_second"]
     print(f"one Ray driver keeps about {ray_driver // 10} workers busy at 10 updates/s each (target ≥ 100)")
     RESULTS.mkdir(exist_ok=True)

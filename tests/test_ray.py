@@ -14,6 +14,7 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 import json
 import re
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -35,7 +36,7 @@ from tfrl import cli  # noqa: E402
 from tfrl.agents import make_config  # noqa: E402
 from tfrl.errors import ConfigError, WorkerError  # noqa: E402
 from tfrl.logger import read_jsonl  # noqa: E402
-from tfrl.pools import RAY_INLINE_BYTES, RAY_INSTALL, RayPool, check_backend  # noqa: E402
+from tfrl.pools import RAY_DIRECT_MAX_BYTES, RAY_INSTALL, RayDirectPool, RayPool, check_backend, make_pool  # noqa: E402
 from tfrl.training import GreedyActing, restore_run  # noqa: E402
 
 
@@ -106,24 +107,30 @@ def _events(result) -> list[str]:
 # ------------------------------------------------------------------------------------------------
 
 
-def test_ray_workers_silence_tensorflow_only_when_the_driver_did(cluster, monkeypatch):
+RAY_POOLS = [RayPool, RayDirectPool]
+
+
+@pytest.mark.parametrize("ray_pool", RAY_POOLS)
+def test_ray_workers_silence_tensorflow_only_when_the_driver_did(cluster, monkeypatch, ray_pool):
     monkeypatch.delitem(sys.modules, "tfrl.quiet", raising=False)
-    with RayPool(ReportsQuiet, ["loud"], np.ones(4, np.float32)) as pool:
+    with ray_pool(ReportsQuiet, ["loud"], np.ones(4, np.float32)) as pool:
         assert collect_until(pool, from_each(0))[0][1] is False
     monkeypatch.setitem(sys.modules, "tfrl.quiet", types.ModuleType("tfrl.quiet"))  # as the `tfrl` command
-    with RayPool(ReportsQuiet, ["quiet"], np.ones(4, np.float32)) as pool:
+    with ray_pool(ReportsQuiet, ["quiet"], np.ones(4, np.float32)) as pool:
         assert collect_until(pool, from_each(0))[0][1] is True
 
 
-def test_a_pipelined_ray_pool_worker_runs_one_step_ahead(cluster):
-    with RayPool(Echo, ["a"], np.ones(4, np.float32), pipelined=True) as pool:
+@pytest.mark.parametrize("ray_pool", RAY_POOLS)
+def test_a_pipelined_ray_pool_worker_runs_one_step_ahead(cluster, ray_pool):
+    with ray_pool(Echo, ["a"], np.ones(4, np.float32), pipelined=True) as pool:
         assert_runs_one_step_ahead(pool)
 
 
+@pytest.mark.parametrize("ray_pool", RAY_POOLS)
 @pytest.mark.parametrize("pipelined", [False, True])  # pipelined, the dead actor's second step must not count twice
-def test_ray_pool_steps_on_the_published_array_and_replaces_a_lost_worker(cluster, pipelined):
+def test_ray_pool_steps_on_the_published_array_and_replaces_a_lost_worker(cluster, pipelined, ray_pool):
     events = []
-    with RayPool(
+    with ray_pool(
         Echo,
         ["a", "b"],
         np.ones(4, np.float32),
@@ -135,10 +142,8 @@ def test_ray_pool_steps_on_the_published_array_and_replaces_a_lost_worker(cluste
         assert [first[0][0], first[1][0]] == ["a", "b"] and first[0][2] == 4.0
         pool.publish(np.full(4, 2.0, np.float32))
         collect_until(pool, from_each(0, 1, where=lambda message: message[2] == 8.0))  # each got the new array
-        assert isinstance(pool.latest, bytes)  # small: inside each step's message, as bytes
-        large = np.ones(RAY_INLINE_BYTES // 4 + 1, np.float32)
+        large = np.ones(RAY_DIRECT_MAX_BYTES // 4 + 1, np.float32)
         pool.publish(large)
-        assert isinstance(pool.latest, ray.ObjectRef)  # large: put in the object store once
         collect_until(pool, from_each(0, 1, where=lambda message: message[2] == large.size))
         pool.publish(np.full(4, 2.0, np.float32))
         collect_until(pool, from_each(0, 1, where=lambda message: message[2] == 8.0))
@@ -154,12 +159,31 @@ def test_ray_pool_steps_on_the_published_array_and_replaces_a_lost_worker(cluste
             collect_until(pool, lambda messages: False, timeout=30)
 
 
-def test_ray_pool_stops_at_once_when_a_worker_raises(cluster):
+@pytest.mark.parametrize("ray_pool", RAY_POOLS)
+def test_ray_pool_stops_at_once_when_a_worker_raises(cluster, ray_pool):
     with (
         pytest.raises(WorkerError, match=r"worker 0 raised an exception[\s\S]*NoSuchEnv-v0"),
-        RayPool(Broken, [0], np.zeros(1, np.float32)) as pool,
+        ray_pool(Broken, [0], np.zeros(1, np.float32)) as pool,
     ):
         collect_until(pool, lambda messages: False)
+
+
+def test_small_arrays_go_over_a_direct_connection_and_large_ones_through_the_object_store(cluster):
+    small, large = np.ones(4, np.float32), np.ones(RAY_DIRECT_MAX_BYTES // 4 + 1, np.float32)
+    direct, shared = make_pool("ray", Echo, ["a"], small), make_pool("ray", Echo, ["a"], large)
+    direct.close()
+    assert isinstance(direct, RayDirectPool) and isinstance(direct.latest, bytes)
+    assert type(shared) is RayPool and isinstance(shared.latest, ray.ObjectRef)  # put once, shared per node
+
+
+def test_a_direct_connection_without_the_pools_secret_is_refused(cluster):
+    with RayDirectPool(Echo, ["a"], np.ones(4, np.float32)) as pool:
+        collect_until(pool, from_each(0))
+        with socket.create_connection(pool.address) as intruder:
+            intruder.sendall(bytes(len(pool.secret)) + struct.pack("<qq", 0, 1))
+            pool.results(timeout=0.5)  # takes the connection, refuses the hello
+            assert intruder.recv(1) == b""  # closed by the driver, unread
+        assert pool.connections[0] is not None and collect_until(pool, from_each(0))  # the worker goes on
 
 
 # ------------------------------------------------------------------------------------------------
