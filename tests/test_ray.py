@@ -179,11 +179,24 @@ def test_small_arrays_go_over_a_direct_connection_and_large_ones_through_the_obj
 def test_a_direct_connection_without_the_pools_secret_is_refused(cluster):
     with RayDirectPool(Echo, ["a"], np.ones(4, np.float32)) as pool:
         collect_until(pool, from_each(0))
-        with socket.create_connection(pool.address) as intruder:
+        with socket.create_connection(pool.address, timeout=5) as intruder:
             intruder.sendall(bytes(len(pool.secret)) + struct.pack("<qq", 0, 1))
             pool.results(timeout=0.5)  # takes the connection, refuses the hello
             assert intruder.recv(1) == b""  # closed by the driver, unread
         assert pool.connections[0] is not None and collect_until(pool, from_each(0))  # the worker goes on
+
+
+def test_a_worker_that_cannot_reach_the_driver_stops_the_run_naming_the_address(cluster):
+    pool = RayDirectPool(Echo, ["a"], np.ones(4, np.float32))
+    with socket.socket() as probe:  # as if a firewall kept the workers out: a port where nothing answers
+        probe.bind(("127.0.0.1", 0))
+        pool.address = probe.getsockname()
+    address = "{}:{}".format(*pool.address)
+    with (
+        pytest.raises(WorkerError, match=f"worker 0 raised an exception[\\s\\S]*cannot reach the driver at {address}"),
+        pool,
+    ):
+        collect_until(pool, lambda messages: False)
 
 
 # ------------------------------------------------------------------------------------------------
