@@ -566,7 +566,10 @@ class RayDirectPool(RayPool):
     def _accept(self) -> None:
         """Take a connecting actor's connection if its hello is the current start's of its slot; send it
         the steps it was let go on for meanwhile."""
-        sock, _ = self.server.accept()
+        try:
+            sock, _ = self.server.accept()
+        except OSError:
+            return  # the caller gave up between knocking and being let in
         sock.settimeout(CONNECT_TIMEOUT_SECONDS)
         try:
             hello = _receive_exactly(sock, len(self.secret) + 16)
