@@ -211,6 +211,7 @@ class PPOAgent(RolloutLearning, AgentBase):
         self._update = tf.function(
             self._update_step,
             jit_compile=True,  # every rollout has the same shape, so XLA compiles the whole update once
+            autograph=False,  # its loop is written as a tf.while_loop: converting it took ~0.5 s per run
             input_signature=[
                 observations_spec,
                 action_spec(self.action_space, [None, None]),
@@ -267,8 +268,10 @@ class PPOAgent(RolloutLearning, AgentBase):
         size = tf.shape(returns)[0] // config.minibatches
         shuffles = tf.argsort(self.generator.uniform([config.epochs, tf.shape(returns)[0]]), axis=-1)
         minibatches = tf.reshape(shuffles[:, : size * config.minibatches], [-1, size])
-        actor_loss = critic_loss = entropy = approx_kl = clip_fraction = tf.constant(0.0)
-        for index in tf.range(tf.shape(minibatches)[0]):
+
+        def minibatch_step(index: tf.Tensor, stopped: tf.Tensor, last: tuple) -> tuple:
+            """One actor step and one critic step on minibatch ``index``; ``last`` holds the previous
+            step's metrics, of which a skipped critic step keeps the loss."""
             rows = minibatches[index]
             batch_advantages = tf.gather(advantages, rows)
             if config.normalize_advantage:
@@ -292,19 +295,36 @@ class PPOAgent(RolloutLearning, AgentBase):
             # (Schulman 2020), unbiased and never negative, and the share of ratios outside 1 ± ε
             approx_kl = tf.reduce_mean(tf.exp(log_ratio) - 1.0 - log_ratio)
             clip_fraction = tf.reduce_mean(tf.cast(tf.abs(tf.exp(log_ratio) - 1.0) > config.clip_range, tf.float32))
-            if config.loss == "kl_penalty" and approx_kl > 4.0 * config.kl_target:
-                break  # the tutorial's early stop: the policy has moved far enough for this rollout
-            variables = self.actor.trainable_variables
-            self.actor_optimizer.apply_gradients(zip(tape.gradient(actor_loss, variables), variables, strict=True))
-            with tf.GradientTape() as tape:
-                critic_loss = value_loss(
-                    self.critic(tf.gather(observations, rows)),
-                    tf.gather(values, rows),
-                    tf.gather(returns, rows),
-                    config.clip_range_vf,
+            actor_gradients = tape.gradient(actor_loss, self.actor.trainable_variables)
+
+            def apply_steps() -> tf.Tensor:
+                variables = self.actor.trainable_variables
+                self.actor_optimizer.apply_gradients(zip(actor_gradients, variables, strict=True))
+                with tf.GradientTape() as tape:
+                    critic_loss = value_loss(
+                        self.critic(tf.gather(observations, rows)),
+                        tf.gather(values, rows),
+                        tf.gather(returns, rows),
+                        config.clip_range_vf,
+                    )
+                variables = self.critic.trainable_variables
+                self.critic_optimizer.apply_gradients(
+                    zip(tape.gradient(critic_loss, variables), variables, strict=True)
                 )
-            variables = self.critic.trainable_variables
-            self.critic_optimizer.apply_gradients(zip(tape.gradient(critic_loss, variables), variables, strict=True))
+                return critic_loss
+
+            if config.loss == "kl_penalty":  # the tutorial's early stop: π has moved far enough for this rollout
+                stopped = approx_kl > 4.0 * config.kl_target
+                critic_loss = tf.cond(stopped, lambda: last[1], apply_steps)
+            else:
+                critic_loss = apply_steps()
+            return index + 1, stopped, (actor_loss, critic_loss, entropy, approx_kl, clip_fraction)
+
+        _, _, (actor_loss, critic_loss, entropy, approx_kl, clip_fraction) = tf.while_loop(
+            lambda index, stopped, _: tf.logical_and(index < tf.shape(minibatches)[0], tf.logical_not(stopped)),
+            minibatch_step,
+            (tf.constant(0), tf.constant(False), (tf.constant(0.0),) * 5),
+        )
         metrics = {
             "actor_loss": actor_loss,
             "critic_loss": critic_loss,

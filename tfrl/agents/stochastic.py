@@ -9,6 +9,7 @@ arrays too. A reverse ``tf.scan`` walks back from the last step.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
@@ -148,8 +149,10 @@ class StochasticActing:
     def _init_acting(self, observation_shape: tuple[int, ...], seed: int) -> None:
         self.generator = tf.random.Generator.from_seed(seed)  # checkpointed: a resumed run samples on
         spec = [tf.TensorSpec([None, *observation_shape], tf.float32)]
-        self._sample = tf.function(self._sample_actions, input_signature=spec).get_concrete_function()
-        self._mode = tf.function(self._mode_actions, input_signature=spec).get_concrete_function()
+        # no tensor-dependent Python control flow to convert: autograph would only cost start-up time
+        acting = functools.partial(tf.function, input_signature=spec, autograph=False)
+        self._sample = acting(self._sample_actions).get_concrete_function()
+        self._mode = acting(self._mode_actions).get_concrete_function()
         self.raw_actions: np.ndarray | None = None
 
     def _sample_actions(self, observations: tf.Tensor) -> tf.Tensor:
