@@ -79,3 +79,13 @@ def assert_runs_one_step_ahead(pool) -> None:
         pool.publish(np.full(4, value, np.float32))
         pool.go_on(0)
     assert sums == [4.0, 4.0, 8.0]
+
+
+class RaisesOSError:
+    """Raises an ``OSError`` in its step, as an env that cannot open a file would: a bug to report, not a lost connection."""
+
+    def __init__(self, spec):
+        pass
+
+    def __call__(self, published: np.ndarray):
+        raise FileNotFoundError("no such file: level-3.map")

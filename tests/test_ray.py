@@ -28,7 +28,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 import pool_workers  # noqa: E402
-from pool_workers import Broken, Echo, ReportsQuiet, assert_runs_one_step_ahead, collect_until, from_each  # noqa: E402
+from pool_workers import Broken, Echo, RaisesOSError, ReportsQuiet, assert_runs_one_step_ahead, collect_until, from_each  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 import tfrl  # noqa: E402
@@ -160,10 +160,13 @@ def test_ray_pool_steps_on_the_published_array_and_replaces_a_lost_worker(cluste
 
 
 @pytest.mark.parametrize("ray_pool", RAY_POOLS)
-def test_ray_pool_stops_at_once_when_a_worker_raises(cluster, ray_pool):
+@pytest.mark.parametrize(
+    ("worker", "error"), [(Broken, "NoSuchEnv-v0"), (RaisesOSError, "level-3.map")], ids=["building", "stepping"]
+)
+def test_ray_pool_stops_at_once_when_a_worker_raises(cluster, ray_pool, worker, error):
     with (
-        pytest.raises(WorkerError, match=r"worker 0 raised an exception[\s\S]*NoSuchEnv-v0"),
-        ray_pool(Broken, [0], np.zeros(1, np.float32)) as pool,
+        pytest.raises(WorkerError, match=rf"worker 0 raised an exception[\s\S]*{error}"),
+        ray_pool(worker, [0], np.zeros(1, np.float32)) as pool,
     ):
         collect_until(pool, lambda messages: False)
 

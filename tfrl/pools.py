@@ -369,14 +369,21 @@ class _RayWorker:
         try:
             step = _build_worker(self.quiet, self.worker)
             while (published := arrays.get()) is not None:
-                connection.send(("result", step(np.frombuffer(published, np.float32))))
-        except OSError:
-            return  # the driver is gone
-        except BaseException:  # noqa: BLE001 — every failure goes to the driver, named
-            with contextlib.suppress(OSError):
-                connection.send(("error", traceback.format_exc()))
+                if not _sent(connection, ("result", step(np.frombuffer(published, np.float32)))):
+                    return  # the driver is gone
+        except BaseException:  # noqa: BLE001 — every failure of the worker goes to the driver, named
+            _sent(connection, ("error", traceback.format_exc()))
         finally:
             connection.close()
+
+
+def _sent(connection: Connection, reply: tuple[str, Any]) -> bool:
+    """Whether ``reply`` went to the driver (False: the connection is closed)."""
+    try:
+        connection.send(reply)
+    except OSError:
+        return False
+    return True
 
 
 def _read_into(connection: Connection, arrays: queue.SimpleQueue) -> None:
