@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator
 
 import numpy as np
-from common import RESULTS, arguments, report, run_seeds
+from common import RESULTS, arguments, report, run_seeds, wait_for_quiet_cpus
 
 import tfrl
 from tfrl import pools
@@ -132,6 +132,7 @@ def backends(steps: int) -> list[dict]:
     with tempfile.TemporaryDirectory() as logdir:
         for workers in (1, 2):
             for row in POOLS:
+                busy_before = wait_for_quiet_cpus()
                 load_before = os.getloadavg()[0]
                 with pools_for(row) as backend:
                     result = tfrl.train(
@@ -152,6 +153,7 @@ def backends(steps: int) -> list[dict]:
                         "backend": row,
                         "workers": workers,
                         "env_steps_per_second": round(steady_throughput(result.run_dir, steps)),
+                        "cpu_busy_before": round(busy_before, 2),
                         "load_average_before": round(load_before, 2),
                         "load_average_after": round(os.getloadavg()[0], 2),
                     }
@@ -215,7 +217,10 @@ def driver_rate(row: str, workers: int, seconds: float) -> dict[str, float]:
 def compare_backends(steps: int, driver_seconds: float) -> None:
     rows = backends(steps)
     speed = {(row["backend"], row["workers"]): row["env_steps_per_second"] for row in rows}
-    driver = {row: driver_rate(row, DRIVER_WORKERS, driver_seconds) for row in POOLS}
+    driver = {}
+    for row in POOLS:
+        wait_for_quiet_cpus()
+        driver[row] = driver_rate(row, DRIVER_WORKERS, driver_seconds)
     driver = {backend: {key: round(value) for key, value in rates.items()} for backend, rates in driver.items()}
     load = os.getloadavg()
     print(f"\nA3C on CartPole-v1, 1 env per worker, {os.cpu_count()} cores, load average {load[0]:.2f} now\n")

@@ -11,6 +11,7 @@ import json
 import os
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import tfrl
@@ -18,6 +19,31 @@ from tfrl.cli import parse_overrides
 from tfrl.logger import read_jsonl
 
 RESULTS = Path(__file__).parent / "results"
+
+
+def cpu_busy_share(seconds: float = 1.0) -> float:
+    """The share of all cores' time spent busy over the next ``seconds`` (Linux ``/proc/stat``)."""
+
+    def busy_and_total() -> tuple[int, int]:
+        ticks = [int(field) for field in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        idle = ticks[3] + ticks[4]  # idle and iowait
+        return sum(ticks) - idle, sum(ticks)
+
+    busy_start, total_start = busy_and_total()
+    time.sleep(seconds)
+    busy_end, total_end = busy_and_total()
+    return (busy_end - busy_start) / max(total_end - total_start, 1)
+
+
+def wait_for_quiet_cpus(limit: float = 0.15, patience: float = 30.0) -> float:
+    """Wait until the cores are busy less than ``limit`` of a second (at most ``patience`` seconds: what
+    a run left behind, such as a Ray cluster shutting down, must not slow the next measurement); returns
+    the last busy share measured, to record beside the result."""
+    deadline = time.perf_counter() + patience
+    busy = cpu_busy_share()
+    while busy > limit and time.perf_counter() < deadline:
+        busy = cpu_busy_share()
+    return busy
 
 
 def arguments(description: str, steps: int) -> argparse.ArgumentParser:
