@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tfrl.agents.actor_critic import ActorCriticConfig
-from tfrl.agents.stochastic import action_distribution, build_actor, clip_to_bounds
+from tfrl.agents.ppo import PPOAgent, PPOConfig
+from tfrl.agents.stochastic import HostActor, action_distribution, build_actor, clip_to_bounds
 from tfrl.nets import CategoricalActor, GaussianActor, ValueCritic
 
 RNG = np.random.default_rng(0)
@@ -53,6 +54,85 @@ def test_gaussian_mean_stays_inside_asymmetric_bounds_and_scale_above_its_floor(
     # samples are clipped into the bounds for the env
     clipped = clip_to_bounds(actor, np.array([[-9.0, 9.0]], np.float32)).numpy()
     np.testing.assert_array_equal(clipped, [[-1.0, 2.0]])
+
+
+HOST_ACTORS = {
+    "categorical-tanh": lambda: CategoricalActor(3, (8, 8), "tanh"),
+    "categorical-relu": lambda: CategoricalActor(3, (8,), "relu"),
+    "gaussian": lambda: GaussianActor([-1.0, 0.0], [3.0, 2.0], (8,), initial_scale=0.7),
+    "gaussian-state-dependent": lambda: GaussianActor([-2.0], [2.0], (8, 8), state_dependent_scale=True),
+}
+
+
+@pytest.mark.parametrize("make_actor", HOST_ACTORS.values(), ids=HOST_ACTORS.keys())
+def test_host_actor_computes_what_the_keras_actor_does(make_actor):
+    actor = make_actor()
+    actor(OBSERVATIONS)
+    for weights in actor.weights:  # move every weight off its initial value, the scale's too
+        weights.assign(weights.numpy() + RNG.normal(scale=0.3, size=weights.shape))
+    assert HostActor.supports(actor)
+    host = HostActor(actor, seed=0)
+    host.sample(OBSERVATIONS, version=1)
+    for expected, computed in zip(
+        keras.tree.flatten(actor(OBSERVATIONS)), keras.tree.flatten(host.outputs(OBSERVATIONS)), strict=True
+    ):
+        np.testing.assert_allclose(computed, expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_host_actor_samples_follow_the_policy():
+    actor = CategoricalActor(3, (8,))
+    actor(OBSERVATIONS)
+    actor.head.logits.bias.assign([1.0, 0.0, -1.0])
+    host = HostActor(actor, seed=0)
+    one = np.zeros((1, 3), np.float32)
+    samples = np.concatenate([host.sample(np.repeat(one, 1000, axis=0), version=0) for _ in range(20)])
+    probabilities = np.exp(actor(one).numpy()[0]) / np.exp(actor(one).numpy()[0]).sum()
+    np.testing.assert_allclose(np.bincount(samples, minlength=3) / len(samples), probabilities, atol=0.015)
+    gaussian = GaussianActor([-5.0], [5.0], (8,), initial_scale=0.5)
+    gaussian(OBSERVATIONS)
+    draws = HostActor(gaussian, seed=1).sample(np.repeat(one, 20_000, axis=0), version=0)
+    mean, scale = (output.numpy()[0] for output in gaussian(one))
+    np.testing.assert_allclose([draws.mean(), draws.std()], [mean[0], scale[0]], atol=0.02)
+
+
+def test_host_actor_acts_with_the_weights_of_every_update():
+    agent = PPOAgent(
+        PPOConfig(n_steps=2, hidden_sizes=(8,), actor_learning_rate=0.05),
+        gym.spaces.Box(-1, 1, (3,)),
+        gym.spaces.Discrete(3),
+    )
+    assert agent.host_actor is not None
+    observations = RNG.normal(size=(4, 3)).astype(np.float32)
+    for _ in range(3):  # an update after the second step
+        actions = agent.act(observations, explore=True)
+        agent.observe(observations, actions, np.ones(4), observations, np.zeros(4, bool), np.zeros(4, bool))
+    assert int(agent.updates.numpy()) == 1
+    agent.act(observations, explore=True)
+    np.testing.assert_allclose(
+        agent.host_actor.outputs(observations), agent.actor(observations).numpy(), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_a_restored_agent_samples_on_where_the_saved_one_stopped():
+    def make_agent():
+        return PPOAgent(PPOConfig(hidden_sizes=(8,)), gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(3), seed=5)
+
+    observations = RNG.normal(size=(64, 3)).astype(np.float32)
+    saved = make_agent()
+    first = saved.act(observations, explore=True)
+    state = saved.numpy_state()
+    second = saved.act(observations, explore=True)
+    restored = make_agent()
+    restored.actor.set_weights(saved.actor.get_weights())
+    restored.load_numpy_state(state)
+    np.testing.assert_array_equal(restored.act(observations, explore=True), second)
+    assert not np.array_equal(first, second)
+
+
+def test_actors_the_host_cannot_compute_act_through_tensorflow():
+    assert not HostActor.supports(CategoricalActor(2, (8,), "elu"))
+    assert not HostActor.supports(CategoricalActor(2, (8,), observation_space={"type": "Discrete", "n": 4}))
+    assert not HostActor.supports(CategoricalActor(2, torso="minatar"))
 
 
 def test_value_critic_outputs_one_value_per_observation():

@@ -230,9 +230,10 @@ class ReinforceAgent(StochasticActing, AgentBase):
         return trackables
 
     def numpy_state(self) -> dict:
-        """Counters only: episodes in progress are dropped, since a resumed run starts fresh ones."""
-        return {"env_steps": self.env_steps}
+        """Counters and the sampler: episodes in progress are dropped, since a resumed run starts fresh ones."""
+        return {"env_steps": self.env_steps, **self.acting_state()}
 
     def load_numpy_state(self, state: dict) -> None:
         self.env_steps = int(state["env_steps"])
+        self.load_acting_state(state)
         self.episodes, self.finished = [], []
