@@ -163,6 +163,9 @@ class HostActor:
         self.hidden: list[tuple[np.ndarray, np.ndarray]] = []
         self.output: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
         self.scale: tuple[np.ndarray, np.ndarray] | np.ndarray = np.zeros(0)
+        bounds = actor.head if isinstance(actor, GaussianActor) else None
+        self.centre = np.asarray(bounds.centre if bounds else [], np.float32)
+        self.half_range = np.asarray(bounds.half_range if bounds else [], np.float32)
 
     @staticmethod
     def supports(actor: keras.Model) -> bool:
@@ -195,7 +198,7 @@ class HostActor:
         if isinstance(self.actor, CategoricalActor):
             return outputs
         head = self.actor.head
-        mean = np.asarray(head.centre, np.float32) + np.asarray(head.half_range, np.float32) * np.tanh(outputs)
+        mean = self.centre + self.half_range * np.tanh(outputs)
         raw_scale = (
             features @ self.scale[0] + self.scale[1]
             if head.state_dependent_scale
