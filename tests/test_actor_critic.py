@@ -180,7 +180,8 @@ def test_continuous_export_round_trip(tmp_path):
     observations = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
     action = policy.action(observations)
     assert action.shape == (64, 1) and action.dtype == np.float32
-    np.testing.assert_allclose(action, agent.act(observations, explore=False), rtol=1e-6)
+    # the agent's mode is NumPy's float32 arithmetic, the export's TensorFlow's: equal up to rounding
+    np.testing.assert_allclose(action, agent.act(observations, explore=False), rtol=1e-5, atol=1e-6)
     samples = policy.sample_action(observations)
     assert (np.abs(samples) <= 2.0).all() and (np.abs(samples) == 2.0).any()  # a scale of 3 hits the bounds: clipped
     np.testing.assert_allclose(policy.value(observations[0]), agent.critic(observations[:1]).numpy()[0], rtol=1e-5)

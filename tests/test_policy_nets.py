@@ -10,7 +10,9 @@ import pytest
 from tfrl.agents.actor_critic import ActorCriticConfig
 from tfrl.agents.ppo import PPOAgent, PPOConfig
 from tfrl.agents.stochastic import HostActor, action_distribution, build_actor, clip_to_bounds
+from tfrl.checkpoint import Checkpointer
 from tfrl.nets import CategoricalActor, GaussianActor, ValueCritic
+from tfrl.training import BestPolicy
 
 RNG = np.random.default_rng(0)
 OBSERVATIONS = RNG.normal(size=(16, 3)).astype(np.float32)
@@ -72,11 +74,18 @@ def test_host_actor_computes_what_the_keras_actor_does(make_actor):
         weights.assign(weights.numpy() + RNG.normal(scale=0.3, size=weights.shape))
     assert HostActor.supports(actor)
     host = HostActor(actor, seed=0)
-    host.sample(OBSERVATIONS, version=1)
+    host.sample(OBSERVATIONS)
     for expected, computed in zip(
         keras.tree.flatten(actor(OBSERVATIONS)), keras.tree.flatten(host.outputs(OBSERVATIONS)), strict=True
     ):
         np.testing.assert_allclose(computed, expected.numpy(), rtol=1e-5, atol=1e-6)
+    # the mode is the exported policy's action: the same argmax, the same mean clipped into the bounds
+    observations = 3.0 * RNG.normal(size=(4096, 3)).astype(np.float32)
+    expected = clip_to_bounds(actor, action_distribution(actor, observations).mode()).numpy()
+    if isinstance(actor, CategoricalActor):
+        np.testing.assert_array_equal(host.mode(observations), expected)
+    else:
+        np.testing.assert_allclose(host.mode(observations), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_host_actor_samples_follow_the_policy():
@@ -85,12 +94,12 @@ def test_host_actor_samples_follow_the_policy():
     actor.head.logits.bias.assign([1.0, 0.0, -1.0])
     host = HostActor(actor, seed=0)
     one = np.zeros((1, 3), np.float32)
-    samples = np.concatenate([host.sample(np.repeat(one, 1000, axis=0), version=0) for _ in range(20)])
+    samples = np.concatenate([host.sample(np.repeat(one, 1000, axis=0)) for _ in range(20)])
     probabilities = np.exp(actor(one).numpy()[0]) / np.exp(actor(one).numpy()[0]).sum()
     np.testing.assert_allclose(np.bincount(samples, minlength=3) / len(samples), probabilities, atol=0.015)
     gaussian = GaussianActor([-5.0], [5.0], (8,), initial_scale=0.5)
     gaussian(OBSERVATIONS)
-    draws = HostActor(gaussian, seed=1).sample(np.repeat(one, 20_000, axis=0), version=0)
+    draws = HostActor(gaussian, seed=1).sample(np.repeat(one, 20_000, axis=0))
     mean, scale = (output.numpy()[0] for output in gaussian(one))
     np.testing.assert_allclose([draws.mean(), draws.std()], [mean[0], scale[0]], atol=0.02)
 
@@ -111,6 +120,43 @@ def test_host_actor_acts_with_the_weights_of_every_update():
     np.testing.assert_allclose(
         agent.host_actor.outputs(observations), agent.actor(observations).numpy(), rtol=1e-5, atol=1e-6
     )
+
+
+def _small_ppo_agent(seed: int = 0) -> PPOAgent:
+    return PPOAgent(PPOConfig(hidden_sizes=(8,)), gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(3), seed=seed)
+
+
+def _moved(agent: PPOAgent) -> None:
+    for weights in agent.actor.weights:
+        weights.assign(weights.numpy() + RNG.normal(scale=2.0, size=weights.shape))
+
+
+def test_the_best_policy_put_in_for_an_export_is_the_one_that_acts():
+    agent = _small_ppo_agent()
+    observations = RNG.normal(size=(256, 3)).astype(np.float32)
+    best = BestPolicy(agent)
+    best.consider(0, np.ones(3), 0)
+    best_actions = agent.actor(observations).numpy().argmax(axis=1)
+    np.testing.assert_array_equal(agent.act(observations), best_actions)
+    _moved(agent)
+    agent.weights_replaced()
+    current = agent.act(observations)
+    assert not np.array_equal(current, best_actions)
+    with best.applied():
+        np.testing.assert_array_equal(agent.act(observations), best_actions)
+    np.testing.assert_array_equal(agent.act(observations), current)
+
+
+def test_a_restored_checkpoint_is_the_policy_that_acts(tmp_path):
+    agent = _small_ppo_agent()
+    observations = RNG.normal(size=(256, 3)).astype(np.float32)
+    saved_actions = agent.act(observations)
+    Checkpointer(tmp_path, agent).save(0)
+    _moved(agent)
+    agent.weights_replaced()
+    assert not np.array_equal(agent.act(observations), saved_actions)
+    Checkpointer(tmp_path, agent).restore()
+    np.testing.assert_array_equal(agent.act(observations), saved_actions)
 
 
 def test_a_restored_agent_samples_on_where_the_saved_one_stopped():

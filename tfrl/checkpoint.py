@@ -152,6 +152,7 @@ class Checkpointer:
                 state = load_numpy_state(self._state_path(step))
                 self._restore_tf(step)
                 self.agent.load_numpy_state(state)
+                self.agent.weights_replaced()
             except CheckpointError as error:
                 self.skipped.append(f"skipped checkpoint at step {step}: {error}")
                 continue

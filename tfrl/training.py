@@ -262,10 +262,12 @@ class BestPolicy:
         try:
             for name, network in networks.items():
                 network.set_weights(self.weights[name])
+            self.agent.weights_replaced()
             yield
         finally:
             for name, network in networks.items():
                 network.set_weights(current[name])
+            self.agent.weights_replaced()
 
     def state(self) -> dict[str, Any]:
         scalars = {

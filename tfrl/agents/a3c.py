@@ -793,6 +793,9 @@ class A3CAgent:
         self.write_back()
         return {}
 
+    def weights_replaced(self) -> None:
+        """Nothing to do: A3C acts through its Keras networks (see ``Agent``)."""
+
     def load_numpy_state(self, state: dict) -> None:
         """Everything was restored with the TF checkpoint."""
 

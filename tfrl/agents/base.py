@@ -58,6 +58,11 @@ class Agent(Protocol):
 
     def load_numpy_state(self, state: dict) -> None: ...
 
+    def weights_replaced(self) -> None:
+        """Called after the networks' weights were set from outside the agent's own updates (the best
+        policy put in for an export, a user's ``set_weights``): an agent that acts from a copy of
+        them takes it again."""
+
 
 @runtime_checkable
 class CollectingAgent(Agent, Protocol):
@@ -106,3 +111,6 @@ class AgentBase:
         self.observation_shape = tuple(observation_space.shape or ())
         # what every network of the agent takes: the observation encoder and the torso (tfrl.nets)
         self.network_inputs = network_inputs(observation_space, config.torso)
+
+    def weights_replaced(self) -> None:
+        """Nothing to do for an agent that acts through its Keras networks (see ``Agent``)."""

@@ -181,6 +181,7 @@ class ReinforceAgent(StochasticActing, AgentBase):
         metrics = self._update(
             batch["observations"].astype(np.float32), batch["actions"], batch["rewards"].astype(np.float32), ends
         )
+        self.weights_replaced()
         return {name: float(value) for name, value in metrics.items()}
 
     def _update_step(

@@ -149,9 +149,10 @@ class HostActor:
 
     A TF call costs ~0.22 ms here whatever it computes, while a 64-unit MLP's forward pass and a sample
     take ~0.01 ms in NumPy: for the small actors of classic control, the call was most of every step.
-    The weights are copied from the Keras actor whenever ``version`` (the agent's update counter) has
-    moved, so every update and every restored checkpoint is seen; reading them on every call would
-    cost as much as the TF call. Samples come from a NumPy generator seeded from the run's seed and
+    The weights are copied from the Keras actor at the first call after ``refresh()``, which the agent
+    calls after each of its updates and whenever its weights are set from outside (``weights_replaced``:
+    a restored checkpoint, the best policy put in for an export); reading them on every call would cost
+    as much as the TF call. Samples come from a NumPy generator seeded from the run's seed and
     saved with the agent's counters, so the same seed still gives the same run.
     """
 
@@ -159,13 +160,15 @@ class HostActor:
         self.actor = actor
         self.activation = HOST_ACTIVATIONS[actor.activation]
         self.rng = np.random.default_rng(seed)
-        self.version: int | None = None
+        self.stale = True
         self.hidden: list[tuple[np.ndarray, np.ndarray]] = []
         self.output: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
         self.scale: tuple[np.ndarray, np.ndarray] | np.ndarray = np.zeros(0)
         bounds = actor.head if isinstance(actor, GaussianActor) else None
         self.centre = np.asarray(bounds.centre if bounds else [], np.float32)
         self.half_range = np.asarray(bounds.half_range if bounds else [], np.float32)
+        self.low = np.asarray(actor.action_low if bounds else [], np.float32)
+        self.high = np.asarray(actor.action_high if bounds else [], np.float32)
 
     @staticmethod
     def supports(actor: keras.Model) -> bool:
@@ -177,17 +180,31 @@ class HostActor:
             and actor.activation in HOST_ACTIVATIONS
         )
 
-    def sample(self, observations: np.ndarray, version: int) -> np.ndarray:
-        """A sampled action per row of ``observations`` (float32), from π with the weights of ``version``."""
-        if version != self.version:
-            self._copy_weights()
-            self.version = version
-        outputs = self.outputs(observations)
+    def refresh(self) -> None:
+        """Take the Keras actor's weights again before the next action."""
+        self.stale = True
+
+    def sample(self, observations: np.ndarray) -> np.ndarray:
+        """A sampled action per row of ``observations`` (float32), from π."""
+        outputs = self._current_outputs(observations)
         if isinstance(self.actor, CategoricalActor):
             # Gumbel-max: the argmax of logits plus Gumbel noise is an exact sample of Categorical(logits)
             return np.argmax(outputs + self.rng.gumbel(size=outputs.shape), axis=1)
         mean, scale = outputs
         return (mean + scale * self.rng.standard_normal(mean.shape)).astype(np.float32)
+
+    def mode(self, observations: np.ndarray) -> np.ndarray:
+        """π's most likely action per row, clipped to a Box's bounds, as the actor's TF mode computes it."""
+        outputs = self._current_outputs(observations)
+        if isinstance(self.actor, CategoricalActor):
+            return np.argmax(outputs, axis=1)
+        return np.clip(outputs[0], self.low, self.high)
+
+    def _current_outputs(self, observations: np.ndarray) -> Any:
+        if self.stale:
+            self._copy_weights()
+            self.stale = False
+        return self.outputs(observations)
 
     def outputs(self, observations: np.ndarray) -> Any:
         """What the Keras actor's ``call`` returns (logits, or mean and scale), from the copied weights."""
@@ -222,25 +239,27 @@ class HostActor:
 class StochasticActing:
     """``act`` for an agent with ``self.actor``: sample (clipped to the bounds) or take the mode.
 
-    Sampling runs in NumPy (``HostActor``) where the actor allows, else in TensorFlow; the mode always
-    runs in TensorFlow, as the exported policy does, so an evaluation's score is the export's own.
+    Actors that ``HostActor`` supports act in NumPy, sampling and mode alike; others act through
+    TensorFlow functions, traced only for them. The NumPy mode is the Keras actor's up to float32
+    rounding (the same argmax and mean, as the exported SavedModel computes them on another CPU).
     The unclipped samples of the last exploring ``act`` are kept in ``self.raw_actions``: learning
     uses their log-probability, not that of the clipped action the env received.
     """
 
     actor: keras.Model
     action_space: gym.spaces.Discrete | gym.spaces.Box
-    updates: tf.Variable
 
     def _init_acting(self, observation_shape: tuple[int, ...], seed: int) -> None:
         self.generator = tf.random.Generator.from_seed(seed)  # checkpointed: a resumed run samples on
         self.host_actor = HostActor(self.actor, seed) if HostActor.supports(self.actor) else None
+        self.raw_actions: np.ndarray | None = None
+        if self.host_actor is not None:
+            return
         spec = [tf.TensorSpec([None, *observation_shape], tf.float32)]
         # no tensor-dependent Python control flow to convert: autograph would only cost start-up time
         acting = functools.partial(tf.function, input_signature=spec, autograph=False)
         self._sample = acting(self._sample_actions).get_concrete_function()
         self._mode = acting(self._mode_actions).get_concrete_function()
-        self.raw_actions: np.ndarray | None = None
 
     def _sample_actions(self, observations: tf.Tensor) -> tf.Tensor:
         return action_distribution(self.actor, observations).sample(seed=next_seed(self.generator))
@@ -255,16 +274,22 @@ class StochasticActing:
     def act(self, observations: np.ndarray, explore: bool = False) -> np.ndarray:
         """Actions for a batch of observations: sampled when ``explore``, else the distribution's mode."""
         observations = np.asarray(observations, np.float32)
+        host = self.host_actor
         if not explore:
-            return self._mode(observations).numpy()
-        if self.host_actor is not None:
-            self.raw_actions = self.host_actor.sample(observations, int(self.updates.numpy()))
+            return host.mode(observations) if host else self._mode(observations).numpy()
+        if host is not None:
+            self.raw_actions = host.sample(observations)
         else:
             self.raw_actions = self._sample(observations).numpy()
         if self.continuous:
             assert isinstance(self.action_space, gym.spaces.Box)  # build_actor gives a Box a GaussianActor
             return np.clip(self.raw_actions, self.action_space.low, self.action_space.high)
         return self.raw_actions
+
+    def weights_replaced(self) -> None:
+        """The NumPy copy of the actor is taken again at the next ``act`` (see ``Agent``)."""
+        if self.host_actor is not None:
+            self.host_actor.refresh()
 
     def _learning_actions(self, actions: np.ndarray) -> np.ndarray:
         """What ``observe`` learns from: the unclipped samples behind ``actions`` when they are known."""
@@ -356,7 +381,11 @@ class RolloutLearning(StochasticActing, ABC):
             truncated=truncated,
         )
         self.env_steps += len(rewards)
-        return self.learn(self.rollout.batch()) if full else None
+        if not full:
+            return None
+        metrics = self.learn(self.rollout.batch())
+        self.weights_replaced()
+        return metrics
 
     def numpy_state(self) -> dict:
         """Counters and the sampler: the rollout in progress is dropped, since a resumed run starts fresh episodes."""
