@@ -1,6 +1,7 @@
 """Import this first in an entry point (the ``tfrl`` command, a script, a benchmark) to silence
-TensorFlow's start-up lines. Library code never imports it: a program that uses tfrl keeps its
-own logging settings.
+TensorFlow's start-up lines and keep compiled training steps on disk for the next run
+(``tfrl.compile_cache``). Library code never imports it: a program that uses tfrl keeps its
+own logging and XLA settings.
 
     import tfrl.quiet  # noqa: F401
     # isort: split
@@ -14,6 +15,8 @@ Python exception, printed after stderr is restored.
 
 import os
 import sys
+
+from tfrl.compile_cache import enable_compile_cache
 
 
 def quiet_tensorflow() -> None:
@@ -34,4 +37,5 @@ def quiet_tensorflow() -> None:
         os.close(devnull)
 
 
+enable_compile_cache()
 quiet_tensorflow()
