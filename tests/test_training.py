@@ -157,6 +157,11 @@ def test_tensorboard_gets_training_metrics_evaluations_and_episodes(cartpole_run
     # at most one point per 1,000 env steps, and one for (nearly) every 1,000 steps trained
     assert all(later - earlier >= 1_000 for earlier, later in itertools.pairwise(loss_steps))
     assert len(loss_steps) >= (cartpole_run.env_steps - 1_000) // 1_300
+    # every episode of episodes.jsonl, at its step, though they are written in batches
+    episodes = read_jsonl(cartpole_run.run_dir / "episodes.jsonl")
+    for tag, field in (("episode/return", "return"), ("episode/length", "length")):
+        logged = [(event.step, float(tf.make_ndarray(event.tensor_proto))) for event in events.Tensors(tag)]
+        assert logged == [(row["step"], pytest.approx(row[field])) for row in episodes]
 
 
 def test_intra_op_threads_applies_in_a_fresh_process_and_is_left_alone_after(tmp_path, capsys):

@@ -15,14 +15,19 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.scalar.metadata import create_summary_metadata
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.util.tensor_util import make_tensor_proto
 
 from tfrl.errors import CheckpointError, ConfigError
 
 EPISODES_FILE = "episodes.jsonl"
 EVALUATIONS_FILE = "evaluations.jsonl"
 EVENTS_FILE = "events.jsonl"
+SCALAR_METADATA = create_summary_metadata(display_name="", description="")
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -41,7 +46,12 @@ def _truncate_after(path: Path, step: int) -> None:
 
 
 class RunLogger:
-    """Writes a run's episodes, evaluations and training metrics, and draws its progress bar."""
+    """Writes a run's episodes, evaluations and training metrics, and draws its progress bar.
+
+    TensorBoard scalars are written by TensorBoard's own event writer, as ``tf.summary.scalar``
+    writes them, without a TensorFlow op: an eager summary call costs ~1 ms, as much as 50 CartPole
+    steps, and every episode logs two. The writer buffers events: ``flush`` is when TensorBoard sees them.
+    """
 
     def __init__(self, run_dir: Path, total_steps: int, start_step: int = 0, progress: bool = True):
         self.run_dir = Path(run_dir)
@@ -49,7 +59,7 @@ class RunLogger:
             _truncate_after(self.run_dir / name, start_step)
         self.episodes_file = (self.run_dir / EPISODES_FILE).open("a")
         self.evaluations_file = (self.run_dir / EVALUATIONS_FILE).open("a")
-        self.writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard"))
+        self.writer = EventFileWriter(str(self.run_dir / "tensorboard"))
         self.episode_count = sum(1 for _ in read_jsonl(self.run_dir / EPISODES_FILE))
         self.recent_returns: list[float] = [row["return"] for row in read_jsonl(self.run_dir / EPISODES_FILE)[-20:]]
         evaluations = read_jsonl(self.run_dir / EVALUATIONS_FILE)
@@ -83,9 +93,14 @@ class RunLogger:
         }
         self.episodes_file.write(json.dumps(row) + "\n")
         self.episodes_file.flush()  # a killed run's log shows how far it got; a resume cuts it back
-        with self.writer.as_default(step=step):
-            tf.summary.scalar("episode/return", row["return"])
-            tf.summary.scalar("episode/length", row["length"])
+        self._scalar("episode/return", episode_return, step)
+        self._scalar("episode/length", length, step)
+
+    def _scalar(self, tag: str, value: float, step: int) -> None:
+        """One float32 scalar event, as ``tf.summary.scalar`` writes it."""
+        tensor = make_tensor_proto(np.float32(value))
+        summary = Summary(value=[Summary.Value(tag=tag, tensor=tensor, metadata=SCALAR_METADATA)])
+        self.writer.add_event(Event(wall_time=time.time(), step=step, summary=summary))
 
     def evaluation(self, step: int, returns: np.ndarray) -> None:
         self.last_evaluation = float(np.mean(returns))
@@ -100,8 +115,7 @@ class RunLogger:
         }
         self.evaluations_file.write(json.dumps(row) + "\n")
         self.evaluations_file.flush()
-        with self.writer.as_default(step=step):
-            tf.summary.scalar("evaluation/mean_return", row["mean"])
+        self._scalar("evaluation/mean_return", self.last_evaluation, step)
         self.progress(step)
 
     def event(self, step: int, message: str) -> None:
@@ -112,9 +126,8 @@ class RunLogger:
         print(f"tfrl: {message}", file=sys.stderr, flush=True)
 
     def metrics(self, step: int, values: Mapping[str, float]) -> None:
-        with self.writer.as_default(step=step):
-            for name, value in values.items():
-                tf.summary.scalar(f"train/{name}", value)
+        for name, value in values.items():
+            self._scalar(f"train/{name}", value, step)
 
     def progress(self, step: int) -> None:
         elapsed = time.perf_counter() - self.start_time
