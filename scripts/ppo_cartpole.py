@@ -1,13 +1,13 @@
 """The tutorials' PPO chapter on CartPole: the simple PPO of simply_PPO.py, and PPO as libraries run it.
 
-    python scripts/ppo_cartpole.py                      # rl-zoo3's tuned settings: solves in ~10-20k steps
+    python scripts/ppo_cartpole.py                      # tfrl's tuned default: solves in ~5-15k steps
     python scripts/ppo_cartpole.py --preset tutorial    # simply_PPO.py's settings, one env
     python scripts/ppo_cartpole.py --set loss=kl_penalty # the tutorial's other surrogate: an adaptive KL penalty
 
 What happens: the actor samples actions for a rollout; the critic's V(s) turns its rewards into GAE
 advantages. The update then takes several passes over the rollout, each step raising the probability
 ratio π/π_old of good actions, but the clipped surrogate gives nothing for moving it past 1 ± 0.2, so
-one batch cannot push the policy far. The default gathers 32 steps from each of 8 envs and takes 20
+one batch cannot push the policy far. The default gathers 32 steps from each of 4 envs and takes 20
 passes, all in one compiled TensorFlow call; the run stops once the greedy policy averages 475 over
 20 evaluation episodes, and the policy (with a ``value`` endpoint for the critic) is exported.
 """

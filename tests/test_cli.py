@@ -1,10 +1,14 @@
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 
+import tfrl
+from tfrl.agents import ALGORITHMS, get_agent
 from tfrl.cli import main
+from tfrl.training import load_run
 
 
 def _error(capsys, *argv: str) -> str:
@@ -131,6 +135,25 @@ def test_list_shows_algorithms_presets_and_defaults(capsys):
     assert main(["list", "td3"]) == 0
     assert "True" in capsys.readouterr().out  # the td3 entry's td3=True default is shown
     assert "unknown algorithm 'dqnn'" in _error(capsys, "list", "dqnn")
+    assert main(["list", "ppo"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "--num-envs" in line)
+    cells = [cell.strip() for cell in re.split("[│|]", row) if cell.strip()]
+    assert cells == ["--num-envs", "4", "8", "16", "4"]  # default, pendulum and lunarlander (their own), tutorial
+
+
+def test_a_presets_run_defaults_apply_unless_the_caller_gives_its_own(tmp_path):
+    for name in ALGORITHMS:
+        agent_class, config_class = get_agent(name)
+        for preset, settings in config_class.PRESET_RUN_DEFAULTS.items():
+            assert preset in config_class.PRESETS and set(settings) <= set(agent_class.run_defaults)
+    runs = {}
+    for preset, num_envs in (("pendulum", None), ("pendulum", 2), ("default", None)):
+        result = tfrl.train(
+            "ppo", "Pendulum-v1", preset=preset, num_envs=num_envs, total_steps=16, eval_every=16, eval_episodes=1,
+            logdir=tmp_path / f"{preset}-{num_envs}", export=False, progress=False,
+        )  # fmt: skip
+        runs[preset, num_envs] = load_run(result.run_dir)[0].num_envs
+    assert runs == {("pendulum", None): 8, ("pendulum", 2): 2, ("default", None): 4}
 
 
 def test_console_script_reports_errors_without_a_traceback(tmp_path):

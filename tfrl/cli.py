@@ -74,7 +74,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--steps", type=int, help="total env steps (default: the algorithm's)")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--num-envs", type=int, help="vector envs acting in parallel")
+    train.add_argument("--num-envs", type=int, help="vector envs acting in parallel (default: the preset's)")
     train.add_argument("--eval-every", type=int, help="env steps between evaluations")
     train.add_argument("--eval-episodes", type=int, default=20)
     train.add_argument("--checkpoint-every", type=int, help="env steps between checkpoints")
@@ -264,6 +264,7 @@ def _list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from tfrl.agents import ALGORITHMS, get_agent, make_config
+    from tfrl.training import run_defaults
 
     console = Console()
     if args.algorithm is None:
@@ -282,6 +283,11 @@ def _list(args: argparse.Namespace) -> int:
     configs = {preset: make_config(args.algorithm, preset).to_dict() for preset in config_class.PRESETS}
     for field in configs["default"]:
         table.add_row(field, *(str(configs[preset][field]) for preset in config_class.PRESETS))
+    agent_class = get_agent(args.algorithm)[0]
+    runs = {preset: run_defaults(agent_class, config_class, preset) for preset in config_class.PRESETS}
+    for setting in agent_class.run_defaults:  # the run settings each preset starts from (flags override them)
+        flag = "--steps" if setting == "total_steps" else f"--{setting.replace('_', '-')}"
+        table.add_row(flag, *(str(runs[preset][setting]) for preset in config_class.PRESETS))
     # One column per preset: widen the console rather than cut the values short (DQN has seven).
     needed = console.measure(table, options=console.options.update_width(10_000)).maximum
     Console(width=max(console.width, needed)).print(table)

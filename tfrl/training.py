@@ -523,9 +523,9 @@ def train(
     else:
         if algorithm is None or env_id is None:
             raise ConfigError("train needs an algorithm and an env id (or resume=<run dir>)")
-        agent_class, _ = get_agent(algorithm)
+        agent_class, config_class = get_agent(algorithm)
         config = config or make_config(algorithm, preset, overrides)
-        defaults = agent_class.run_defaults
+        defaults = run_defaults(agent_class, config_class, preset)
         settings = RunSettings(
             algorithm=algorithm,
             env_id=env_id,
@@ -600,6 +600,11 @@ def train(
         setup_seconds=setup_seconds,
         **outcome,
     )
+
+
+def run_defaults(agent_class: Any, config_class: Any, preset: str) -> dict[str, int]:
+    """The run settings a run of ``preset`` gets unless told otherwise: the agent's, then the preset's."""
+    return {**agent_class.run_defaults, **config_class.PRESET_RUN_DEFAULTS.get(preset, {})}
 
 
 def _apply_export_choice(

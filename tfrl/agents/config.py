@@ -60,7 +60,8 @@ def _type_name(kind: Any) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class AgentConfig:
-    """Base of every agent config. Subclasses add fields, ``PRESETS`` and ``validate``.
+    """Base of every agent config. Subclasses add fields, ``PRESETS`` (with ``PRESET_RUN_DEFAULTS``
+    where a preset needs, say, another number of envs) and ``validate``.
 
     ``torso`` is the networks' body, shared by every agent: ``auto`` (convolutional for image
     observations, an MLP of the config's hidden sizes otherwise), or one of ``tfrl.nets.TORSOS``.
@@ -74,6 +75,9 @@ class AgentConfig:
     """
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
+    # run settings a preset was tuned with, where they differ from the agent's ``run_defaults``
+    # (rl-zoo3's ``n_envs``, say); a value the caller gives still wins
+    PRESET_RUN_DEFAULTS: ClassVar[dict[str, dict[str, int]]] = {}
 
     torso: str = "auto"
     frame_stack: int = 0
