@@ -42,7 +42,7 @@ from typing import NamedTuple
 from common import RESULTS, run_seeds, summarise
 
 from tfrl.agents import get_agent
-from tfrl.compile_cache import OFF
+from tfrl.compile_cache import FLAG, OFF
 
 PEERS = Path(__file__).parent / ".venv-peers"
 PEER_PACKAGES = ["torch==2.13.0", "stable-baselines3"]
@@ -181,8 +181,11 @@ def run_tfrl(name: str, task: Task, seeds: list[int], compile_cache: str) -> lis
     Stable-Baselines3 seed runs): TensorFlow's one-off costs, such as tracing the agent's functions,
     count in every seed and not only in the first. ``compile_cache``: the XLA cache directory, or "off"."""
     print(f"{name}: tfrl", flush=True)
-    environment = {key: value for key, value in os.environ.items() if key != "TF_XLA_FLAGS"}
-    environment["TFRL_XLA_CACHE"] = compile_cache
+    # the children choose the cache from TFRL_XLA_CACHE: drop the cache this process's tfrl.quiet named,
+    # keep any other XLA flag the caller set
+    flags = os.environ.get("TF_XLA_FLAGS", "").split()
+    environment = {**os.environ, "TFRL_XLA_CACHE": compile_cache}
+    environment["TF_XLA_FLAGS"] = " ".join(flag for flag in flags if not flag.startswith(FLAG))
     rows = []
     for seed in seeds:
         job = json.dumps({"name": name, "seed": seed})
