@@ -73,10 +73,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="override one config field (repeatable), e.g. --set learning_rate=1e-3",
     )
     train.add_argument("--steps", type=int, help="total env steps (default: the algorithm's)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, help="the run's seed (default: 0)")
     train.add_argument("--num-envs", type=int, help="vector envs acting in parallel (default: the preset's)")
     train.add_argument("--eval-every", type=int, help="env steps between evaluations")
-    train.add_argument("--eval-episodes", type=int, default=20)
+    train.add_argument("--eval-episodes", type=int, help="episodes per evaluation (default: 20)")
     train.add_argument("--checkpoint-every", type=int, help="env steps between checkpoints")
     train.add_argument(
         "--no-early-stop", action="store_true", help="keep training after reaching the env's reward threshold"
@@ -171,7 +171,7 @@ def _train(args: argparse.Namespace) -> int:
         eval_every=args.eval_every,
         eval_episodes=args.eval_episodes,
         checkpoint_every=args.checkpoint_every,
-        stop_at_threshold=not args.no_early_stop,
+        stop_at_threshold=False if args.no_early_stop else None,
         discretize=args.discretize,
         logdir=args.logdir,
         export_dir=args.export_dir,

@@ -189,14 +189,56 @@ def action_grid(space: gym.Space, bins: int) -> np.ndarray:
     low, high = np.asarray(space.low, np.float64).ravel(), np.asarray(space.high, np.float64).ravel()
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
         raise EnvError(f"cannot discretise an action space with infinite bounds: {space}")
-    if len(low) > 3:
+    if len(low) > 3 or bins ** len(low) > MAX_DISCRETE_ACTIONS:
         raise EnvError(
-            f"discretising {len(low)} action dimensions into {bins} bins each gives {bins ** len(low)} actions; "
-            "use a continuous-action algorithm"
+            f"discretising {len(low)} action dimension(s) into {bins} bins each gives {bins ** len(low)} actions; "
+            f"at most {MAX_DISCRETE_ACTIONS} are allowed (e.g. --discretize "
+            f"{int(MAX_DISCRETE_ACTIONS ** (1 / len(low)) + 1e-9)}), or use a continuous-action algorithm"
         )
     axes = [np.linspace(lo, hi, bins) for lo, hi in zip(low, high, strict=True)]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(low))
     return grid.astype(space.dtype)
+
+
+MAX_SEED = 2**31 - 1  # a run's seed: numpy takes seeds below 2**32, with room for the offsets added to it
+MAX_EPISODE_SEED = 2**32 - 1  # what numpy's legacy seeding (and so many envs' own) takes
+
+
+def check_episode_seeds(seed: int, episodes: int) -> None:
+    """Episodes are seeded ``seed``, ``seed + 1``, …: every one of them must be a seed the env takes."""
+    if not 0 <= seed <= MAX_EPISODE_SEED - episodes:
+        raise EnvError(
+            f"seed must be an integer from 0 to {MAX_EPISODE_SEED - episodes} (episodes are seeded seed, "
+            f"seed + 1, …), got {seed}"
+        )
+
+
+MAX_DISCRETE_ACTIONS = 10_000  # a Q-network's output layer, and the grid an export carries
+
+
+class IndexedActions(gym.ActionWrapper):
+    """A ``Discrete(n, start=s)`` env seen through ``Discrete(n)``: the agent's index ``i`` is the env's
+    action ``s + i``. Agents act in indices 0..n-1 (a categorical head's rows, a Q-network's outputs);
+    the export adds ``start`` back inside its graph (``tfrl.export.GridActionPolicy``), so it drives
+    the env itself."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        space = env.action_space
+        assert isinstance(space, gym.spaces.Discrete)
+        self.start = int(space.start)
+        self.action_space = gym.spaces.Discrete(int(space.n))
+
+    def action(self, action: Any) -> Any:
+        return np.int64(self.start + int(action))
+
+
+def env_actions(space: gym.Space) -> np.ndarray | None:
+    """The env's actions by the index an agent picks, for a ``Discrete`` space that does not start at 0
+    (``start`` … ``start + n - 1``); None where indices already are the env's actions."""
+    if isinstance(space, gym.spaces.Discrete) and int(space.start) != 0:
+        return np.arange(int(space.start), int(space.start) + int(space.n), dtype=np.int64)
+    return None
 
 
 class DiscretizeActions(gym.ActionWrapper):
@@ -235,6 +277,7 @@ def make_env(
     *,
     training: bool = False,
     frame_stack: int = 0,
+    indexed_actions: bool = False,
     **kwargs: Any,
 ) -> gym.Env:
     """``gym.make`` with a clear ``EnvError`` for an unknown id or a missing extra; seeds its spaces.
@@ -244,8 +287,9 @@ def make_env(
     docstring for why). ALE and MinAtar ids get the preprocessing of the module docstring; ``training``
     adds what only training uses (Atari's clipped rewards and life-loss terminals), and
     ``frame_stack=k`` stacks ``k`` frames channels last (0: the env's convention, ``resolve_frame_stack``).
-    ``discretize=N`` wraps a Box action space into N evenly spaced actions per dimension. ``kwargs``
-    go to ``gym.make`` (e.g. ``is_slippery=False``, ``max_episode_steps=50``).
+    ``discretize=N`` wraps a Box action space into N evenly spaced actions per dimension, and
+    ``indexed_actions`` a ``Discrete(n, start=s)`` one into ``Discrete(n)`` (``IndexedActions``): both
+    are what an agent acts in, while an export drives the env as it is. ``kwargs`` go to ``gym.make`` (e.g. ``is_slippery=False``, ``max_episode_steps=50``).
     """
     _register_extra_envs(env_id)
     if env_id not in gym.envs.registry:
@@ -263,6 +307,8 @@ def make_env(
         except EnvError as error:
             env.close()
             raise EnvError(f"--discretize {discretize} on {env_id}: {error}") from None
+    elif indexed_actions and env_actions(env.action_space) is not None:
+        env = IndexedActions(env)
     if seed is not None:
         env.action_space.seed(seed)
         env.observation_space.seed(seed)
@@ -276,6 +322,7 @@ def make_vector_env(
     *,
     training: bool = False,
     frame_stack: int = 0,
+    indexed_actions: bool = False,
     **kwargs: Any,
 ) -> gym.vector.SyncVectorEnv:
     """``num_envs`` copies in one process, reset in the same step an episode ends.
@@ -288,7 +335,9 @@ def make_vector_env(
     """
     if num_envs < 1:
         raise EnvError(f"num_envs must be at least 1, got {num_envs}")
-    options = dict(discretize=discretize, training=training, frame_stack=frame_stack, **kwargs)
+    options = dict(
+        discretize=discretize, training=training, frame_stack=frame_stack, indexed_actions=indexed_actions, **kwargs
+    )
     make_env(env_id, **options).close()  # fail early with a clear message, not inside the vector env
     return gym.vector.SyncVectorEnv(
         [lambda: make_env(env_id, **options) for _ in range(num_envs)],
@@ -388,8 +437,72 @@ def check_spaces(
         names = " or ".join(kind.__name__ for kind in allowed)
         message = f"{algorithm} needs a {names} action space, but {env_id} has {action_space}"
         raise EnvError(f"{message}; {hint}" if hint else message)
+    if isinstance(action_space, gym.spaces.Box):
+        _check_box_actions(algorithm, env_id, action_space)
+    if isinstance(action_space, gym.spaces.Discrete) and int(action_space.n) > MAX_DISCRETE_ACTIONS:
+        raise EnvError(
+            f"{algorithm} on {env_id}: {action_space} has {action_space.n} actions; at most {MAX_DISCRETE_ACTIONS}"
+        )
     if not isinstance(observation_space, ENCODED_OBSERVATIONS):
         raise EnvError(
             f"{algorithm} cannot take the observations of {env_id}, {observation_space}: "
             f"supported are {_SUPPORTED_OBSERVATIONS}"
         )
+
+
+def _check_box_actions(algorithm: str, env_id: str, space: gym.spaces.Box) -> None:
+    """Every continuous-action head squashes or clips into the bounds and outputs one float vector:
+    a Box action space must be a non-empty vector of floats with finite bounds, low below high."""
+    problem = None
+    if len(space.shape) != 1 or space.shape[0] == 0:
+        problem = f"its shape is {space.shape}, but a non-empty vector of actions, shape (d,), is needed"
+    elif not np.issubdtype(space.dtype, np.floating):
+        problem = f"its dtype is {space.dtype}, but float actions are needed (or use a Discrete space)"
+    elif not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        problem = "its bounds are not finite, but the actor squashes its actions into [low, high]"
+    elif not np.all(space.low < space.high):
+        problem = "low is not below high in every dimension"
+    if problem is not None:
+        raise EnvError(f"{algorithm} cannot act in the Box action space of {env_id}, {space}: {problem}")
+
+
+def check_observation(env_id: str, space: gym.Space, observation: Any, when: str) -> None:
+    """Raise ``EnvError`` unless ``observation`` has the shape and kind of values ``space`` declares.
+
+    Run on the probe env's first observation before any file is written: an env that declares one
+    space and returns another would otherwise fail deep inside TensorFlow, or train on garbage.
+    """
+    array = np.asarray(observation)
+    expected = tuple(space.shape or ())
+    if array.shape != expected:
+        raise EnvError(
+            f"{env_id} declares observations of shape {expected} ({space}) but {when} returned one of shape "
+            f"{array.shape}; fix the env's observation_space or what it returns"
+        )
+    numeric = np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
+    integral = np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_
+    # integer spaces and frames (uint8 / bool Box) are stored and encoded as integers: floats would be cut
+    needs_integers = not isinstance(space, gym.spaces.Box) or pixel_dtype(space) is not None
+    if not numeric or (needs_integers and not integral):
+        raise EnvError(
+            f"{env_id} declares {space} but {when} returned an observation of dtype {array.dtype}; "
+            f"expected {'integers' if needs_integers else 'numbers'}"
+        )
+    if not isinstance(space, gym.spaces.Box) and not space.contains(array.astype(space.dtype)):
+        raise EnvError(f"{env_id} declares {space} but {when} returned {array.tolist()}, which is outside it")
+
+
+def non_finite_message(env_id: str, what: str, values: np.ndarray, where: str) -> str | None:
+    """A line naming the env as the cause when ``values`` (rewards or float observations) hold NaN or
+    infinity, or None when they are all finite. Nothing learns from such a value, and a score made of one
+    is no score: the run stops rather than record, checkpoint or export it."""
+    values = np.asarray(values)
+    if values.dtype.kind != "f" or np.isfinite(values).all():
+        return None
+    bad = values.reshape(len(values), -1) if values.ndim else values.reshape(1, 1)
+    rows = np.flatnonzero(~np.isfinite(bad).all(axis=1))
+    sample = bad[rows[0]][~np.isfinite(bad[rows[0]])][0]
+    return (
+        f"the env {env_id} returned a non-finite {what} ({sample}) {where} (sub-env/episode {rows[:5].tolist()}); "
+        "tfrl cannot learn from or score it: fix the env (its reward or observation computation)"
+    )

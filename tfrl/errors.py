@@ -27,3 +27,12 @@ class TrainingDiverged(TfrlError):
 
 class WorkerError(TfrlError):
     """A worker process of a parallel agent (A3C) raised or died; the message names the worker and the cause."""
+
+
+class EnvFailed(TfrlError):
+    """The env raised, or returned a NaN or infinite reward or observation, during a run: the env is the
+    cause, not the learning. The run keeps a checkpoint and its best policy; the message says where."""
+
+
+class StorageError(TfrlError):
+    """A checkpoint, log or export could not be written (a full disk, a directory that refuses writes)."""

@@ -64,7 +64,8 @@ class GridActionPolicy(tf.Module):
     def __init__(self, policy: tf.Module, action_grid: np.ndarray) -> None:
         super().__init__(name="grid_action_policy")
         self.policy = policy
-        self.action_grid = tf.constant(action_grid, tf.float32)
+        # float rows of a discretised Box, or the int64 actions of a Discrete space that starts elsewhere than 0
+        self.action_grid = tf.constant(action_grid, tf.int64 if action_grid.dtype.kind == "i" else tf.float32)
         for name in ("action", "sample_action"):
             if hasattr(policy, name):
                 setattr(self, name, self._on_grid(getattr(policy, name)))

@@ -167,9 +167,14 @@ def evaluation_curve_text(run_dir: str | Path, width: int = 50) -> str:
 def plot_run(run_dir: str | Path, path: str | Path | None = None) -> Path:
     """Draw a run's learning curves to a PNG: episode returns, their moving average, evaluations.
 
-    Needs matplotlib (``pip install "tfrl[plot]"``). Returns the PNG's path, by default
-    ``<run_dir>/learning_curve.png``.
+    Needs matplotlib (``pip install "tfrl[plot]"``). Returns the path written, by default
+    ``<run_dir>/learning_curve.png``; a ``path`` without a suffix gets ``.png``, and one of
+    ``PLOT_FORMATS`` chooses that format.
     """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} is not a run directory (runs live under runs/ by default)")
+    target = _plot_target(run_dir, path)
     try:
         import matplotlib
 
@@ -177,7 +182,6 @@ def plot_run(run_dir: str | Path, path: str | Path | None = None) -> Path:
         import matplotlib.pyplot as plt
     except ImportError:
         raise ConfigError('plotting needs matplotlib: pip install "tfrl[plot]"') from None
-    run_dir = Path(run_dir)
     episodes = read_jsonl(run_dir / EPISODES_FILE)
     evaluations = read_jsonl(run_dir / EVALUATIONS_FILE)
     if not episodes and not evaluations:
@@ -201,7 +205,23 @@ def plot_run(run_dir: str | Path, path: str | Path | None = None) -> Path:
     axes.set_title(run_dir.name)
     axes.grid(alpha=0.3)
     axes.legend(loc="best")
-    path = Path(path) if path is not None else run_dir / "learning_curve.png"
-    figure.savefig(path, dpi=120, bbox_inches="tight")
+    figure.savefig(target, dpi=120, bbox_inches="tight")
     plt.close(figure)
-    return path
+    return target
+
+
+PLOT_FORMATS = ("png", "pdf", "svg")
+
+
+def _plot_target(run_dir: Path, path: str | Path | None) -> Path:
+    """Where ``plot_run`` writes, refused before anything is drawn if it cannot be written there."""
+    target = Path(path) if path is not None else run_dir / "learning_curve.png"
+    if not target.suffix:
+        target = target.with_name(target.name + ".png")
+    if target.suffix.lower().lstrip(".") not in PLOT_FORMATS:
+        raise ConfigError(f"--out {path}: the plot's suffix must be one of .{', .'.join(PLOT_FORMATS)}")
+    if not target.parent.is_dir():
+        raise ConfigError(f"--out {path}: the directory {target.parent} does not exist; create it first")
+    if target.exists() and not target.is_file():
+        raise ConfigError(f"--out {path} exists and is not a file")
+    return target

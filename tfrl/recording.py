@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from tfrl.envs import make_env
+from tfrl.envs import check_episode_seeds, make_env
 from tfrl.errors import ConfigError, EnvError, ExportError
 from tfrl.export import Policy, load_policy
 
@@ -42,6 +42,7 @@ def _play(
 ) -> list[float]:
     """Run ``episodes`` seeded episodes of ``policy`` in ``env``, calling ``on_step`` after the reset
     and after every step (to grab or show a frame); returns each episode's return."""
+    check_episode_seeds(seed, episodes)
     returns = []
     for episode in range(episodes):
         observation, _ = env.reset(seed=seed + episode)
@@ -106,9 +107,12 @@ def record(
     out = Path(out)
     if out.suffix not in VIDEO_SUFFIXES:
         raise ConfigError(f"--out {out} must end in {' or '.join(VIDEO_SUFFIXES)}")
+    if out.is_dir() or (out.exists() and not out.is_file()):
+        raise ConfigError(f"--out {out} is a directory (or not a regular file); name the video file to write")
     for name, value in (("episodes", episodes), ("frame_skip", frame_skip), ("fps", fps), ("scale", scale)):
         if value < 1:
             raise ConfigError(f"{name} must be at least 1, got {value}")
+    check_episode_seeds(seed, episodes)
     iio = _writer(out)
     policy = load_policy(path)
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame-rendered envs need no sound to draw frames

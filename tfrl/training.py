@@ -15,11 +15,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,8 +34,28 @@ from tfrl import __version__
 from tfrl.agents import get_agent, make_config
 from tfrl.agents.base import UpdateProducer
 from tfrl.checkpoint import Checkpointer, networks_finite, require_finite_weights
-from tfrl.envs import action_grid, describe_space, final_observations, make_env, make_vector_env, preprocessing
-from tfrl.errors import CheckpointError, ConfigError, TrainingDiverged, WorkerError
+from tfrl.envs import (
+    MAX_SEED,
+    action_grid,
+    check_episode_seeds,
+    check_observation,
+    describe_space,
+    env_actions,
+    final_observations,
+    make_env,
+    make_vector_env,
+    non_finite_message,
+    preprocessing,
+)
+from tfrl.errors import (
+    CheckpointError,
+    ConfigError,
+    EnvFailed,
+    StorageError,
+    TfrlError,
+    TrainingDiverged,
+    WorkerError,
+)
 from tfrl.export import DEFAULT_EXPORT_DIR, check_export_target, export_policy
 from tfrl.logger import RunLogger
 from tfrl.pools import BACKENDS, check_backend, cluster
@@ -42,7 +64,6 @@ RUN_FILE = "run.json"
 METRICS_EVERY = 1_000
 PROGRESS_EVERY = 256
 EVALUATION_SEED_OFFSET = 1_000_000  # evaluation episodes never share seeds with training envs
-MAX_SEED = 2**31 - 1  # numpy and TensorFlow take seeds below 2**32, with room for the offsets added to them
 
 
 class Evaluator:
@@ -54,20 +75,33 @@ class Evaluator:
     """
 
     def __init__(
-        self, env_id: str, episodes: int = 20, seed: int = 0, discretize: int | None = None, frame_stack: int = 0
+        self,
+        env_id: str,
+        episodes: int = 20,
+        seed: int = 0,
+        discretize: int | None = None,
+        frame_stack: int = 0,
+        indexed_actions: bool = False,
     ) -> None:
         if episodes < 1:
             raise ConfigError(f"evaluation episodes must be at least 1, got {episodes}")
-        self.envs = [make_env(env_id, discretize=discretize, frame_stack=frame_stack) for _ in range(episodes)]
-        self.seed = seed
+        check_episode_seeds(seed, episodes)
+        options = dict(discretize=discretize, frame_stack=frame_stack, indexed_actions=indexed_actions)
+        self.envs = [make_env(env_id, **options) for _ in range(episodes)]  # type: ignore[arg-type]
+        self.env_id, self.seed = env_id, seed
 
     def __call__(self, policy: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """Undiscounted return of each episode under ``policy`` (a batch of observations → actions).
 
         A stateful (recurrent) policy has ``reset_state(batch_size)``: it is reset first and then
         always gets every episode's row, finished ones too, so row ``i`` of its state stays episode ``i``'s.
+        An env that raises, or returns a NaN or infinite reward or observation, is an ``EnvFailed``
+        naming the episode: such a return is no score.
         """
-        observations = np.stack([env.reset(seed=self.seed + index)[0] for index, env in enumerate(self.envs)])
+        try:
+            observations = np.stack([env.reset(seed=self.seed + index)[0] for index, env in enumerate(self.envs)])
+        except Exception as error:  # noqa: BLE001 — a user's env may raise anything; EnvFailed reports it whole
+            raise env_failure(self.env_id, error, "resetting the evaluation episodes") from None
         returns = np.zeros(len(self.envs))
         active = np.ones(len(self.envs), bool)
         reset_state = getattr(policy, "reset_state", None)
@@ -78,15 +112,42 @@ class Evaluator:
             indices = np.flatnonzero(active)
             actions = policy(observations)[indices] if stateful else policy(observations[indices])
             for index, action in zip(indices, actions, strict=True):
-                observation, reward, terminated, truncated, _ = self.envs[index].step(action)
+                try:
+                    observation, reward, terminated, truncated, _ = self.envs[index].step(action)
+                except Exception as error:  # noqa: BLE001 — as above
+                    raise env_failure(self.env_id, error, self._where(index)) from None
+                if not math.isfinite(reward):
+                    require_finite_from_env(self.env_id, np.asarray([reward]), "reward", self._where(index))
                 observations[index] = observation
                 returns[index] += reward
                 active[index] = not (terminated or truncated)
+            require_finite_from_env(self.env_id, observations, "observation", "in an evaluation episode")
+        require_finite_from_env(self.env_id, returns, "episode return", "in evaluation (an overflowing sum)")
         return returns
+
+    def _where(self, index: Any) -> str:
+        return f"in evaluation episode {index} (seed {self.seed + index})"
 
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+def require_finite_from_env(env_id: str, values: np.ndarray, what: str, where: str) -> None:
+    """Raise ``EnvFailed`` when the env's ``values`` (rewards, observations) hold NaN or infinity."""
+    message = non_finite_message(env_id, what, values, where)
+    if message is not None:
+        raise EnvFailed(message)
+
+
+def env_failure(env_id: str, error: Exception, when: str) -> Exception:
+    """The exception an env's own code raised, as an ``EnvFailed`` naming the env and keeping its
+    traceback, so the loop can checkpoint and say how to resume instead of losing the run. tfrl's own
+    errors (a wrapper's) pass unchanged."""
+    if isinstance(error, TfrlError):
+        return error
+    details = "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
+    return EnvFailed(f"the env {env_id} raised {type(error).__name__}: {error} {when}\n{details}")
 
 
 def evaluate(
@@ -103,6 +164,24 @@ def evaluate(
         return evaluator(policy)
     finally:
         evaluator.close()
+
+
+# What a new run gets for the settings no agent or preset chooses.
+NEW_RUN_DEFAULTS: dict[str, Any] = {"seed": 0, "eval_episodes": 20, "stop_at_threshold": True, "discretize": None}
+POSITIVE_SETTINGS = ("total_steps", "num_envs", "eval_every", "eval_episodes", "checkpoint_every")
+# What --resume may change (the run's length and cadence) and what it may not (what the saved state was made with).
+RESUMABLE_SETTINGS = ("total_steps", "eval_every", "eval_episodes", "checkpoint_every", "stop_at_threshold")
+FIXED_SETTINGS = ("seed", "num_envs", "discretize")
+
+
+def _require_type(name: str, value: Any, kinds: type | tuple[type, ...], expected: str) -> None:
+    if (isinstance(value, bool) and kinds is int) or not isinstance(value, kinds):
+        raise ConfigError(f"{name} must be {expected}, got {value!r}")
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a run setting."""
+    return {"total_steps": "--steps", "stop_at_threshold": "--no-early-stop"}.get(name, f"--{name.replace('_', '-')}")
 
 
 @dataclasses.dataclass
@@ -131,7 +210,18 @@ class RunSettings:
     ray_address: str | None = None
 
     def validate(self) -> None:
-        for name in ("total_steps", "num_envs", "eval_every", "eval_episodes", "checkpoint_every"):
+        """Refuse values that cannot run, and values of the wrong type (a hand-edited run.json)."""
+        for name in ("algorithm", "env_id", "backend"):
+            _require_type(name, getattr(self, name), str, "a string")
+        for name in ("export_dir", "ray_address"):
+            _require_type(name, getattr(self, name), (str, type(None)), "a string or null")
+        for name in ("stop_at_threshold", "export_final"):
+            _require_type(name, getattr(self, name), bool, "true or false")
+        for name in ("seed", *POSITIVE_SETTINGS):
+            _require_type(name, getattr(self, name), int, "an integer")
+        if self.discretize is not None:
+            _require_type("discretize", self.discretize, int, "an integer or null")
+        for name in POSITIVE_SETTINGS:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.discretize is not None and self.discretize < 2:
@@ -229,9 +319,12 @@ class BestPolicy:
         self.weights: dict[str, list[np.ndarray]] | None = None
 
     def consider(self, step: int, returns: np.ndarray, episode: int) -> bool:
-        """Keep the agent's weights if ``returns`` beat the best mean so far; True when they did."""
+        """Keep the agent's weights if ``returns`` beat the best mean so far; True when they did.
+
+        A mean that is not a finite number never beats anything (NaN compares false both ways, so a
+        plain ``<=`` would let it replace the best); the evaluator refuses such returns before this."""
         mean = float(np.mean(returns))
-        if self.score is not None and mean <= self.score:
+        if not math.isfinite(mean) or (self.score is not None and not mean > self.score):
             return False
         self.score, self.std, self.step, self.episode = mean, float(np.std(returns)), step, episode
         self.episodes_evaluated = len(returns)
@@ -356,23 +449,40 @@ def load_run(run_dir: str | Path) -> tuple[RunSettings, dict[str, Any]]:
         )
     try:
         saved = json.loads(path.read_text())
-        return RunSettings(**saved["settings"]), saved["config"]
+        settings = RunSettings(**saved["settings"])
+        settings.validate()  # a hand-edited value is refused by name, not met deep inside the loop
+        return settings, saved["config"]
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise CheckpointError(f"{path} is corrupt: {error}") from None
+    except ConfigError as error:
+        raise CheckpointError(f"{path} holds an invalid setting: {error}") from None
 
 
 def _resumed_settings(
-    run_dir: Path, algorithm: str | None, env_id: str | None, total_steps: int | None
+    run_dir: Path, algorithm: str | None, env_id: str | None, changes: Mapping[str, Any] | None = None
 ) -> tuple[RunSettings, Any]:
-    """The saved settings and config of ``run_dir``, checked against what the caller named."""
+    """The saved settings and config of ``run_dir``, checked against what the caller named.
+
+    ``changes`` are the run settings the caller gave (None: not given). Those of ``RESUMABLE_SETTINGS``
+    are applied (and so recorded in run.json); one of ``FIXED_SETTINGS`` that differs from the saved
+    value is refused with the flag's name, since the checkpoint was made with the saved one.
+    """
     settings, config_dict = load_run(run_dir)
     for given, saved, what in ((algorithm, settings.algorithm, "algorithm"), (env_id, settings.env_id, "env")):
         if given is not None and given != saved:
             raise ConfigError(
                 f"{run_dir} is a {settings.algorithm} run on {settings.env_id}; its {what} is {saved!r}, not {given!r}"
             )
-    if total_steps is not None:
-        settings.total_steps = total_steps
+    for name, value in (changes or {}).items():
+        if value is None or value == getattr(settings, name):
+            continue
+        if name not in RESUMABLE_SETTINGS:
+            raise ConfigError(
+                f"{flag(name)} {value} cannot change on --resume: {run_dir} was trained with {name}="
+                f"{getattr(settings, name)}, and its checkpoint holds state made with it (start a new run instead)"
+            )
+        setattr(settings, name, value)
+    settings.validate()
     _, config_class = get_agent(settings.algorithm)
     return settings, config_class().replace(**config_dict)
 
@@ -402,9 +512,18 @@ def build_agent(settings: RunSettings, config: Any) -> Any:
     agent_class, _ = get_agent(settings.algorithm)
     use_intra_op_threads(config.intra_op_threads)
     keras.utils.set_random_seed(settings.seed)
-    probe = make_env(settings.env_id, discretize=settings.discretize, frame_stack=config.frame_stack)
+    probe = make_env(
+        settings.env_id, discretize=settings.discretize, frame_stack=config.frame_stack, indexed_actions=True
+    )
     try:
-        return agent_class(config, probe.observation_space, probe.action_space, settings.env_id, settings.seed)
+        agent = agent_class(config, probe.observation_space, probe.action_space, settings.env_id, settings.seed)
+        try:
+            first, _ = probe.reset(seed=settings.seed)
+        except Exception as error:  # noqa: BLE001 — a user's env may raise anything; EnvFailed reports it whole
+            raise env_failure(settings.env_id, error, "on its first reset") from None
+        check_observation(settings.env_id, probe.observation_space, first, "reset()")
+        require_finite_from_env(settings.env_id, np.asarray(first)[None], "observation", "from reset()")
+        return agent
     finally:
         probe.close()
 
@@ -432,12 +551,13 @@ def export_run(
     ``evaluation`` describes the score of these weights (``BestPolicy.metadata`` for the best ones).
     For a run on discretised actions the export's ``action`` returns the env's real action (the grid
     row of the chosen index), so it drives the unwrapped env; ``q_values`` stay over the grid's rows.
+    Likewise a ``Discrete(n, start=s)`` env's export returns ``s + index``.
     """
-    action_space, grid, discrete = agent.action_space, None, {}
+    probe = make_env(settings.env_id)  # the env's own action space, which the export drives
+    action_space = probe.action_space
+    probe.close()
+    grid, discrete = env_actions(action_space), {}
     if settings.discretize is not None:
-        probe = make_env(settings.env_id)
-        action_space = probe.action_space
-        probe.close()
         grid = action_grid(action_space, settings.discretize)
         discrete = {"discretize": settings.discretize, "action_grid": grid.tolist()}
     metadata = {
@@ -477,13 +597,13 @@ def train(
     config: Any = None,
     preset: str = "default",
     overrides: Mapping[str, Any] | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     total_steps: int | None = None,
     num_envs: int | None = None,
     eval_every: int | None = None,
-    eval_episodes: int = 20,
+    eval_episodes: int | None = None,
     checkpoint_every: int | None = None,
-    stop_at_threshold: bool = True,
+    stop_at_threshold: bool | None = None,
     discretize: int | None = None,
     logdir: str | Path = "runs",
     export_dir: str | Path | None = None,
@@ -498,46 +618,51 @@ def train(
 
     ``config`` (a Config instance) wins over ``preset`` + ``overrides``; otherwise the registry
     entry's defaults apply (``double-dqn`` is DQN with ``double=True``). ``discretize=N`` trains on
-    a Box action space cut into N evenly spaced actions per dimension.
+    a Box action space cut into N evenly spaced actions per dimension. Run settings left as None get
+    the preset's or agent's defaults (seed 0, 20 evaluation episodes, a stop at the env's threshold).
 
     The policy goes to ``<export_dir>/<algorithm>-<env_id>`` (``export_dir`` defaults to
     ``exports``; ``export=False`` exports nothing); it is the best-evaluated policy unless
     ``export_final``. A resumed run keeps the saved settings, export place included, unless these
-    arguments say otherwise; ``total_steps`` may be raised to train longer. The export target is
-    checked before training starts: tfrl replaces only an earlier tfrl export.
+    arguments say otherwise: its length and cadence (``total_steps``, ``eval_every``, ``eval_episodes``,
+    ``checkpoint_every``, ``stop_at_threshold``) may change and are recorded in run.json; ``seed``,
+    ``num_envs`` and ``discretize`` may not. The export target is checked before training starts: tfrl
+    replaces only an earlier tfrl export.
+
+    If the env raises or returns a non-finite value, a worker fails, the weights diverge or the disk
+    refuses a write, the run stops with one ``TfrlError`` line saying what was kept: a checkpoint where
+    possible, the best policy exported, and how to resume.
 
     ``backend="ray"`` runs A3C's workers as Ray actors on the cluster at ``ray_address`` (``auto``: the
     one ``ray start`` made here; None: a new local one); a resumed run keeps its backend unless told.
     """
     called = time.perf_counter()
+    given = dict(
+        seed=seed,
+        total_steps=total_steps,
+        num_envs=num_envs,
+        eval_every=eval_every,
+        eval_episodes=eval_episodes,
+        checkpoint_every=checkpoint_every,
+        stop_at_threshold=stop_at_threshold,
+        discretize=discretize,
+    )
     if resume is not None:
         run_dir = Path(resume)
-        settings, config = _resumed_settings(run_dir, algorithm, env_id, total_steps)
-        if discretize is not None and discretize != settings.discretize:
-            raise ConfigError(f"{run_dir} was trained with discretize={settings.discretize}, not {discretize}")
+        settings, config = _resumed_settings(run_dir, algorithm, env_id, given)
         _apply_export_choice(settings, export_dir, export, export_final)
         _apply_backend_choice(settings, backend, ray_address)
         check_export_target(settings.export_path)
         agent = build_agent(settings, config)
-        _write_run_file(run_dir, settings, config)  # what was changed on resuming (steps, export place) is kept
+        _write_run_file(run_dir, settings, config)  # what was changed on resuming is kept
     else:
         if algorithm is None or env_id is None:
             raise ConfigError("train needs an algorithm and an env id (or resume=<run dir>)")
         agent_class, config_class = get_agent(algorithm)
         config = config or make_config(algorithm, preset, overrides)
-        defaults = run_defaults(agent_class, config_class, preset)
-        settings = RunSettings(
-            algorithm=algorithm,
-            env_id=env_id,
-            seed=seed,
-            total_steps=defaults["total_steps"] if total_steps is None else total_steps,
-            num_envs=defaults["num_envs"] if num_envs is None else num_envs,
-            eval_every=defaults["eval_every"] if eval_every is None else eval_every,
-            eval_episodes=eval_episodes,
-            checkpoint_every=defaults["checkpoint_every"] if checkpoint_every is None else checkpoint_every,
-            stop_at_threshold=stop_at_threshold,
-            discretize=discretize,
-        )
+        defaults = {**NEW_RUN_DEFAULTS, **run_defaults(agent_class, config_class, preset)}
+        chosen: dict[str, Any] = {name: defaults[name] if value is None else value for name, value in given.items()}
+        settings = RunSettings(algorithm=algorithm, env_id=env_id, **chosen)
         _apply_backend_choice(settings, backend, ray_address)
         settings.validate()
         _apply_export_choice(settings, export_dir, export, export_final)
@@ -554,6 +679,7 @@ def train(
         for line in checkpointer.skipped:
             print(f"tfrl: {line}", file=sys.stderr)
         best.load_state(checkpointer.restored_extra_state.get("best", {}))
+        print(f"tfrl: resuming {run_dir} from its checkpoint at env step {start_step}", file=sys.stderr)
     logger = RunLogger(run_dir, settings.total_steps, start_step, progress)
     setup_seconds = logger.start_time - called
     try:
@@ -565,30 +691,30 @@ def train(
                 stream = _collected(agent, settings, start_step)
             outcome = _train_loop(agent, settings, stream, logger, checkpointer, best, start_step)
     except KeyboardInterrupt as interrupt:
-        _save_if_finite(checkpointer, agent)
+        kept = _keep_checkpoint(checkpointer, agent)
         logger.close()
         why = "terminated" if isinstance(interrupt, Terminated) else "interrupted"
-        print(f"\n{why} at step {agent.env_steps}; continue with: tfrl train --resume {run_dir}")
+        print(f"\n{why} at step {agent.env_steps}; {kept}; continue with: tfrl train --resume {run_dir}")
         raise
-    except TrainingDiverged as error:
+    except (TrainingDiverged, WorkerError, EnvFailed, StorageError) as error:
         logger.close()
-        raise TrainingDiverged(_diverged_message(error, run_dir, checkpointer, agent, settings, best)) from None
-    except WorkerError as error:
-        _save_if_finite(checkpointer, agent)
-        logger.close()
-        first, *details = str(error).split("\n")
-        kept = f"; a checkpoint at step {agent.env_steps} is in {run_dir}: continue with tfrl train --resume {run_dir}"
-        raise WorkerError("\n".join([first + kept, *details])) from None
+        raise type(error)(_stopped_message(error, run_dir, checkpointer, agent, settings, best)) from None
     logger.close()
 
     export_path = settings.export_path
     if export_path is not None:
-        if settings.export_final:
-            last_return = logger.last_evaluation  # this run's last evaluation, or the resumed run's
-            last = None if last_return is None else {"policy": "final", "mean_return": last_return}
-            export_run(agent, settings, run_dir, export_path, last)
-        else:
-            export_best(agent, settings, run_dir, export_path, best)
+        try:
+            if settings.export_final:
+                last_return = logger.last_evaluation  # this run's last evaluation, or the resumed run's
+                last = None if last_return is None else {"policy": "final", "mean_return": last_return}
+                export_run(agent, settings, run_dir, export_path, last)
+            else:
+                export_best(agent, settings, run_dir, export_path, best)
+        except OSError as error:
+            raise StorageError(
+                f"cannot write the export {export_path}: {error.strerror or error}; the run and its checkpoint "
+                f"are complete in {run_dir}: export it once there is room with tfrl export {run_dir}"
+            ) from None
     return TrainResult(
         run_dir=run_dir,
         export_path=export_path,
@@ -654,44 +780,64 @@ def _write_run_file(
     }
     if workers_at is not None:
         record["workers"] = dict(workers_at)
+    try:
+        text = json.dumps(record, indent=2, allow_nan=False)  # valid JSON for any reader: no NaN, no Infinity
+    except ValueError:
+        raise ConfigError(f"the run's settings or config hold NaN or infinity: {record}") from None
     temporary = run_dir / f".{RUN_FILE}.tmp"
-    temporary.write_text(json.dumps(record, indent=2))
+    temporary.write_text(text)
     os.replace(temporary, run_dir / RUN_FILE)
 
 
-def _save_if_finite(checkpointer: Checkpointer, agent: Any) -> None:
-    """Checkpoint on the way out, unless the weights went bad (then the last finite checkpoint stays)."""
-    if networks_finite(agent):
-        checkpointer.save(agent.env_steps)
+def _keep_checkpoint(checkpointer: Checkpointer, agent: Any, save: bool = True) -> str:
+    """Checkpoint on the way out where the weights are finite and the disk takes it; says what was kept.
+
+    ``save=False`` (a diverged run) writes nothing: the last checkpoint on disk is the one to keep."""
+    step = agent.env_steps
+    failed = "the weights diverged, so no checkpoint was written now"
+    if save and networks_finite(agent):
+        try:
+            checkpointer.save(step)
+            return f"a checkpoint at step {step} is in {checkpointer.directory.parent}"
+        except StorageError as error:
+            failed = f"the checkpoint at step {step} could not be written ({error})"
+    elif save:
+        failed = "the weights are not finite, so no checkpoint was written now"
+    steps = checkpointer.steps()
+    older = f"the last complete checkpoint is at step {steps[0]}" if steps else "no checkpoint is on disk"
+    return f"{failed}; {older}"
 
 
-def _diverged_message(
-    error: TrainingDiverged,
+def _stopped_message(
+    error: TfrlError,
     run_dir: Path,
     checkpointer: Checkpointer,
     agent: Any,
     settings: RunSettings,
     best: BestPolicy,
 ) -> str:
-    """The divergence, what was kept, and the best policy exported so the run's good part is not lost."""
-    steps = checkpointer.steps()
-    kept = (
-        f"the last finite checkpoint (step {steps[0]}) is in {run_dir}"
-        if steps
-        else f"no checkpoint was written in {run_dir}"
-    )
+    """Why the run stopped, what was kept, the best policy exported so the run's good part is not lost,
+    and (unless the weights diverged, which a resume would repeat) how to continue."""
+    first, *details = str(error).split("\n")
+    kept = _keep_checkpoint(checkpointer, agent, save=not isinstance(error, TrainingDiverged))
     export_path = settings.export_path
     if export_path is not None and best.weights is not None:
-        export_best(agent, settings, run_dir, export_path, best)
-        exported = f"the best policy (return {best.score:.1f} at step {best.step}) was exported to {export_path}"
+        try:
+            export_best(agent, settings, run_dir, export_path, best)
+            exported = f"the best policy (return {best.score:.1f} at step {best.step}) was exported to {export_path}"
+        except (OSError, StorageError) as failure:
+            exported = f"the best policy could not be exported ({failure}); tfrl export {run_dir} retries it"
     else:
         exported = "nothing was exported (no finite policy was evaluated)"
-    return f"{error}; {kept}; {exported}"
+    resume = "" if isinstance(error, TrainingDiverged) else f"; continue with: tfrl train --resume {run_dir}"
+    return "\n".join([f"{first}; {kept}; {exported}{resume}", *details])
 
 
 def _run_evaluator(settings: RunSettings, config: Any) -> Evaluator:
     seed = settings.seed + EVALUATION_SEED_OFFSET
-    return Evaluator(settings.env_id, settings.eval_episodes, seed, settings.discretize, config.frame_stack)
+    return Evaluator(
+        settings.env_id, settings.eval_episodes, seed, settings.discretize, config.frame_stack, indexed_actions=True
+    )
 
 
 Update = tuple[int, list[tuple[float, int]], Mapping[str, float] | None]
@@ -709,15 +855,26 @@ def _collected(agent: Any, settings: RunSettings, start_step: int) -> Generator[
         discretize=settings.discretize,
         training=True,
         frame_stack=agent.config.frame_stack,
+        indexed_actions=True,
     )
-    # A resumed run starts fresh episodes: env states are not checkpointed, so use new seeds.
-    observations, _ = envs.reset(seed=settings.seed + start_step)
-    episode_returns = np.zeros(settings.num_envs)
-    episode_lengths = np.zeros(settings.num_envs, np.int64)
+    env_id = settings.env_id
     try:
+        # A resumed run starts fresh episodes: env states are not checkpointed, so use new seeds.
+        try:
+            observations, _ = envs.reset(seed=settings.seed + start_step)
+        except Exception as error:  # noqa: BLE001 — a user's env may raise anything; EnvFailed reports it whole
+            raise env_failure(env_id, error, f"resetting the training envs at env step {start_step}") from None
+        episode_returns = np.zeros(settings.num_envs)
+        episode_lengths = np.zeros(settings.num_envs, np.int64)
         while True:
             actions = agent.act(observations, explore=True)
-            next_observations, rewards, terminated, truncated, info = envs.step(actions)
+            try:
+                next_observations, rewards, terminated, truncated, info = envs.step(actions)
+            except Exception as error:  # noqa: BLE001 — as above
+                raise env_failure(env_id, error, f"in a training step after env step {agent.env_steps}") from None
+            where = f"in a training step after env step {agent.env_steps}"
+            require_finite_from_env(env_id, rewards, "reward", where)  # before the agent learns from it
+            require_finite_from_env(env_id, next_observations, "observation", where)
             done = terminated | truncated
             metrics = agent.observe(
                 observations,
@@ -731,6 +888,10 @@ def _collected(agent: Any, settings: RunSettings, start_step: int) -> Generator[
             episode_returns += rewards
             episode_lengths += 1
             finished = np.flatnonzero(done)
+            if len(finished):
+                final = final_observations(next_observations, done, info)
+                require_finite_from_env(env_id, final[finished], "observation", f"ending an episode, {where}")
+                require_finite_from_env(env_id, episode_returns[finished], "episode return", where)
             episodes = [(float(episode_returns[index]), int(episode_lengths[index])) for index in finished]
             episode_returns[finished], episode_lengths[finished] = 0.0, 0
             yield agent.env_steps, episodes, metrics

@@ -485,7 +485,10 @@ class A3CWorker:
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
         self.spec, config = spec, spec.config
-        self.envs = [make_env(spec.env_id, discretize=spec.discretize) for _ in range(config.envs_per_worker)]
+        self.envs = [
+            make_env(spec.env_id, discretize=spec.discretize, indexed_actions=True)
+            for _ in range(config.envs_per_worker)
+        ]
         observation_space, action_space = self.envs[0].observation_space, self.envs[0].action_space
         # The parent's A3CAgent ran check_spaces on this env id, so nothing else reaches a worker:
         assert isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box))

@@ -42,16 +42,23 @@ def _convert(field: dataclasses.Field, value: Any, hints: dict) -> Any:
                 raise ValueError("expected an integer")
             return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
         if kind is float:
-            return float(value)
+            return _finite(float(value))
         if kind is str:
             return str(value)
         if origin is tuple:
             item_type = typing.get_args(kind)[0]
             items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
-            return tuple(item_type(item) for item in items)
+            return tuple(_finite(item_type(item)) if item_type is float else item_type(item) for item in items)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{field.name}={value!r} is not a valid {_type_name(kind)}: {error}") from None
     raise ConfigError(f"field {field.name} has a type tfrl cannot set from text: {kind}")
+
+
+def _finite(value: float) -> float:
+    """Every float a config holds is a finite number: NaN and infinity train nothing, and are not JSON."""
+    if not math.isfinite(value):
+        raise ValueError("expected a finite number")
+    return value
 
 
 def _type_name(kind: Any) -> str:
