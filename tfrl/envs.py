@@ -455,7 +455,10 @@ def _check_box_actions(algorithm: str, env_id: str, space: gym.spaces.Box) -> No
     a Box action space must be a non-empty vector of floats with finite bounds, low below high."""
     problem = None
     if len(space.shape) != 1 or space.shape[0] == 0:
-        problem = f"its shape is {space.shape}, but a non-empty vector of actions, shape (d,), is needed"
+        problem = (
+            f"its shape is {space.shape}, but a non-empty vector of actions, shape (d,), is needed "
+            "(wrap the env in a gymnasium ActionWrapper that takes a flat vector)"
+        )
     elif not np.issubdtype(space.dtype, np.floating):
         problem = f"its dtype is {space.dtype}, but float actions are needed (or use a Discrete space)"
     elif not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):

@@ -63,7 +63,6 @@ from tfrl.agents.stochastic import (
     next_seed,
 )
 from tfrl.envs import check_spaces, make_env, network_inputs
-from tfrl.errors import EnvError
 from tfrl.nets import RecurrentActorCritic, ValueCritic
 from tfrl.pools import available_cpus, make_pool
 
@@ -286,8 +285,6 @@ class A3CNetworks:
         action_space: gym.spaces.Discrete | gym.spaces.Box,
         seed: int = 0,
     ) -> None:
-        if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) != 1:
-            raise EnvError(f"A3C needs a 1-D Box action space (a vector of actions), got {action_space}")
         self.config = config
         self.continuous = isinstance(action_space, gym.spaces.Box)
         self.action_low: np.ndarray | None

@@ -21,7 +21,6 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfrl.envs import network_inputs
-from tfrl.errors import EnvError
 from tfrl.nets import CategoricalActor, GaussianActor
 
 tfd = tfp.distributions
@@ -54,11 +53,6 @@ def build_actor(
 ) -> keras.Model:
     """A built ``CategoricalActor`` for a Discrete action space, ``GaussianActor`` for a Box one,
     with the encoder and torso for ``observation_space``."""
-    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) != 1:
-        raise EnvError(
-            f"policy-gradient agents need a 1-D Box action space (a vector of actions), got {action_space}; "
-            "wrap the env in a gymnasium ActionWrapper that takes a flat vector"
-        )
     inputs = network_inputs(observation_space, config.torso)
     if isinstance(action_space, gym.spaces.Discrete):
         actor = CategoricalActor(int(action_space.n), config.hidden_sizes, config.activation, **inputs)
