@@ -35,7 +35,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
-from tfrl.errors import EnvError
+from tfrl.errors import EnvError, EnvFailed
 from tfrl.nets import resolve_torso
 
 ATARI_PREFIX = "ALE/"
@@ -289,7 +289,8 @@ def make_env(
     ``frame_stack=k`` stacks ``k`` frames channels last (0: the env's convention, ``resolve_frame_stack``).
     ``discretize=N`` wraps a Box action space into N evenly spaced actions per dimension, and
     ``indexed_actions`` a ``Discrete(n, start=s)`` one into ``Discrete(n)`` (``IndexedActions``): both
-    are what an agent acts in, while an export drives the env as it is. ``kwargs`` go to ``gym.make`` (e.g. ``is_slippery=False``, ``max_episode_steps=50``).
+    are what an agent acts in, while an export drives the env as it is. ``kwargs`` go to ``gym.make``
+    (e.g. ``is_slippery=False``, ``max_episode_steps=50``).
     """
     _register_extra_envs(env_id)
     if env_id not in gym.envs.registry:
@@ -495,17 +496,18 @@ def check_observation(env_id: str, space: gym.Space, observation: Any, when: str
         raise EnvError(f"{env_id} declares {space} but {when} returned {array.tolist()}, which is outside it")
 
 
-def non_finite_message(env_id: str, what: str, values: np.ndarray, where: str) -> str | None:
-    """A line naming the env as the cause when ``values`` (rewards or float observations) hold NaN or
-    infinity, or None when they are all finite. Nothing learns from such a value, and a score made of one
-    is no score: the run stops rather than record, checkpoint or export it."""
+def require_finite_from_env(env_id: str, values: Any, what: str, where: str) -> None:
+    """Raise ``EnvFailed`` naming the env as the cause when ``values`` (rewards, float observations, a
+    batch of either) hold NaN or infinity. Nothing learns from such a value, and a score made of one is
+    no score: the run stops rather than record, checkpoint or export it."""
     values = np.asarray(values)
     if values.dtype.kind != "f" or np.isfinite(values).all():
-        return None
-    bad = values.reshape(len(values), -1) if values.ndim else values.reshape(1, 1)
-    rows = np.flatnonzero(~np.isfinite(bad).all(axis=1))
-    sample = bad[rows[0]][~np.isfinite(bad[rows[0]])][0]
-    return (
-        f"the env {env_id} returned a non-finite {what} ({sample}) {where} (sub-env/episode {rows[:5].tolist()}); "
+        return
+    rows = values.reshape(len(values), -1) if values.ndim else values.reshape(1, 1)
+    bad_rows = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+    sample = rows[bad_rows[0]][~np.isfinite(rows[bad_rows[0]])][0]
+    which = f" (rows {bad_rows[:5].tolist()} of the batch)" if len(rows) > 1 else ""
+    raise EnvFailed(
+        f"the env {env_id} returned a non-finite {what} ({sample}) {where}{which}; "
         "tfrl cannot learn from or score it: fix the env (its reward or observation computation)"
     )

@@ -44,8 +44,8 @@ from tfrl.envs import (
     final_observations,
     make_env,
     make_vector_env,
-    non_finite_message,
     preprocessing,
+    require_finite_from_env,
 )
 from tfrl.errors import (
     CheckpointError,
@@ -86,8 +86,10 @@ class Evaluator:
         if episodes < 1:
             raise ConfigError(f"evaluation episodes must be at least 1, got {episodes}")
         check_episode_seeds(seed, episodes)
-        options = dict(discretize=discretize, frame_stack=frame_stack, indexed_actions=indexed_actions)
-        self.envs = [make_env(env_id, **options) for _ in range(episodes)]  # type: ignore[arg-type]
+        self.envs = [
+            make_env(env_id, discretize=discretize, frame_stack=frame_stack, indexed_actions=indexed_actions)
+            for _ in range(episodes)
+        ]
         self.env_id, self.seed = env_id, seed
 
     def __call__(self, policy: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -133,13 +135,6 @@ class Evaluator:
             env.close()
 
 
-def require_finite_from_env(env_id: str, values: np.ndarray, what: str, where: str) -> None:
-    """Raise ``EnvFailed`` when the env's ``values`` (rewards, observations) hold NaN or infinity."""
-    message = non_finite_message(env_id, what, values, where)
-    if message is not None:
-        raise EnvFailed(message)
-
-
 def env_failure(env_id: str, error: Exception, when: str) -> Exception:
     """The exception an env's own code raised, as an ``EnvFailed`` naming the env and keeping its
     traceback, so the loop can checkpoint and say how to resume instead of losing the run. tfrl's own
@@ -169,9 +164,8 @@ def evaluate(
 # What a new run gets for the settings no agent or preset chooses.
 NEW_RUN_DEFAULTS: dict[str, Any] = {"seed": 0, "eval_episodes": 20, "stop_at_threshold": True, "discretize": None}
 POSITIVE_SETTINGS = ("total_steps", "num_envs", "eval_every", "eval_episodes", "checkpoint_every")
-# What --resume may change (the run's length and cadence) and what it may not (what the saved state was made with).
+# What --resume may change: the run's length and cadence. The rest (seed, num_envs, discretize) made the saved state.
 RESUMABLE_SETTINGS = ("total_steps", "eval_every", "eval_episodes", "checkpoint_every", "stop_at_threshold")
-FIXED_SETTINGS = ("seed", "num_envs", "discretize")
 
 
 def _require_type(name: str, value: Any, kinds: type | tuple[type, ...], expected: str) -> None:
@@ -179,7 +173,7 @@ def _require_type(name: str, value: Any, kinds: type | tuple[type, ...], expecte
         raise ConfigError(f"{name} must be {expected}, got {value!r}")
 
 
-def flag(name: str) -> str:
+def _flag(name: str) -> str:
     """The command-line flag of a run setting."""
     return {"total_steps": "--steps", "stop_at_threshold": "--no-early-stop"}.get(name, f"--{name.replace('_', '-')}")
 
@@ -464,7 +458,7 @@ def _resumed_settings(
     """The saved settings and config of ``run_dir``, checked against what the caller named.
 
     ``changes`` are the run settings the caller gave (None: not given). Those of ``RESUMABLE_SETTINGS``
-    are applied (and so recorded in run.json); one of ``FIXED_SETTINGS`` that differs from the saved
+    are applied (and so recorded in run.json); any other that differs from the saved
     value is refused with the flag's name, since the checkpoint was made with the saved one.
     """
     settings, config_dict = load_run(run_dir)
@@ -478,7 +472,7 @@ def _resumed_settings(
             continue
         if name not in RESUMABLE_SETTINGS:
             raise ConfigError(
-                f"{flag(name)} {value} cannot change on --resume: {run_dir} was trained with {name}="
+                f"{_flag(name)} {value} cannot change on --resume: {run_dir} was trained with {name}="
                 f"{getattr(settings, name)}, and its checkpoint holds state made with it (start a new run instead)"
             )
         setattr(settings, name, value)
@@ -794,15 +788,16 @@ def _keep_checkpoint(checkpointer: Checkpointer, agent: Any, save: bool = True) 
 
     ``save=False`` (a diverged run) writes nothing: the last checkpoint on disk is the one to keep."""
     step = agent.env_steps
-    failed = "the weights diverged, so no checkpoint was written now"
-    if save and networks_finite(agent):
+    if not save:
+        failed = "the weights diverged, so no checkpoint was written now"
+    elif not networks_finite(agent):
+        failed = "the weights are not finite, so no checkpoint was written now"
+    else:
         try:
             checkpointer.save(step)
             return f"a checkpoint at step {step} is in {checkpointer.directory.parent}"
         except StorageError as error:
             failed = f"the checkpoint at step {step} could not be written ({error})"
-    elif save:
-        failed = "the weights are not finite, so no checkpoint was written now"
     steps = checkpointer.steps()
     older = f"the last complete checkpoint is at step {steps[0]}" if steps else "no checkpoint is on disk"
     return f"{failed}; {older}"
@@ -876,21 +871,15 @@ def _collected(agent: Any, settings: RunSettings, start_step: int) -> Generator[
             require_finite_from_env(env_id, rewards, "reward", where)  # before the agent learns from it
             require_finite_from_env(env_id, next_observations, "observation", where)
             done = terminated | truncated
-            metrics = agent.observe(
-                observations,
-                actions,
-                rewards,
-                final_observations(next_observations, done, info),
-                terminated,
-                truncated,
-            )
+            finished = np.flatnonzero(done)
+            real_next = final_observations(next_observations, done, info)
+            if len(finished):
+                require_finite_from_env(env_id, real_next[finished], "observation", f"ending an episode, {where}")
+            metrics = agent.observe(observations, actions, rewards, real_next, terminated, truncated)
             observations = next_observations
             episode_returns += rewards
             episode_lengths += 1
-            finished = np.flatnonzero(done)
             if len(finished):
-                final = final_observations(next_observations, done, info)
-                require_finite_from_env(env_id, final[finished], "observation", f"ending an episode, {where}")
                 require_finite_from_env(env_id, episode_returns[finished], "episode return", where)
             episodes = [(float(episode_returns[index]), int(episode_lengths[index])) for index in finished]
             episode_returns[finished], episode_lengths[finished] = 0.0, 0
