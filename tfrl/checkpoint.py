@@ -25,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfrl.errors import CheckpointError, TrainingDiverged
+from tfrl.errors import CheckpointError, StorageError, TrainingDiverged
 
 _JSON_KEY = "__json__"
 _TF_INDEX = re.compile(r"ckpt-(\d+)\.index")
@@ -60,12 +60,17 @@ def _unflatten(flat: dict) -> dict:
 
 
 def save_numpy_state(path: Path, state: dict) -> None:
-    """Write ``state`` atomically: a partial file never has the final name."""
+    """Write ``state`` atomically: a partial file never has the final name, and none is left behind
+    when the write fails (a full disk: the ``OSError`` goes on to the caller)."""
     arrays, plain = _flatten(state)
-    arrays[_JSON_KEY] = np.asarray(json.dumps(plain))
+    arrays[_JSON_KEY] = np.asarray(json.dumps(plain, allow_nan=False))
     temporary = path.with_suffix(".tmp.npz")
-    np.savez(temporary, allow_pickle=True, **arrays)
-    os.replace(temporary, path)
+    try:
+        np.savez(temporary, allow_pickle=True, **arrays)
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def load_numpy_state(path: Path) -> dict:
@@ -123,11 +128,18 @@ class Checkpointer:
     def save(self, step: int) -> Path:
         """Checkpoint the agent at env step ``step``; keeps the newest ``max_to_keep``."""
         require_finite_weights(self.agent, step)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        save_numpy_state(self._state_path(step), {**self.agent.numpy_state(), "_extra": self.extra_state()})
-        prefix = self.checkpoint.write(str(self.directory / f"ckpt-{step}"))
+        state_path, prefix = self._state_path(step), self.directory / f"ckpt-{step}"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            save_numpy_state(state_path, {**self.agent.numpy_state(), "_extra": self.extra_state()})
+            self.checkpoint.write(str(prefix))
+        except (OSError, tf.errors.OpError) as error:
+            if not prefix.with_name(f"{prefix.name}.index").exists():
+                state_path.unlink(missing_ok=True)  # half a checkpoint, written just now: it goes
+            reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[0]
+            raise StorageError(f"cannot write the checkpoint at step {step} in {self.directory}: {reason}") from None
         self._prune()
-        return Path(prefix)
+        return prefix
 
     def steps(self) -> list[int]:
         """Env steps of the checkpoints on disk with both halves present, newest first."""
@@ -182,15 +194,27 @@ class Checkpointer:
         return lines
 
     def _prune(self) -> None:
-        """Remove checkpoints older than the newest ``max_to_keep``, and leftovers of interrupted writes."""
-        keep = set(self.steps()[: self.max_to_keep])
+        """Remove checkpoints older than the newest ``max_to_keep`` readable ones, and leftovers of
+        interrupted writes. A damaged checkpoint does not count: it is no checkpoint to go back to."""
+        keep = [step for step in self.steps() if self._readable(step)][: self.max_to_keep]
         for path in self.directory.iterdir():
             if re.fullmatch(r"ckpt-\d+_temp", path.name) and path.is_dir():  # TensorFlow's, from a killed write
                 shutil.rmtree(path)
                 continue
             match = re.fullmatch(r"(?:ckpt|state)-(\d+)\..*", path.name)
-            if match and int(match.group(1)) not in keep and path.is_file():
+            if match and keep and int(match.group(1)) < keep[-1] and path.is_file():
                 path.unlink()
+
+    def _readable(self, step: int) -> bool:
+        """Whether both halves of the checkpoint at ``step`` open: the npz's zip directory and the TF
+        index. A quick look (milliseconds, whatever the replay memory's size), not a restore."""
+        try:
+            with zipfile.ZipFile(self._state_path(step)) as archive:
+                archive.getinfo(f"{_JSON_KEY}.npy")
+            tf.train.load_checkpoint(str(self.directory / f"ckpt-{step}"))
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile, tf.errors.OpError):
+            return False
+        return True
 
     def _state_path(self, step: int) -> Path:
         return self.directory / f"state-{step}.npz"

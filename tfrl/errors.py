@@ -36,3 +36,7 @@ class EnvFailed(TfrlError):
 
 class StorageError(TfrlError):
     """A checkpoint, log or export could not be written (a full disk, a directory that refuses writes)."""
+
+
+class RunLockedError(TfrlError):
+    """The run directory is being trained by another live tfrl process."""

@@ -4,6 +4,10 @@
 evaluation; both carry the env step, so a resumed run drops the rows written after its checkpoint.
 ``events.jsonl`` keeps what happened to the run besides learning (a worker that died and was
 replaced), each also printed to stderr; it is never cut back, since those events did happen.
+
+Every row is strict JSON (no NaN or Infinity). A last line cut short (a kill or a full disk in the
+middle of a write) is a row that was never finished: readers drop it, and a resume writes the log
+anew without it, through a temporary file and a rename, so the log is never emptied.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,7 +27,8 @@ from tensorboard.plugins.scalar.metadata import create_summary_metadata
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util.tensor_util import make_tensor_proto
 
-from tfrl.errors import CheckpointError, ConfigError
+from tfrl.errors import CheckpointError, ConfigError, StorageError
+from tfrl.rundir import replace_text
 
 EPISODES_FILE = "episodes.jsonl"
 EVALUATIONS_FILE = "evaluations.jsonl"
@@ -31,18 +37,54 @@ SCALAR_METADATA = create_summary_metadata(display_name="", description="")
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    """All rows of a JSONL file; an empty list when it does not exist."""
-    path = Path(path)
+    """All complete rows of a JSONL file (a torn last line is dropped); an empty list when it does not exist."""
+    return _read_rows(Path(path))[0]
+
+
+def _read_rows(path: Path) -> tuple[list[dict], bool]:
+    """The complete rows of ``path``, and whether its last line was torn (cut short while written).
+
+    Only the last line can be torn: a row that does not parse before it means the file was damaged
+    some other way, a ``CheckpointError`` naming the file and line.
+    """
     if not path.exists():
-        return []
-    with path.open() as lines:
-        return [json.loads(line) for line in lines if line.strip()]
+        return [], False
+    lines = path.read_text().splitlines()
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if number == len(lines):
+                return rows, True
+            raise CheckpointError(f"{path} line {number} is not a JSON row ({error.msg}); the log is damaged") from None
+    return rows, False
 
 
-def _truncate_after(path: Path, step: int) -> None:
-    """Keep only rows logged at or before ``step`` (rows of a killed run's lost tail go)."""
-    rows = [row for row in read_jsonl(path) if row["step"] <= step]
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+def _cut_back(path: Path, step: int) -> list[dict]:
+    """Keep only rows logged at or before ``step`` (a killed run's lost tail goes, and a torn last line);
+    the file is replaced by a rename, never emptied in place. Returns the rows kept."""
+    rows, torn = _read_rows(path)
+    kept = [row for row in rows if row["step"] <= step]
+    if torn or len(kept) < len(rows):
+        replace_text(path, "".join(_json_line(row) for row in kept))
+    return kept
+
+
+def _json_line(row: Mapping) -> str:
+    """``row`` as one line of strict JSON: a NaN or infinity here is a bug upstream, never written."""
+    return json.dumps(row, allow_nan=False) + "\n"
+
+
+def _append(file: TextIO, row: Mapping) -> None:
+    """Write ``row`` and flush it (a killed run's log shows how far it got); a full disk is a ``StorageError``."""
+    try:
+        file.write(_json_line(row))
+        file.flush()
+    except OSError as error:
+        raise StorageError(f"cannot write {file.name}: {error.strerror or error}") from None
 
 
 class RunLogger:
@@ -55,14 +97,13 @@ class RunLogger:
 
     def __init__(self, run_dir: Path, total_steps: int, start_step: int = 0, progress: bool = True):
         self.run_dir = Path(run_dir)
-        for name in (EPISODES_FILE, EVALUATIONS_FILE):
-            _truncate_after(self.run_dir / name, start_step)
+        episodes = _cut_back(self.run_dir / EPISODES_FILE, start_step)
+        evaluations = _cut_back(self.run_dir / EVALUATIONS_FILE, start_step)
         self.episodes_file = (self.run_dir / EPISODES_FILE).open("a")
         self.evaluations_file = (self.run_dir / EVALUATIONS_FILE).open("a")
         self.writer = EventFileWriter(str(self.run_dir / "tensorboard"))
-        self.episode_count = sum(1 for _ in read_jsonl(self.run_dir / EPISODES_FILE))
-        self.recent_returns: list[float] = [row["return"] for row in read_jsonl(self.run_dir / EPISODES_FILE)[-20:]]
-        evaluations = read_jsonl(self.run_dir / EVALUATIONS_FILE)
+        self.episode_count = len(episodes)
+        self.recent_returns: list[float] = [row["return"] for row in episodes[-20:]]
         self.last_evaluation: float | None = evaluations[-1]["mean"] if evaluations else None
         self.start_time = time.perf_counter()
         self.start_step = start_step
@@ -91,8 +132,7 @@ class RunLogger:
             "length": int(length),
             "time": round(time.perf_counter() - self.start_time, 3),
         }
-        self.episodes_file.write(json.dumps(row) + "\n")
-        self.episodes_file.flush()  # a killed run's log shows how far it got; a resume cuts it back
+        _append(self.episodes_file, row)
         self._scalar("episode/return", episode_return, step)
         self._scalar("episode/length", length, step)
 
@@ -113,8 +153,7 @@ class RunLogger:
             "returns": [float(value) for value in returns],
             "time": round(time.perf_counter() - self.start_time, 3),
         }
-        self.evaluations_file.write(json.dumps(row) + "\n")
-        self.evaluations_file.flush()
+        _append(self.evaluations_file, row)
         self._scalar("evaluation/mean_return", self.last_evaluation, step)
         self.progress(step)
 
@@ -122,7 +161,7 @@ class RunLogger:
         """Record ``message`` in ``events.jsonl`` and print it to stderr as ``tfrl: <message>``."""
         row = {"step": step, "message": message, "time": round(time.perf_counter() - self.start_time, 3)}
         with (self.run_dir / EVENTS_FILE).open("a") as events:
-            events.write(json.dumps(row) + "\n")
+            _append(events, row)
         print(f"tfrl: {message}", file=sys.stderr, flush=True)
 
     def metrics(self, step: int, values: Mapping[str, float]) -> None:

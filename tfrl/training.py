@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import signal
 import sys
 import threading
@@ -59,6 +58,7 @@ from tfrl.errors import (
 from tfrl.export import DEFAULT_EXPORT_DIR, check_export_target, export_policy
 from tfrl.logger import RunLogger
 from tfrl.pools import BACKENDS, check_backend, cluster
+from tfrl.rundir import RunLock, replace_text
 
 RUN_FILE = "run.json"
 METRICS_EVERY = 1_000
@@ -422,16 +422,17 @@ def _new_run_dir(logdir: str | Path, settings: RunSettings) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path(logdir) / f"{settings.name}-{settings.seed}-{stamp}"
     run_dir, suffix = base, 1
-    while run_dir.exists():
-        suffix += 1
-        run_dir = base.with_name(f"{base.name}-{suffix}")
-    try:
-        run_dir.mkdir(parents=True)
-    except OSError as error:
-        raise ConfigError(
-            f"cannot create the run directory {run_dir} under --logdir {logdir}: {error.strerror}"
-        ) from None
-    return run_dir
+    while True:
+        try:
+            run_dir.mkdir(parents=True)
+            return run_dir
+        except FileExistsError:  # an earlier run, or one started in this same second: take the next suffix
+            suffix += 1
+            run_dir = base.with_name(f"{base.name}-{suffix}")
+        except OSError as error:
+            raise ConfigError(
+                f"cannot create the run directory {run_dir} under --logdir {logdir}: {error.strerror}"
+            ) from None
 
 
 def load_run(run_dir: str | Path) -> tuple[RunSettings, dict[str, Any]]:
@@ -648,7 +649,6 @@ def train(
         _apply_backend_choice(settings, backend, ray_address)
         check_export_target(settings.export_path)
         agent = build_agent(settings, config)
-        _write_run_file(run_dir, settings, config)  # what was changed on resuming is kept
     else:
         if algorithm is None or env_id is None:
             raise ConfigError("train needs an algorithm and an env id (or resume=<run dir>)")
@@ -663,12 +663,19 @@ def train(
         check_export_target(settings.export_path)  # before any training: a bad target must not waste a run
         agent = build_agent(settings, config)  # refuses an unknown env or unfit spaces before any file is written
         run_dir = _new_run_dir(logdir, settings)
-        _write_run_file(run_dir, settings, config)
+    with RunLock(run_dir):  # one process at a time: a second resume of a live run is refused here
+        _write_run_file(run_dir, settings, config)  # on resume: what was changed on resuming is kept
+        return _run(agent, settings, config, run_dir, resume is not None, progress, called)
 
+
+def _run(
+    agent: Any, settings: RunSettings, config: Any, run_dir: Path, resumed: bool, progress: bool, called: float
+) -> TrainResult:
+    """The part of ``train`` that holds the run's lock: restore (on resume), train, export."""
     best = BestPolicy(agent)
     checkpointer = Checkpointer(run_dir / "checkpoints", agent, extra_state=lambda: {"best": best.state()})
     start_step = 0
-    if resume is not None:
+    if resumed:
         start_step = checkpointer.restore()
         for line in checkpointer.skipped:
             print(f"tfrl: {line}", file=sys.stderr)
@@ -778,9 +785,7 @@ def _write_run_file(
         text = json.dumps(record, indent=2, allow_nan=False)  # valid JSON for any reader: no NaN, no Infinity
     except ValueError:
         raise ConfigError(f"the run's settings or config hold NaN or infinity: {record}") from None
-    temporary = run_dir / f".{RUN_FILE}.tmp"
-    temporary.write_text(text)
-    os.replace(temporary, run_dir / RUN_FILE)
+    replace_text(run_dir / RUN_FILE, text)
 
 
 def _keep_checkpoint(checkpointer: Checkpointer, agent: Any, save: bool = True) -> str:
@@ -879,8 +884,6 @@ def _collected(agent: Any, settings: RunSettings, start_step: int) -> Generator[
             observations = next_observations
             episode_returns += rewards
             episode_lengths += 1
-            if len(finished):
-                require_finite_from_env(env_id, episode_returns[finished], "episode return", where)
             episodes = [(float(episode_returns[index]), int(episode_lengths[index])) for index in finished]
             episode_returns[finished], episode_lengths[finished] = 0.0, 0
             yield agent.env_steps, episodes, metrics
@@ -917,7 +920,11 @@ def _train_loop(
     try:
         while step < settings.total_steps:
             step, episodes, metrics = next(stream)
-            for episode_return, length in episodes:
+            for (
+                episode_return,
+                length,
+            ) in episodes:  # finite rewards can still sum to infinity; a worker's are unchecked
+                require_finite_from_env(settings.env_id, episode_return, "episode return", f"by env step {step}")
                 logger.episode(step, episode_return, length)
             if metrics is not None:
                 require_finite_metrics(step, metrics)
