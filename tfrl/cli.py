@@ -18,6 +18,7 @@ Bad input (an unknown env, a bad config value, a path that is not an export) pri
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,19 +27,35 @@ from typing import Any
 from tfrl.errors import ConfigError, TfrlError
 
 
-def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
+def parse_overrides(pairs: Sequence[str], flag: str = "--set", example: str = "learning_rate=1e-3") -> dict[str, str]:
     """``["key=value", ...]`` → ``{"key": "value"}``; the config converts each value to its field's type."""
     overrides = {}
     for pair in pairs:
         key, separator, value = pair.partition("=")
         if not separator or not key.strip():
-            raise ConfigError(f"--set expects KEY=VALUE (e.g. learning_rate=1e-3), got {pair!r}")
+            raise ConfigError(f"{flag} expects KEY=VALUE (e.g. {example}), got {pair!r}")
         overrides[key.strip()] = value.strip()
     return overrides
 
 
-def read_config_file(path: str) -> dict[str, Any]:
-    """Config fields from a TOML file: top-level ``key = value`` pairs, or a ``[config]`` table."""
+def parse_env_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
+    """``--env-kwargs`` pairs → the env's keyword arguments. An env declares no types, so each value is
+    read as a JSON value (``0.5``, ``3``, ``true``, ``null``, ``[1, 2]``, ``"text"``; also Python's
+    ``True``/``False``/``None``), and anything else is a string: ``target=0.5`` is a float,
+    ``mode=hard`` the string ``"hard"``."""
+    python_words = {"True": True, "False": False, "None": None}
+    typed: dict[str, Any] = {}
+    for key, text in parse_overrides(pairs, "--env-kwargs", "target=0.5").items():
+        try:
+            typed[key] = python_words[text] if text in python_words else json.loads(text)
+        except json.JSONDecodeError:
+            typed[key] = text
+    return typed
+
+
+def read_config_file(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Config fields and env keyword arguments from a TOML file: config fields as top-level
+    ``key = value`` pairs or a ``[config]`` table, the env's arguments as an ``[env_kwargs]`` table."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:
@@ -50,7 +67,10 @@ def read_config_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
-    return data.get("config", data)
+    env_kwargs = data.pop("env_kwargs", {})
+    if not isinstance(env_kwargs, dict):
+        raise ConfigError(f"config file {path}: env_kwargs must be a table ([env_kwargs]), got {env_kwargs!r}")
+    return data.get("config", data), env_kwargs
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -61,7 +81,21 @@ def _build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train an agent, checkpoint it and export its policy")
     train.add_argument("algorithm", nargs="?", help="algorithm name (see tfrl list); optional with --resume")
-    train.add_argument("--env", dest="env_id", help="gymnasium env id, e.g. CartPole-v1")
+    train.add_argument(
+        "--env",
+        dest="env_id",
+        help="gymnasium env id (CartPole-v1), module:EnvId (the module registers it), or module:factory",
+    )
+    train.add_argument(
+        "--env-kwargs",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an argument of the env (repeatable; JSON values, else strings), e.g. --env-kwargs target=0.5",
+    )
+    train.add_argument(
+        "--no-env-check", action="store_true", help="skip gymnasium's env checker on an env from outside gymnasium"
+    )
     train.add_argument("--preset", default="default", help="named hyperparameter preset (see tfrl list)")
     train.add_argument("--config", help="TOML file of config fields, applied over the preset")
     train.add_argument(
@@ -116,6 +150,13 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=20)
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--env", dest="env_id", help="env id (default: the one it was trained on)")
+    evaluate.add_argument(
+        "--env-kwargs",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the env's arguments (default: those it was trained with, unless --env names another env)",
+    )
 
     export = commands.add_parser("export", help="export the best-evaluated policy of a run's newest checkpoint")
     export.add_argument("run_dir")
@@ -149,8 +190,9 @@ def _build_parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> int:
     from tfrl.training import train
 
-    overrides = read_config_file(args.config) if args.config else {}
+    overrides, env_kwargs = read_config_file(args.config) if args.config else ({}, {})
     overrides.update(parse_overrides(args.overrides))
+    env_kwargs.update(parse_env_kwargs(args.env_kwargs))
     if args.resume is None and (args.algorithm is None or args.env_id is None):
         raise ConfigError(
             "train needs an algorithm and --env (e.g. tfrl train dqn --env CartPole-v1), or --resume RUN_DIR"
@@ -163,6 +205,8 @@ def _train(args: argparse.Namespace) -> int:
     result = train(
         args.algorithm,
         args.env_id,
+        env_kwargs=env_kwargs or None,
+        env_check=not args.no_env_check,
         preset=args.preset,
         overrides=overrides,
         seed=args.seed,
@@ -205,8 +249,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     policy = load_policy(args.path)
     env_id = args.env_id or policy.metadata["env_id"]
+    given = parse_env_kwargs(args.env_kwargs)
+    env_kwargs = given if given or args.env_id else policy.metadata.get("env_kwargs", {})
     frame_stack = policy.metadata.get("preprocessing", {}).get("frame_stack", 0)
-    returns = evaluate(policy, env_id, args.episodes, args.seed, frame_stack=frame_stack)
+    returns = evaluate(policy, env_id, args.episodes, args.seed, frame_stack=frame_stack, env_kwargs=env_kwargs)
     print(
         f"{policy}: mean return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {len(returns)} episodes "
         f"on {env_id} (min {np.min(returns):.1f}, max {np.max(returns):.1f})"

@@ -29,11 +29,17 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Iterable
+import os
+import re
+import sys
+import traceback
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.utils.env_checker import check_env
 
 from tfrl.errors import EnvError, EnvFailed
 from tfrl.nets import resolve_torso
@@ -258,15 +264,175 @@ class DiscretizeActions(gym.ActionWrapper):
         return self.grid[int(action)].reshape(self.env.action_space.shape)
 
 
+# Factories a new process could not import (a lambda, a local function, a class of ``__main__``),
+# by the reference ``env_reference`` gave them: only this process can make their envs.
+_LOCAL_FACTORIES: dict[str, Callable[..., gym.Env]] = {}
+_GYMNASIUM_MODULES = ("gymnasium.", "ale_py", "minatar")  # envs whose own checks gymnasium runs already
+
+
+def env_reference(env: str | Callable[..., gym.Env]) -> str:
+    """The string that makes ``env`` again, in any process: an env id (``CartPole-v1``), gymnasium's
+    ``module:EnvId``, or ``module:factory`` for a class or function that returns an env.
+
+    A factory a new process cannot import (a lambda, a local function, a class of the script's
+    ``__main__``) still trains here; its runs resume and evaluate where it is passed again
+    (``train(resume=RUN, env=factory)``). An env *instance* is refused: tfrl makes one env per
+    vector slot and per evaluation episode, and again on resume.
+    """
+    if isinstance(env, str):
+        return env
+    if isinstance(env, gym.Env):
+        raise EnvError(
+            f"pass the env's class or a function that makes it, not an instance ({env!r}): tfrl makes several "
+            f"copies (one per vector env and evaluation episode) and makes it again on resume, e.g. "
+            f"tfrl.train(algorithm, {type(env).__name__}, env_kwargs={{...}})"
+        )
+    if not callable(env):
+        raise EnvError(
+            f"env must be an env id ('CartPole-v1'), 'module:EnvId', or a class or function returning a "
+            f"gymnasium.Env; got {env!r}"
+        )
+    reference = f"{getattr(env, '__module__', None)}:{getattr(env, '__qualname__', type(env).__name__)}"
+    if _imported(reference) is not env:
+        _LOCAL_FACTORIES[reference] = env
+    return reference
+
+
+def require_importable(env_id: str, why: str) -> None:
+    """Refuse an env that only this process can make (``env_reference`` of a lambda, a local function
+    or a class of ``__main__``) where another process must make it: ``why`` says which."""
+    if env_id in _LOCAL_FACTORIES:
+        raise EnvError(
+            f"{why}, but the env factory {env_id} cannot be imported there (a lambda, a local function or a "
+            "class of the script's __main__): define it at the top level of an importable module and pass "
+            "it (or 'module:name')"
+        )
+
+
+def _imported(reference: str) -> Any:
+    """What ``module:attribute.path`` names once ``module`` is imported, or None if it names nothing."""
+    module_name, _, path = reference.partition(":")
+    if "<" in path or module_name == "__main__":
+        return None
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in path.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError):
+        return None
+    return found
+
+
+def _env_maker(env_id: str) -> str | gym.envs.registration.EnvSpec:
+    """What ``gym.make`` is given for ``env_id``: a registered id, or a spec of the factory it names.
+
+    ``module:name`` imports ``module`` first (gymnasium's own form); ``name`` is then an env id the
+    module registered, or a class or function in it that returns an env.
+    """
+    if env_id in _LOCAL_FACTORIES:
+        return _factory_spec(env_id, _LOCAL_FACTORIES[env_id])
+    if ":" not in env_id:
+        _register_extra_envs(env_id)
+        if env_id not in gym.envs.registry:
+            raise EnvError(_unknown_env_message(env_id))
+        return env_id
+    module_name, _, name = env_id.partition(":")
+    if module_name == "__main__" or "<" in name:
+        raise EnvError(
+            f"the env {env_id} was made by a factory of the program that trained with it (a lambda, a local "
+            "function or a class of its __main__), which cannot be imported here: pass that factory again, "
+            "e.g. tfrl.train(resume=RUN, env=factory) or tfrl.evaluate(policy, factory)"
+        )
+    try:
+        importlib.import_module(module_name)
+    except ImportError as error:
+        raise EnvError(
+            f"--env {env_id}: cannot import the module {module_name!r} ({error}); is it installed or on PYTHONPATH?"
+        ) from None
+    if name in gym.envs.registry:
+        return name
+    factory = _imported(env_id)
+    if not callable(factory):
+        raise EnvError(
+            f"--env {env_id}: {module_name} registers no env id {name!r} and has no class or function of that "
+            "name that makes an env"
+        )
+    return _factory_spec(env_id, factory)
+
+
+def _factory_spec(env_id: str, factory: Callable[..., gym.Env]) -> gym.envs.registration.EnvSpec:
+    """A gymnasium spec for ``factory``, so ``gym.make`` wraps its envs as it wraps registered ones."""
+    name = re.sub(r"[^\w.-]", "_", env_id.rpartition(":")[2]) or "env"
+    return gym.envs.registration.EnvSpec(id=name, entry_point=factory)
+
+
+def env_name(env_id: str) -> str:
+    """``env_id`` as one path component: the part after a module's colon, a namespace slash made a dash
+    (``ALE/Pong-v5`` → ``ALE-Pong-v5``, ``my_pkg.envs:Reach-v0`` → ``Reach-v0``)."""
+    return re.sub(r"[^\w.-]", "-", env_id.rpartition(":")[2])
+
+
+def is_third_party(env: gym.Env) -> bool:
+    """Whether ``env`` comes from outside gymnasium and the plugins tfrl knows (a user's own env)."""
+    entry = env.spec.entry_point if env.spec is not None else None
+    module = entry.partition(":")[0] if isinstance(entry, str) else getattr(entry, "__module__", "") or ""
+    return not module.startswith(_GYMNASIUM_MODULES)
+
+
+def check_user_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> list[str]:
+    """Run gymnasium's env checker (``gymnasium.utils.env_checker.check_env``) on an env from outside
+    gymnasium, and print each distinct finding once as ``tfrl: env check of ...``. Returns the findings.
+
+    The checker resets and steps a separate instance a few times. Its findings are warnings: what
+    tfrl cannot handle is refused by tfrl's own checks, by name.
+    """
+    env = make_env(env_id, env_kwargs=env_kwargs)
+    findings: list[str] = []
+    try:
+        if not is_third_party(env):
+            return findings
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                check_env(env.unwrapped, skip_render_check=True, skip_close_check=True)
+            except Exception as error:  # noqa: BLE001 — the checker's assertion, or the env's own error
+                findings.append(f"{type(error).__name__}: {error}")
+        warned = [re.sub(r"\x1b\[[0-9;]*m", "", str(warning.message)).removeprefix("WARN: ") for warning in caught]
+        findings = list(dict.fromkeys(warned + findings))  # each once, in the order found
+        if not _has_time_limit(env):
+            findings.append(
+                "it has no time limit, so an episode (an evaluation's too) ends only when the env terminates it; "
+                "if it may not, give gymnasium's max_episode_steps (--env-kwargs max_episode_steps=N)"
+            )
+    finally:
+        env.close()
+    for finding in findings:
+        print(
+            f"tfrl: env check of {env_id} (gymnasium's env checker; --no-env-check skips it): {finding}",
+            file=sys.stderr,
+        )
+    return findings
+
+
+def _has_time_limit(env: gym.Env) -> bool:
+    """Whether a ``TimeLimit`` wraps ``env`` (a registered ``max_episode_steps``, or the factory's own)."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, gym.wrappers.TimeLimit):
+            return True
+        env = env.env
+    return False
+
+
 def _make(env_id: str, training: bool, stack: int, **kwargs: Any) -> gym.Env:
     """``gym.make`` and the observation wrappers: Atari preprocessing, Dict/Tuple flattening, frame stacking."""
     env: gym.Env
+    maker = _env_maker(env_id)
     if env_id.startswith(ATARI_PREFIX):
-        env = gym.wrappers.AtariPreprocessing(gym.make(env_id, frameskip=1, **kwargs), **ATARI_PREPROCESSING)
+        env = gym.wrappers.AtariPreprocessing(gym.make(maker, frameskip=1, **kwargs), **ATARI_PREPROCESSING)
         if training:
             env = gym.wrappers.TransformReward(EpisodicLife(env), lambda reward: float(np.sign(float(reward))))
     else:
-        env = _flatten_observations(gym.make(env_id, **kwargs))
+        env = _flatten_observations(gym.make(maker, **kwargs))
     return env if stack == 1 else _stack_frames(env, stack)
 
 
@@ -278,6 +444,7 @@ def make_env(
     training: bool = False,
     frame_stack: int = 0,
     indexed_actions: bool = False,
+    env_kwargs: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> gym.Env:
     """``gym.make`` with a clear ``EnvError`` for an unknown id or a missing extra; seeds its spaces.
@@ -289,19 +456,23 @@ def make_env(
     ``frame_stack=k`` stacks ``k`` frames channels last (0: the env's convention, ``resolve_frame_stack``).
     ``discretize=N`` wraps a Box action space into N evenly spaced actions per dimension, and
     ``indexed_actions`` a ``Discrete(n, start=s)`` one into ``Discrete(n)`` (``IndexedActions``): both
-    are what an agent acts in, while an export drives the env as it is. ``kwargs`` go to ``gym.make``
-    (e.g. ``is_slippery=False``, ``max_episode_steps=50``).
+    are what an agent acts in, while an export drives the env as it is. ``env_kwargs`` (the env's own
+    arguments, recorded with the run) and ``kwargs`` go to ``gym.make`` (e.g. ``is_slippery=False``,
+    ``max_episode_steps=50``). ``env_id`` is anything ``env_reference`` returns.
     """
-    _register_extra_envs(env_id)
-    if env_id not in gym.envs.registry:
-        raise EnvError(_unknown_env_message(env_id))
     stack = resolve_frame_stack(env_id, frame_stack)
     try:
-        env = _make(env_id, training, stack, **kwargs)
+        env = _make(env_id, training, stack, **(env_kwargs or {}), **kwargs)
     except gym.error.DependencyNotInstalled as error:
         raise EnvError(f"environment {env_id!r} needs an extra dependency: {error}") from error
     except gym.error.Error as error:
         raise EnvError(f"cannot make environment {env_id!r}: {error}") from error
+    except EnvError:
+        raise
+    except Exception as error:  # noqa: BLE001 — a user's env (or a keyword it does not take) may raise anything
+        given = f" with env_kwargs {dict(env_kwargs)}" if env_kwargs else ""
+        cause = f"{type(error).__name__}: {error}{_own_frames(error)}"
+        raise EnvError(f"cannot make environment {env_id!r}{given}: {cause}") from None
     if discretize is not None:
         try:
             env = DiscretizeActions(env, discretize)
@@ -316,6 +487,13 @@ def make_env(
     return env
 
 
+def _own_frames(error: BaseException) -> str:
+    """The traceback lines of ``error`` inside the env's own code (not gymnasium's or tfrl's), if any."""
+    library = (os.path.dirname(gym.__file__), os.path.dirname(__file__))
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if not frame.filename.startswith(library)]
+    return "\n" + "".join(traceback.format_list(frames)).rstrip() if frames else ""
+
+
 def make_vector_env(
     env_id: str,
     num_envs: int,
@@ -324,6 +502,7 @@ def make_vector_env(
     training: bool = False,
     frame_stack: int = 0,
     indexed_actions: bool = False,
+    env_kwargs: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> gym.vector.SyncVectorEnv:
     """``num_envs`` copies in one process, reset in the same step an episode ends.
@@ -337,7 +516,12 @@ def make_vector_env(
     if num_envs < 1:
         raise EnvError(f"num_envs must be at least 1, got {num_envs}")
     options = dict(
-        discretize=discretize, training=training, frame_stack=frame_stack, indexed_actions=indexed_actions, **kwargs
+        discretize=discretize,
+        training=training,
+        frame_stack=frame_stack,
+        indexed_actions=indexed_actions,
+        env_kwargs=env_kwargs,
+        **kwargs,
     )
     make_env(env_id, **options).close()  # fail early with a clear message, not inside the vector env
     return gym.vector.SyncVectorEnv(

@@ -116,7 +116,12 @@ def record(
     iio = _writer(out)
     policy = load_policy(path)
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame-rendered envs need no sound to draw frames
-    env = make_env(policy.metadata["env_id"], render_mode="rgb_array")
+    env_id = policy.metadata["env_id"]
+    env = make_env(env_id, render_mode="rgb_array", env_kwargs=policy.metadata.get("env_kwargs"))
+    modes = env.metadata.get("render_modes", [])
+    if "rgb_array" not in modes:
+        env.close()
+        raise EnvError(f"{env_id} does not render rgb_array frames (its metadata's render_modes are {modes})")
     frames: list[np.ndarray] = []
     rendered = 0
 
@@ -131,7 +136,7 @@ def record(
     finally:
         env.close()
     if not frames:
-        raise EnvError(f"{policy.metadata['env_id']} rendered no frames in rgb_array mode")
+        raise EnvError(f"{env_id} rendered no frames in rgb_array mode")
     out.parent.mkdir(parents=True, exist_ok=True)
     options = {"duration": 1000 / fps, "loop": 0} if out.suffix == ".gif" else {"fps": fps}
     iio.imwrite(out, np.stack(frames), **options)
@@ -152,7 +157,7 @@ def enjoy(path: str | os.PathLike, episodes: int = 1, seed: int = 0) -> list[flo
             "no display to open a window on (DISPLAY is not set): use tfrl record PATH --out episode.gif instead"
         )
     policy = load_policy(path)
-    env = make_env(policy.metadata["env_id"], render_mode="human")
+    env = make_env(policy.metadata["env_id"], render_mode="human", env_kwargs=policy.metadata.get("env_kwargs"))
     try:
         return _play(policy, env, episodes, seed, lambda: None)
     finally:

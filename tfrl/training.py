@@ -25,6 +25,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import keras
 import numpy as np
 import tensorflow as tf
@@ -38,13 +39,17 @@ from tfrl.envs import (
     action_grid,
     check_episode_seeds,
     check_observation,
+    check_user_env,
     describe_space,
     env_actions,
+    env_name,
+    env_reference,
     final_observations,
     make_env,
     make_vector_env,
     preprocessing,
     require_finite_from_env,
+    require_importable,
 )
 from tfrl.errors import (
     CheckpointError,
@@ -82,12 +87,19 @@ class Evaluator:
         discretize: int | None = None,
         frame_stack: int = 0,
         indexed_actions: bool = False,
+        env_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         if episodes < 1:
             raise ConfigError(f"evaluation episodes must be at least 1, got {episodes}")
         check_episode_seeds(seed, episodes)
         self.envs = [
-            make_env(env_id, discretize=discretize, frame_stack=frame_stack, indexed_actions=indexed_actions)
+            make_env(
+                env_id,
+                discretize=discretize,
+                frame_stack=frame_stack,
+                indexed_actions=indexed_actions,
+                env_kwargs=env_kwargs,
+            )
             for _ in range(episodes)
         ]
         self.env_id, self.seed = env_id, seed
@@ -147,14 +159,16 @@ def env_failure(env_id: str, error: Exception, when: str) -> Exception:
 
 def evaluate(
     policy: Callable[[np.ndarray], np.ndarray],
-    env_id: str,
+    env: str | Callable[..., gym.Env],
     episodes: int = 20,
     seed: int = 0,
     discretize: int | None = None,
     frame_stack: int = 0,
+    env_kwargs: Mapping[str, Any] | None = None,
 ) -> np.ndarray:
-    """Returns of ``episodes`` deterministic, seeded episodes of ``policy`` on ``env_id``."""
-    evaluator = Evaluator(env_id, episodes, seed, discretize, frame_stack)
+    """Returns of ``episodes`` deterministic, seeded episodes of ``policy`` on ``env`` (an env id,
+    ``module:EnvId``, or a class or function making the env, given ``env_kwargs``)."""
+    evaluator = Evaluator(env_reference(env), episodes, seed, discretize, frame_stack, env_kwargs=env_kwargs)
     try:
         return evaluator(policy)
     finally:
@@ -189,7 +203,7 @@ class RunSettings:
     """
 
     algorithm: str
-    env_id: str
+    env_id: str  # an env id, module:EnvId or module:factory (tfrl.envs.env_reference)
     seed: int = 0
     total_steps: int = 100_000
     num_envs: int = 4
@@ -202,6 +216,7 @@ class RunSettings:
     export_final: bool = False
     backend: str = "process"
     ray_address: str | None = None
+    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)  # the env's own arguments
 
     def validate(self) -> None:
         """Refuse values that cannot run, and values of the wrong type (a hand-edited run.json)."""
@@ -224,12 +239,20 @@ class RunSettings:
             raise ConfigError(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed}")
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        _require_type("env_kwargs", self.env_kwargs, dict, "a table of the env's keyword arguments")
+        try:
+            json.dumps(self.env_kwargs, allow_nan=False)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"env_kwargs must be JSON values (numbers, strings, booleans, lists, tables) so that the env "
+                f"can be made again on resume and evaluation; got {self.env_kwargs!r}"
+            ) from None
 
     @property
     def name(self) -> str:
-        """``<algorithm>-<env id>``, the env id's namespace slash made a dash (``dqn-ALE-Pong-v5``), so
-        run and export directories stay one level deep."""
-        return f"{self.algorithm}-{self.env_id.replace('/', '-')}"
+        """``<algorithm>-<env name>`` (``dqn-ALE-Pong-v5``, ``sac-Reach-v0`` for ``my_pkg.envs:Reach-v0``),
+        so run and export directories stay one level deep."""
+        return f"{self.algorithm}-{env_name(self.env_id)}"
 
     @property
     def export_path(self) -> Path | None:
@@ -508,10 +531,18 @@ def build_agent(settings: RunSettings, config: Any) -> Any:
     use_intra_op_threads(config.intra_op_threads)
     keras.utils.set_random_seed(settings.seed)
     probe = make_env(
-        settings.env_id, discretize=settings.discretize, frame_stack=config.frame_stack, indexed_actions=True
+        settings.env_id,
+        discretize=settings.discretize,
+        frame_stack=config.frame_stack,
+        indexed_actions=True,
+        env_kwargs=settings.env_kwargs,
     )
     try:
         agent = agent_class(config, probe.observation_space, probe.action_space, settings.env_id, settings.seed)
+        if isinstance(agent, UpdateProducer):
+            require_importable(
+                settings.env_id, f"{settings.algorithm}'s workers make their envs in their own processes"
+            )
         try:
             first, _ = probe.reset(seed=settings.seed)
         except Exception as error:  # noqa: BLE001 — a user's env may raise anything; EnvFailed reports it whole
@@ -548,7 +579,9 @@ def export_run(
     row of the chosen index), so it drives the unwrapped env; ``q_values`` stay over the grid's rows.
     Likewise a ``Discrete(n, start=s)`` env's export returns ``s + index``.
     """
-    probe = make_env(settings.env_id)  # the env's own action space, which the export drives
+    probe = make_env(
+        settings.env_id, env_kwargs=settings.env_kwargs
+    )  # the env's own action space, which the export drives
     action_space = probe.action_space
     probe.close()
     grid, discrete = env_actions(action_space), {}
@@ -558,6 +591,7 @@ def export_run(
     metadata = {
         "algorithm": settings.algorithm,
         "env_id": settings.env_id,
+        "env_kwargs": settings.env_kwargs,
         "observation_space": describe_space(agent.observation_space),
         "preprocessing": preprocessing(settings.env_id, agent.config.frame_stack),
         "action_space": describe_space(action_space),
@@ -577,8 +611,8 @@ def export_best(agent: Any, settings: RunSettings, run_dir: Path, path: Path, be
         return export_run(agent, settings, run_dir, path, best.metadata())
 
 
-def _reward_threshold(env_id: str) -> float | None:
-    env = make_env(env_id)
+def _reward_threshold(env_id: str, env_kwargs: Mapping[str, Any]) -> float | None:
+    env = make_env(env_id, env_kwargs=env_kwargs)
     try:
         return None if env.spec is None else env.spec.reward_threshold
     finally:
@@ -587,8 +621,10 @@ def _reward_threshold(env_id: str) -> float | None:
 
 def train(
     algorithm: str | None = None,
-    env_id: str | None = None,
+    env: str | Callable[..., gym.Env] | None = None,
     *,
+    env_kwargs: Mapping[str, Any] | None = None,
+    env_check: bool = True,
     config: Any = None,
     preset: str = "default",
     overrides: Mapping[str, Any] | None = None,
@@ -609,7 +645,13 @@ def train(
     backend: str | None = None,
     ray_address: str | None = None,
 ) -> TrainResult:
-    """Train ``algorithm`` on ``env_id`` and export its best-evaluated policy; or continue the run in ``resume``.
+    """Train ``algorithm`` on ``env`` and export its best-evaluated policy; or continue the run in ``resume``.
+
+    ``env`` is a gymnasium env id (``CartPole-v1``), gymnasium's ``module:EnvId`` (the module is
+    imported first, so it can register its envs), or a class or function that returns an env (also
+    as ``module:name``); ``env_kwargs`` are its arguments. All are recorded in run.json and the
+    export, so resume, evaluate and record make the same env again. An env from outside gymnasium is
+    checked once with gymnasium's env checker at the start of a new run (``env_check=False`` skips it).
 
     ``config`` (a Config instance) wins over ``preset`` + ``overrides``; otherwise the registry
     entry's defaults apply (``double-dqn`` is DQN with ``double=True``). ``discretize=N`` trains on
@@ -641,7 +683,9 @@ def train(
         checkpoint_every=checkpoint_every,
         stop_at_threshold=stop_at_threshold,
         discretize=discretize,
+        env_kwargs=None if env_kwargs is None else dict(env_kwargs),
     )
+    env_id = None if env is None else env_reference(env)
     if resume is not None:
         run_dir = Path(resume)
         settings, config = _resumed_settings(run_dir, algorithm, env_id, given)
@@ -651,10 +695,11 @@ def train(
         agent = build_agent(settings, config)
     else:
         if algorithm is None or env_id is None:
-            raise ConfigError("train needs an algorithm and an env id (or resume=<run dir>)")
+            raise ConfigError("train needs an algorithm and an env (or resume=<run dir>)")
         agent_class, config_class = get_agent(algorithm)
         config = config or make_config(algorithm, preset, overrides)
         defaults = {**NEW_RUN_DEFAULTS, **run_defaults(agent_class, config_class, preset)}
+        defaults["env_kwargs"] = {}
         chosen: dict[str, Any] = {name: defaults[name] if value is None else value for name, value in given.items()}
         settings = RunSettings(algorithm=algorithm, env_id=env_id, **chosen)
         _apply_backend_choice(settings, backend, ray_address)
@@ -662,6 +707,8 @@ def train(
         _apply_export_choice(settings, export_dir, export, export_final)
         check_export_target(settings.export_path)  # before any training: a bad target must not waste a run
         agent = build_agent(settings, config)  # refuses an unknown env or unfit spaces before any file is written
+        if env_check:
+            check_user_env(settings.env_id, settings.env_kwargs)
         run_dir = _new_run_dir(logdir, settings)
     with RunLock(run_dir):  # one process at a time: a second resume of a live run is refused here
         _write_run_file(run_dir, settings, config)  # on resume: what was changed on resuming is kept
@@ -836,7 +883,13 @@ def _stopped_message(
 def _run_evaluator(settings: RunSettings, config: Any) -> Evaluator:
     seed = settings.seed + EVALUATION_SEED_OFFSET
     return Evaluator(
-        settings.env_id, settings.eval_episodes, seed, settings.discretize, config.frame_stack, indexed_actions=True
+        settings.env_id,
+        settings.eval_episodes,
+        seed,
+        settings.discretize,
+        config.frame_stack,
+        indexed_actions=True,
+        env_kwargs=settings.env_kwargs,
     )
 
 
@@ -856,6 +909,7 @@ def _collected(agent: Any, settings: RunSettings, start_step: int) -> Generator[
         training=True,
         frame_stack=agent.config.frame_stack,
         indexed_actions=True,
+        env_kwargs=settings.env_kwargs,
     )
     env_id = settings.env_id
     try:
@@ -908,7 +962,7 @@ def _train_loop(
     Returns env_steps, solved, final_return, wall_seconds and train_steps_per_second (evaluation
     time excluded). The stream is closed on the way out, which stops whatever workers it runs.
     """
-    threshold = _reward_threshold(settings.env_id) if settings.stop_at_threshold else None
+    threshold = _reward_threshold(settings.env_id, settings.env_kwargs) if settings.stop_at_threshold else None
     evaluator = TrackedEvaluator(_run_evaluator(settings, agent.config), agent, best, logger)
     greedy = GreedyActing(agent)
     step = start_step

@@ -462,6 +462,7 @@ class WorkerSpec:
     discretize: int | None
     seed: int
     send_rollouts: bool = False
+    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 ROLLOUT_KEYS = ("observations", "actions", "rewards", "next_observations", "terminated", "truncated", "initial_state")
@@ -483,7 +484,7 @@ class A3CWorker:
         tf.config.threading.set_inter_op_parallelism_threads(1)
         self.spec, config = spec, spec.config
         self.envs = [
-            make_env(spec.env_id, discretize=spec.discretize, indexed_actions=True)
+            make_env(spec.env_id, discretize=spec.discretize, indexed_actions=True, env_kwargs=spec.env_kwargs)
             for _ in range(config.envs_per_worker)
         ]
         observation_space, action_space = self.envs[0].observation_space, self.envs[0].action_space
@@ -721,6 +722,7 @@ class A3CAgent:
                 settings.env_id,
                 settings.discretize,
                 int(np.random.SeedSequence([settings.seed, index, start_step]).generate_state(1)[0]),
+                env_kwargs=settings.env_kwargs,
             )
             for index in range(config.workers_for(available_cpus(settings.backend)))
         ]
