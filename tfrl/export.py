@@ -33,13 +33,15 @@ DEFAULT_EXPORT_DIR = "exports"  # users' runs; saved_models/ holds the shipped z
 METADATA_FILE = Path("assets") / "tfrl.json"
 FORMAT = "tfrl-policy"
 ENDPOINTS = ("action", "sample_action", "q_values", "value")
+STEPPING = ("action", "sample_action")  # a recurrent policy's state advances only when it acts
 
 
 def _named_output(function: Any, name: str) -> Any:
     """A signature function that names its outputs, for TF Serving and ``saved_model_cli``.
 
-    A recurrent policy's endpoints take ``(observation, state)`` and return ``(output, next state)``:
-    their signatures have the inputs ``observation`` and ``state`` and the outputs ``name`` and ``state``.
+    A recurrent policy's endpoints take ``(observation, state)`` and return ``(output, state)``: their
+    signatures have the inputs ``observation`` and ``state`` and the outputs ``name`` and ``state``
+    (the next state from ``action`` and ``sample_action``, the given one from ``value``).
     """
     spec = function.input_signature
     if len(spec) == 1:
@@ -296,6 +298,8 @@ class Policy:
 
     A recurrent export (``state_shape`` in its metadata) keeps one state row per observation row
     between calls, starting from zeros; call ``reset_state(batch_size)`` when new episodes begin.
+    Only acting (``policy(...)``, ``sample_action``) advances it: ``value`` and ``q_values`` read
+    it, so reading them changes no later action (also with exports whose graph would advance it).
     A stateless policy's ``reset_state`` does nothing. Observations of the wrong shape, or holding
     NaN or infinity, are an ``ExportError`` that names them.
     """
@@ -356,10 +360,13 @@ class Policy:
         if self.state_shape is None:
             result = getattr(self._module, endpoint)(tf.constant(batch)).numpy()
         else:
-            if self.state is None or len(self.state) != len(batch):
-                self.reset_state(len(batch))
-            result, next_state = getattr(self._module, endpoint)(tf.constant(batch), tf.constant(self.state))
-            result, self.state = result.numpy(), next_state.numpy()
+            state = self.state
+            if state is None or len(state) != len(batch):  # new episodes; only acting keeps their state
+                state = np.zeros((len(batch), *self.state_shape), np.float32)
+            result, next_state = getattr(self._module, endpoint)(tf.constant(batch), tf.constant(state))
+            result = result.numpy()
+            if endpoint in STEPPING:
+                self.state = next_state.numpy()
         return result[0] if single else result
 
 

@@ -1,0 +1,55 @@
+"""What an export may change: a recurrent policy's state only when it acts, and on disk only what
+tfrl wrote (never the run it came from, a user's files, or another machine's export in progress)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfrl
+from tfrl.agents import make_config
+from tfrl.agents.a3c import A3CAgent
+from tfrl.envs import make_env
+from tfrl.training import RunSettings, export_run
+
+ZOO_RECURRENT = Path(__file__).parent.parent / "saved_models" / "a3c-rnn-CartPole-v1"
+
+
+@pytest.fixture(scope="module")
+def recurrent_export(tmp_path_factory):
+    """An untrained a3c-rnn policy on Pendulum-v1, exported by this tfrl."""
+    root = tmp_path_factory.mktemp("recurrent")
+    env = make_env("Pendulum-v1")
+    agent = A3CAgent(make_config("a3c-rnn", overrides={"rnn_units": 8}), env.observation_space, env.action_space)
+    return export_run(agent, RunSettings("a3c-rnn", "Pendulum-v1"), root / "run", root / "export")
+
+
+def _rollout(policy, observations, read_value: bool) -> list[np.ndarray]:
+    policy.reset_state(len(observations[0]))
+    actions = []
+    for observation in observations:
+        if read_value:  # of the batch, and of one row (another batch size must not reset the state)
+            policy.value(observation)
+            policy.value(observation[0])
+        actions.append(policy(observation))
+    return actions
+
+
+@pytest.mark.parametrize("source", ["new", "zoo"])
+def test_reading_a_recurrent_value_leaves_the_state_alone(recurrent_export, source):
+    # the zoo's export was written before value() kept the state: load_policy must not advance it either
+    policy = tfrl.load_policy(recurrent_export if source == "new" else ZOO_RECURRENT)
+    size = policy.observation_shape[0]
+    observations = np.random.default_rng(0).normal(size=(6, 3, size)).astype(np.float32)  # 6 steps of 3 episodes
+    policy(observations[0])
+    np.testing.assert_array_equal(policy.value(observations[1]), policy.value(observations[1]))
+    np.testing.assert_array_equal(_rollout(policy, observations, True), _rollout(policy, observations, False))
+
+
+def test_the_raw_value_signature_returns_the_state_it_was_given(recurrent_export):
+    loaded = tf.saved_model.load(str(recurrent_export))
+    observation = tf.constant(np.ones((2, 3), np.float32))
+    state = loaded.signatures["action"](observation=observation, state=tf.zeros((2, 8)))["state"]
+    outputs = loaded.signatures["value"](observation=observation, state=state)
+    np.testing.assert_array_equal(outputs["state"].numpy(), state.numpy())
