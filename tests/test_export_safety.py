@@ -1,6 +1,7 @@
 """What an export may change: a recurrent policy's state only when it acts, and on disk only what
 tfrl wrote (never the run it came from, a user's files, or another machine's export in progress)."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import tensorflow as tf
 import tfrl
 from tfrl.agents import make_config
 from tfrl.agents.a3c import A3CAgent
+from tfrl.cli import main
 from tfrl.envs import make_env
 from tfrl.training import RunSettings, export_run
 
@@ -53,3 +55,57 @@ def test_the_raw_value_signature_returns_the_state_it_was_given(recurrent_export
     state = loaded.signatures["action"](observation=observation, state=tf.zeros((2, 8)))["state"]
     outputs = loaded.signatures["value"](observation=observation, state=state)
     np.testing.assert_array_equal(outputs["state"].numpy(), state.numpy())
+
+
+def _refused(capsys, *argv: str) -> str:
+    """Run the CLI, expect exit code 2, return the one-line error."""
+    assert main(list(argv)) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.startswith("tfrl: error: ") and "\n" not in message
+    return message
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture
+def export_holding_a_run(cartpole_run, tmp_path):
+    """An earlier export at ``tmp_path/dqn-CartPole-v1`` with a run directory inside it."""
+    export = tmp_path / "dqn-CartPole-v1"
+    shutil.copytree(cartpole_run.export_path, export)
+    shutil.copytree(cartpole_run.run_dir, export / "runs" / "run")
+    return export, export / "runs" / "run"
+
+
+def test_a_new_runs_export_may_not_hold_its_logdir(capsys, export_holding_a_run, tmp_path):
+    export, _ = export_holding_a_run
+    before = _snapshot(tmp_path)
+    logdir = export / "runs"
+    error = _refused(
+        capsys,
+        "train",
+        "dqn",
+        "--env",
+        "CartPole-v1",
+        "--steps",
+        "500",
+        "--logdir",
+        str(logdir),
+        "--export-dir",
+        str(tmp_path),
+        "--no-progress",
+    )
+    assert f"cannot export to {export}: it holds the log directory (--logdir) {logdir}" in error
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_resumed_or_exported_run_may_not_be_inside_its_export(capsys, export_holding_a_run, tmp_path):
+    export, run_dir = export_holding_a_run
+    before = _snapshot(tmp_path)
+    resumed = _refused(capsys, "train", "--resume", str(run_dir), "--export-dir", str(tmp_path), "--no-progress")
+    exported = _refused(capsys, "export", str(run_dir), "--out", str(export))
+    for error in (resumed, exported):
+        assert f"cannot export to {export}: it holds the run directory {run_dir}" in error
+    assert "holds the run directory" in _refused(capsys, "export", str(run_dir), "--out", str(run_dir / ".." / ".."))
+    assert _snapshot(tmp_path) == before

@@ -133,16 +133,28 @@ def is_export(path: Path) -> bool:
         return False
 
 
-def check_export_target(path: str | os.PathLike | None) -> None:
+def check_export_target(
+    path: str | os.PathLike | None,
+    *,
+    run_dir: str | os.PathLike | None = None,
+    logdir: str | os.PathLike | None = None,
+) -> None:
     """Refuse, before anything is written, an export path tfrl may not replace.
 
     tfrl writes a new export or replaces an earlier tfrl export (or an empty directory); it never
     deletes anything else, so an existing file, or a directory holding anything but a tfrl export,
-    is an ``ExportError`` naming it.
+    is an ``ExportError`` naming it. So is a path that is or holds ``run_dir`` (the run exported) or
+    ``logdir`` (where a new run is written): replacing the export would delete the run.
     """
     if path is None:
         return
     path = Path(path)
+    for what, inner in (("run directory", run_dir), ("log directory (--logdir)", logdir)):
+        if inner is not None and _holds(path, Path(inner)):
+            raise ExportError(
+                f"cannot export to {path}: it holds the {what} {inner}, which replacing the export would "
+                "delete; export outside it (--export-dir / --out)"
+            )
     for parent in path.parents:
         if parent.exists() and not parent.is_dir():
             raise ExportError(f"cannot export to {path}: {parent} is a file, not a directory")
@@ -158,6 +170,12 @@ def check_export_target(path: str | os.PathLike | None) -> None:
     existing = next(parent for parent in (path, *path.parents) if parent.exists())
     if not os.access(existing, os.W_OK):
         raise ExportError(f"cannot export to {path}: {existing} is not writable")
+
+
+def _holds(outer: Path, inner: Path) -> bool:
+    """Whether ``inner`` is ``outer`` or lies inside it, symbolic links and ``..`` resolved."""
+    outer, inner = outer.resolve(), inner.resolve()
+    return inner == outer or outer in inner.parents
 
 
 def _umask() -> int:
