@@ -1,6 +1,7 @@
 """What an export may change: a recurrent policy's state only when it acts, and on disk only what
 tfrl wrote (never the run it came from, a user's files, or another machine's export in progress)."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from tfrl.agents import make_config
 from tfrl.agents.a3c import A3CAgent
 from tfrl.cli import main
 from tfrl.envs import make_env
+from tfrl.export import METADATA_FILE
 from tfrl.training import RunSettings, export_run
 
 ZOO_RECURRENT = Path(__file__).parent.parent / "saved_models" / "a3c-rnn-CartPole-v1"
@@ -108,4 +110,53 @@ def test_a_resumed_or_exported_run_may_not_be_inside_its_export(capsys, export_h
     for error in (resumed, exported):
         assert f"cannot export to {export}: it holds the run directory {run_dir}" in error
     assert "holds the run directory" in _refused(capsys, "export", str(run_dir), "--out", str(run_dir / ".." / ".."))
+    assert _snapshot(tmp_path) == before
+
+
+def _user_files(export: Path) -> dict[str, bytes]:
+    (export / "NOTES.txt").write_text("my notes")
+    (export / "clips" / "best").mkdir(parents=True)
+    (export / "clips" / "best" / "episode.gif").write_bytes(b"GIF89a\x00\x01")
+    (export / "empty").mkdir()
+    return {"NOTES.txt": b"my notes", "clips/best/episode.gif": b"GIF89a\x00\x01"}
+
+
+def test_re_export_keeps_the_users_files_and_replaces_its_own(capsys, cartpole_run, tmp_path):
+    out = tmp_path / "policy"
+    assert main(["export", str(cartpole_run.run_dir), "--out", str(out)]) == 0
+    metadata = json.loads((out / METADATA_FILE).read_text())
+    assert {"saved_model.pb", "q_network.keras", "assets/tfrl.json"} <= set(metadata["files"])
+    assert all((out / name).is_file() for name in metadata["files"])
+    (out / "stale.keras").write_text("a network tfrl wrote once")
+    (out / METADATA_FILE).write_text(json.dumps({**metadata, "files": [*metadata["files"], "stale.keras"]}))
+    users = _user_files(out)
+    assert main(["export", str(cartpole_run.run_dir), "--out", str(out), "--final"]) == 0
+    assert {name: (out / name).read_bytes() for name in users} == users and (out / "empty").is_dir()
+    assert not (out / "stale.keras").exists()
+    metadata = json.loads((out / METADATA_FILE).read_text())
+    assert metadata["evaluation"] is None and "NOTES.txt" not in metadata["files"]  # the new export, still the user's
+
+
+def test_re_export_keeps_what_was_added_to_an_export_without_a_files_list(capsys, cartpole_run, tmp_path):
+    out = tmp_path / "zoo-entry"
+    shutil.copytree(cartpole_run.export_path, out)
+    metadata = json.loads((out / METADATA_FILE).read_text())
+    del metadata["files"]  # as tfrl wrote exports before it listed them, the shipped zoo's among them
+    (out / METADATA_FILE).write_text(json.dumps(metadata))
+    (out / "README.md").write_text("# a zoo card")
+    users = {"README.md": b"# a zoo card", **_user_files(out)}
+    assert main(["export", str(cartpole_run.run_dir), "--out", str(out)]) == 0
+    assert {name: (out / name).read_bytes() for name in users} == users
+    assert "files" in json.loads((out / METADATA_FILE).read_text())
+
+
+def test_a_user_file_the_new_export_would_overwrite_is_refused(capsys, cartpole_run, tmp_path):
+    out = tmp_path / "policy"
+    shutil.copytree(cartpole_run.export_path, out)
+    metadata = json.loads((out / METADATA_FILE).read_text())
+    metadata["files"].remove("q_network.keras")  # so the q_network.keras there is someone else's
+    (out / METADATA_FILE).write_text(json.dumps(metadata))
+    before = _snapshot(tmp_path)
+    error = _refused(capsys, "export", str(cartpole_run.run_dir), "--out", str(out))
+    assert f"cannot export to {out}: tfrl did not write its q_network.keras" in error
     assert _snapshot(tmp_path) == before

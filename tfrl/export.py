@@ -6,8 +6,9 @@ An export is a directory that ``tf.saved_model.load`` opens in a process that ne
   MultiDiscrete spaces, uint8 or bool for frames, float32 otherwise) → the deterministic action; also the ``serving_default``
   signature. A float observation holding NaN or infinity is refused inside the graph.
   ``sample_action``, ``q_values`` and ``value`` where the agent has them.
-- ``assets/tfrl.json``: algorithm, env id, spaces, config, training steps, and the score of this
-  policy (by default the run's best-evaluated one) with the env step it was reached at.
+- ``assets/tfrl.json``: algorithm, env id, spaces, config, training steps, the score of this
+  policy (by default the run's best-evaluated one) with the env step it was reached at, and the
+  ``files`` tfrl wrote (anything else in the directory is the user's, kept on re-export).
 - ``<network>.keras`` beside it: the trainable networks, for fine-tuning in Keras.
 """
 
@@ -18,7 +19,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +192,9 @@ def export_policy(
 
     The export is written complete under a temporary name beside ``path``; then an earlier export
     at ``path`` is renamed aside, the new one renamed in, and the old one removed, so a kill at any
-    instant leaves a complete export (the new or the old one) and never a half-written one. With
+    instant leaves a complete export (the new or the old one) and never a half-written one. What
+    tfrl writes is listed in the metadata's ``files``; everything else in an earlier export (a
+    README, a GIF someone added) is copied into the new one, so re-exporting deletes none of it. With
     ``action_grid`` (rows = the real actions of a discretised env) the policy is wrapped in a
     ``GridActionPolicy``, so ``action`` returns real actions rather than indices.
     """
@@ -215,6 +218,7 @@ def export_policy(
         for name, network in agent.networks().items():
             network.save(staging / f"{name}.keras")
         (staging / METADATA_FILE).parent.mkdir(exist_ok=True)
+        (staging / METADATA_FILE).touch()  # so that it is among the files listed below
         full_metadata = {
             "format": FORMAT,
             "tfrl_version": __version__,
@@ -224,6 +228,7 @@ def export_policy(
         }
         if hasattr(module, "state_shape"):  # a recurrent policy: endpoints take and return a state
             full_metadata["state_shape"] = list(module.state_shape)
+        full_metadata["files"] = sorted(_entries(staging))  # what tfrl wrote; anything else is the user's
         (staging / METADATA_FILE).write_text(json.dumps(full_metadata, indent=2))
         _swap_in(staging, path)
     finally:
@@ -239,11 +244,59 @@ def _swap_in(staging: Path, path: Path) -> None:
         os.replace(staging, path)
         _remove_leftovers(path)
         return
+    _carry_user_files(path, staging)
     aside = Path(tempfile.mkdtemp(prefix=f".{path.name}-old-{os.getpid()}-", dir=path.parent))
     os.replace(path, aside / path.name)
     os.replace(staging, path)
     shutil.rmtree(aside)
     _remove_leftovers(path)
+
+
+def _entries(root: Path) -> list[str]:
+    """Every file, symbolic link and empty directory under ``root``, as POSIX paths relative to it."""
+    entries = []
+    for directory, subdirectories, files in os.walk(root):
+        here = Path(directory)
+        names = files + [name for name in subdirectories if (here / name).is_symlink()]
+        if not names and not subdirectories:
+            names = [""]  # an empty directory
+        entries += [(here / name).relative_to(root).as_posix() for name in names if here / name != root]
+    return entries
+
+
+# What tfrl wrote in an export made before tfrl.json listed its ``files``.
+_OLD_EXPORT_FILES = re.compile(
+    rf"saved_model\.pb|fingerprint\.pb|variables/.+|{re.escape(METADATA_FILE.as_posix())}|[^/]+\.keras"
+)
+
+
+def _tfrl_wrote(export: Path) -> Callable[[str], bool]:
+    """Whether tfrl wrote an entry of ``export``: one its tfrl.json lists in ``files``, or, in an
+    export made before that list, its SavedModel, networks or tfrl.json."""
+    listed = json.loads((export / METADATA_FILE).read_text()).get("files")
+    if isinstance(listed, list):
+        return set(listed).__contains__
+    return lambda entry: _OLD_EXPORT_FILES.fullmatch(entry) is not None
+
+
+def _carry_user_files(old: Path, staging: Path) -> None:
+    """Copy into ``staging`` everything in the earlier export ``old`` that tfrl did not write (a
+    README, a GIF, notes), so replacing the export deletes none of it."""
+    tfrl_wrote = _tfrl_wrote(old)
+    for entry in _entries(old):
+        if tfrl_wrote(entry):
+            continue
+        source, target = old / entry, staging / entry
+        if target.exists() or target.is_symlink():
+            raise ExportError(
+                f"cannot export to {old}: tfrl did not write its {entry}, and the new export has a file of that "
+                "name; move yours away and export again"
+            )
+        if source.is_dir() and not source.is_symlink():
+            target.mkdir(parents=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target, follow_symlinks=False)
 
 
 def _remove_leftovers(path: Path) -> None:
