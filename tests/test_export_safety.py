@@ -1,8 +1,11 @@
 """What an export may change: a recurrent policy's state only when it acts, and on disk only what
 tfrl wrote (never the run it came from, a user's files, or another machine's export in progress)."""
 
+import fcntl
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +17,7 @@ from tfrl.agents import make_config
 from tfrl.agents.a3c import A3CAgent
 from tfrl.cli import main
 from tfrl.envs import make_env
-from tfrl.export import METADATA_FILE
+from tfrl.export import LOCK_FILE, METADATA_FILE, _namespace_tag
 from tfrl.training import RunSettings, export_run
 
 ZOO_RECURRENT = Path(__file__).parent.parent / "saved_models" / "a3c-rnn-CartPole-v1"
@@ -160,3 +163,39 @@ def test_a_user_file_the_new_export_would_overwrite_is_refused(capsys, cartpole_
     error = _refused(capsys, "export", str(cartpole_run.run_dir), "--out", str(out))
     assert f"cannot export to {out}: tfrl did not write its q_network.keras" in error
     assert _snapshot(tmp_path) == before
+
+
+def _holder(parent: Path, name: str, age_s: float = 0.0) -> Path:
+    """A holder directory as an export elsewhere makes one: a lock file inside, last touched ``age_s`` ago."""
+    holder = parent / name
+    (holder / "export").mkdir(parents=True)
+    (holder / LOCK_FILE).touch()
+    os.utime(holder, (time.time() - age_s, time.time() - age_s))
+    return holder
+
+
+def test_an_export_removes_only_abandoned_holders_beside_it(capsys, cartpole_run, tmp_path):
+    tag, foreign, day = _namespace_tag(), "0badf00d", 24 * 3600
+    assert tag != foreign
+    live = _holder(
+        tmp_path, f".policy-new-{foreign}-99999997-abcdefgh", age_s=2 * day
+    )  # a locked one of another container
+    young = _holder(tmp_path, f".policy-new-{foreign}-99999998-abcdefgh")  # unlocked, but maybe just made
+    stale = _holder(tmp_path, f".policy-old-{foreign}-3-abcdefgh", age_s=2 * day)  # unlocked and old
+    dead = _holder(tmp_path, f".policy-new-{tag}-99999999-abcdefgh")  # this namespace's, its process gone
+    with open(live / LOCK_FILE, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        assert main(["export", str(cartpole_run.run_dir), "--out", str(tmp_path / "policy")]) == 0
+        assert main(["export", str(cartpole_run.run_dir), "--out", str(tmp_path / "policy")]) == 0  # the swap too
+    assert live.is_dir() and young.is_dir() and not stale.exists() and not dead.exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(["policy", live.name, young.name])
+
+
+def test_an_export_name_near_the_file_name_limit(capsys, cartpole_run, tmp_path):
+    out = tmp_path / ("p" * 250)
+    for _ in range(2):  # a new export, then a swap
+        assert main(["export", str(cartpole_run.run_dir), "--out", str(out)]) == 0
+    assert tfrl.load_policy(out).metadata["env_id"] == "CartPole-v1" and os.listdir(tmp_path) == [out.name]
+    error = _refused(capsys, "export", str(cartpole_run.run_dir), "--out", str(tmp_path / ("p" * 256)))
+    assert "a name in it is 256 bytes long, and a file name may have at most 255" in error
+    assert os.listdir(tmp_path) == [out.name]

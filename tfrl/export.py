@@ -14,12 +14,18 @@ An export is a directory that ``tf.saved_model.load`` opens in a process that ne
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
+import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import tempfile
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +40,11 @@ DEFAULT_EXPORT_DIR = "exports"  # users' runs; saved_models/ holds the shipped z
 METADATA_FILE = Path("assets") / "tfrl.json"
 FORMAT = "tfrl-policy"
 ENDPOINTS = ("action", "sample_action", "q_values", "value")
+NAME_MAX = 255  # bytes in one file name (Linux, macOS, NFS)
+LOCK_FILE = ".tfrl-lock"  # in a holder directory of an export being written or removed
+STALE_AFTER_S = 24 * 3600  # an unlocked holder of another host or container untouched this long is abandoned
+# a holder's name beyond its stem: ".", "-new-", the 8-digit tag, "-", a pid (up to 10 digits), "-", mkdtemp's 8
+_HOLDER_NAME_EXTRA = 1 + 5 + 8 + 1 + 10 + 1 + 8
 STEPPING = ("action", "sample_action")  # a recurrent policy's state advances only when it acts
 
 
@@ -150,6 +161,12 @@ def check_export_target(
     if path is None:
         return
     path = Path(path)
+    too_long = [part for part in path.parts if len(os.fsencode(part)) > NAME_MAX]
+    if too_long:
+        raise ExportError(
+            f"cannot export to {path}: a name in it is {len(os.fsencode(too_long[0]))} bytes long, "
+            f"and a file name may have at most {NAME_MAX}"
+        )
     for what, inner in (("run directory", run_dir), ("log directory (--logdir)", logdir)):
         if inner is not None and _holds(path, Path(inner)):
             raise ExportError(
@@ -179,19 +196,14 @@ def _holds(outer: Path, inner: Path) -> bool:
     return inner == outer or outer in inner.parents
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def export_policy(
     agent: Any, path: str | os.PathLike, metadata: dict[str, Any], action_grid: np.ndarray | None = None
 ) -> Path:
     """Write ``agent.policy()`` and its networks to ``path``, replacing an earlier export only on success.
 
-    The export is written complete under a temporary name beside ``path``; then an earlier export
-    at ``path`` is renamed aside, the new one renamed in, and the old one removed, so a kill at any
+    The export is written complete in a locked holder directory beside ``path`` (``_held_directory``);
+    then an earlier export at ``path`` is renamed aside, the new one renamed in, and the old one
+    removed, so a kill at any
     instant leaves a complete export (the new or the old one) and never a half-written one. What
     tfrl writes is listed in the metadata's ``files``; everything else in an earlier export (a
     README, a GIF someone added) is copied into the new one, so re-exporting deletes none of it. With
@@ -211,9 +223,8 @@ def export_policy(
         setattr(module, name, _guarded(getattr(module, name), metadata["observation_space"]))
     signatures = {name: _named_output(getattr(module, name), name).get_concrete_function() for name in endpoints}
     signatures["serving_default"] = signatures["action"]
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-new-{os.getpid()}-", dir=path.parent))
-    try:
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the export from a model server
+    with _held_directory(path, "new") as staging:
+        staging.mkdir()  # with the umask's permissions, for a model server to read
         tf.saved_model.save(module, str(staging), signatures=signatures)
         for name, network in agent.networks().items():
             network.save(staging / f"{name}.keras")
@@ -231,9 +242,7 @@ def export_policy(
         full_metadata["files"] = sorted(_entries(staging))  # what tfrl wrote; anything else is the user's
         (staging / METADATA_FILE).write_text(json.dumps(full_metadata, indent=2))
         _swap_in(staging, path)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+    _remove_leftovers(path)
     return path
 
 
@@ -242,14 +251,51 @@ def _swap_in(staging: Path, path: Path) -> None:
     check_export_target(path)  # again: something may have appeared there while the export was written
     if not path.exists():
         os.replace(staging, path)
-        _remove_leftovers(path)
         return
     _carry_user_files(path, staging)
-    aside = Path(tempfile.mkdtemp(prefix=f".{path.name}-old-{os.getpid()}-", dir=path.parent))
-    os.replace(path, aside / path.name)
-    os.replace(staging, path)
-    shutil.rmtree(aside)
-    _remove_leftovers(path)
+    with _held_directory(path, "old") as aside:
+        os.replace(path, aside)
+        os.replace(staging, path)
+
+
+@functools.cache
+def _namespace_tag() -> str:
+    """Eight hex digits naming this host and PID namespace: only where the tag is its own can an
+    export tell from a pid whether the process that left a directory still runs."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:  # no /proc (macOS): the host alone
+        namespace = ""
+    return hashlib.sha256(f"{socket.gethostname()}\0{namespace}".encode()).hexdigest()[:8]
+
+
+def _stem(path: Path) -> str:
+    """``path.name``, or for a long one its start and a hash of it, so that a holder's name
+    ``.<stem>-new-<tag>-<pid>-<random>`` fits in ``NAME_MAX`` bytes."""
+    name = os.fsencode(path.name)
+    room = NAME_MAX - _HOLDER_NAME_EXTRA
+    if len(name) <= room:
+        return path.name
+    return name[: room - 9].decode("utf-8", "ignore") + "~" + hashlib.sha256(name).hexdigest()[:8]
+
+
+@contextlib.contextmanager
+def _held_directory(path: Path, kind: str) -> Iterator[Path]:
+    """A place ``<holder>/export`` for an export being written (``kind`` new) or removed (old), in a
+    new holder directory beside ``path`` that is removed at the end.
+
+    While this lives the holder's ``LOCK_FILE`` is ``flock``-ed, so that an export into the same
+    directory from another host or container, which cannot see this pid, leaves it alone; the export
+    itself is one level down, so the lock file never becomes part of it.
+    """
+    prefix = f".{_stem(path)}-{kind}-{_namespace_tag()}-{os.getpid()}-"
+    holder = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+    try:
+        with open(holder / LOCK_FILE, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield holder / "export"
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
 
 
 def _entries(root: Path) -> list[str]:
@@ -300,13 +346,43 @@ def _carry_user_files(old: Path, staging: Path) -> None:
 
 
 def _remove_leftovers(path: Path) -> None:
-    """Remove what an export to ``path`` killed midway left beside it: staging or set-aside
-    directories with tfrl's names whose process is gone (never anything else)."""
-    pattern = re.compile(rf"\.{re.escape(path.name)}-(?:new|old)-(\d+)-\w+")
+    """Remove what exports to ``path`` killed midway left beside it: holder directories with tfrl's
+    names (see ``_held_directory``) that ``_abandoned`` says no live export owns; never anything else."""
+    pattern = re.compile(rf"\.{re.escape(_stem(path))}-(?:new|old)-(?:([0-9a-f]{{8}})-)?(\d+)-\w+")
     for sibling in path.parent.iterdir():
         match = pattern.fullmatch(sibling.name)
-        if match and sibling.is_dir() and not _process_alive(int(match.group(1))):
-            shutil.rmtree(sibling)
+        if match and sibling.is_dir() and not sibling.is_symlink() and _abandoned(sibling, *match.groups()):
+            shutil.rmtree(sibling, ignore_errors=True)  # another export may be removing it too
+
+
+def _abandoned(holder: Path, tag: str | None, pid: str) -> bool:
+    """Whether no live export owns ``holder``: its process, of this host and PID namespace, is gone;
+    or (a process elsewhere, or a tfrl that named no tag) its lock is free and it is a day old."""
+    if tag == _namespace_tag() and not _process_alive(int(pid)):
+        return True
+    try:
+        age = time.time() - holder.stat().st_mtime
+    except OSError:  # already removed
+        return False
+    return age > STALE_AFTER_S and not _locked(holder / LOCK_FILE)
+
+
+def _locked(lock: Path) -> bool:
+    """Whether a live export holds ``lock`` (a missing lock file holds nothing; a lock that cannot
+    be tried counts as held)."""
+    try:
+        descriptor = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(descriptor)
+    return False
 
 
 def _process_alive(pid: int) -> bool:
