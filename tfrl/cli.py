@@ -266,7 +266,7 @@ def _export(args: argparse.Namespace) -> int:
 
     settings, agent, best = restore_run(args.run_dir)
     out = Path(args.out or settings.export_path or Path(DEFAULT_EXPORT_DIR) / settings.name)
-    check_export_target(out)
+    check_export_target(out, run_dir=args.run_dir)
     if args.final or best.weights is None:
         export_run(agent, settings, args.run_dir, out)
         print(f"exported {settings.algorithm} on {settings.env_id}, last weights at step {agent.env_steps}, to {out}")

@@ -6,19 +6,26 @@ An export is a directory that ``tf.saved_model.load`` opens in a process that ne
   MultiDiscrete spaces, uint8 or bool for frames, float32 otherwise) → the deterministic action; also the ``serving_default``
   signature. A float observation holding NaN or infinity is refused inside the graph.
   ``sample_action``, ``q_values`` and ``value`` where the agent has them.
-- ``assets/tfrl.json``: algorithm, env id, spaces, config, training steps, and the score of this
-  policy (by default the run's best-evaluated one) with the env step it was reached at.
+- ``assets/tfrl.json``: algorithm, env id, spaces, config, training steps, the score of this
+  policy (by default the run's best-evaluated one) with the env step it was reached at, and the
+  ``files`` tfrl wrote (anything else in the directory is the user's, kept on re-export).
 - ``<network>.keras`` beside it: the trainable networks, for fine-tuning in Keras.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
+import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +40,20 @@ DEFAULT_EXPORT_DIR = "exports"  # users' runs; saved_models/ holds the shipped z
 METADATA_FILE = Path("assets") / "tfrl.json"
 FORMAT = "tfrl-policy"
 ENDPOINTS = ("action", "sample_action", "q_values", "value")
+NAME_MAX = 255  # bytes in one file name (Linux, macOS, NFS)
+LOCK_FILE = ".tfrl-lock"  # in a holder directory of an export being written or removed
+STALE_AFTER_S = 24 * 3600  # an unlocked holder of another host or container untouched this long is abandoned
+# a holder's name beyond its stem: ".", "-new-", the 8-digit tag, "-", a pid (up to 10 digits), "-", mkdtemp's 8
+_HOLDER_NAME_EXTRA = 1 + 5 + 8 + 1 + 10 + 1 + 8
+STEPPING = ("action", "sample_action")  # a recurrent policy's state advances only when it acts
 
 
 def _named_output(function: Any, name: str) -> Any:
     """A signature function that names its outputs, for TF Serving and ``saved_model_cli``.
 
-    A recurrent policy's endpoints take ``(observation, state)`` and return ``(output, next state)``:
-    their signatures have the inputs ``observation`` and ``state`` and the outputs ``name`` and ``state``.
+    A recurrent policy's endpoints take ``(observation, state)`` and return ``(output, state)``: their
+    signatures have the inputs ``observation`` and ``state`` and the outputs ``name`` and ``state``
+    (the next state from ``action`` and ``sample_action``, the given one from ``value``).
     """
     spec = function.input_signature
     if len(spec) == 1:
@@ -131,16 +145,34 @@ def is_export(path: Path) -> bool:
         return False
 
 
-def check_export_target(path: str | os.PathLike | None) -> None:
+def check_export_target(
+    path: str | os.PathLike | None,
+    *,
+    run_dir: str | os.PathLike | None = None,
+    logdir: str | os.PathLike | None = None,
+) -> None:
     """Refuse, before anything is written, an export path tfrl may not replace.
 
     tfrl writes a new export or replaces an earlier tfrl export (or an empty directory); it never
     deletes anything else, so an existing file, or a directory holding anything but a tfrl export,
-    is an ``ExportError`` naming it.
+    is an ``ExportError`` naming it. So is a path that is or holds ``run_dir`` (the run exported) or
+    ``logdir`` (where a new run is written): replacing the export would delete the run.
     """
     if path is None:
         return
     path = Path(path)
+    too_long = [part for part in path.parts if len(os.fsencode(part)) > NAME_MAX]
+    if too_long:
+        raise ExportError(
+            f"cannot export to {path}: a name in it is {len(os.fsencode(too_long[0]))} bytes long, "
+            f"and a file name may have at most {NAME_MAX}"
+        )
+    for what, inner in (("run directory", run_dir), ("log directory (--logdir)", logdir)):
+        if inner is not None and _holds(path, Path(inner)):
+            raise ExportError(
+                f"cannot export to {path}: it holds the {what} {inner}, which replacing the export would "
+                "delete; export outside it (--export-dir / --out)"
+            )
     for parent in path.parents:
         if parent.exists() and not parent.is_dir():
             raise ExportError(f"cannot export to {path}: {parent} is a file, not a directory")
@@ -158,10 +190,10 @@ def check_export_target(path: str | os.PathLike | None) -> None:
         raise ExportError(f"cannot export to {path}: {existing} is not writable")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _holds(outer: Path, inner: Path) -> bool:
+    """Whether ``inner`` is ``outer`` or lies inside it, symbolic links and ``..`` resolved."""
+    outer, inner = outer.resolve(), inner.resolve()
+    return inner == outer or outer in inner.parents
 
 
 def export_policy(
@@ -169,9 +201,12 @@ def export_policy(
 ) -> Path:
     """Write ``agent.policy()`` and its networks to ``path``, replacing an earlier export only on success.
 
-    The export is written complete under a temporary name beside ``path``; then an earlier export
-    at ``path`` is renamed aside, the new one renamed in, and the old one removed, so a kill at any
-    instant leaves a complete export (the new or the old one) and never a half-written one. With
+    The export is written complete in a locked holder directory beside ``path`` (``_held_directory``);
+    then an earlier export at ``path`` is renamed aside, the new one renamed in, and the old one
+    removed, so a kill at any
+    instant leaves a complete export (the new or the old one) and never a half-written one. What
+    tfrl writes is listed in the metadata's ``files``; everything else in an earlier export (a
+    README, a GIF someone added) is copied into the new one, so re-exporting deletes none of it. With
     ``action_grid`` (rows = the real actions of a discretised env) the policy is wrapped in a
     ``GridActionPolicy``, so ``action`` returns real actions rather than indices.
     """
@@ -188,13 +223,13 @@ def export_policy(
         setattr(module, name, _guarded(getattr(module, name), metadata["observation_space"]))
     signatures = {name: _named_output(getattr(module, name), name).get_concrete_function() for name in endpoints}
     signatures["serving_default"] = signatures["action"]
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-new-{os.getpid()}-", dir=path.parent))
-    try:
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the export from a model server
+    with _held_directory(path, "new") as staging:
+        staging.mkdir()  # with the umask's permissions, for a model server to read
         tf.saved_model.save(module, str(staging), signatures=signatures)
         for name, network in agent.networks().items():
             network.save(staging / f"{name}.keras")
         (staging / METADATA_FILE).parent.mkdir(exist_ok=True)
+        (staging / METADATA_FILE).touch()  # so that it is among the files listed below
         full_metadata = {
             "format": FORMAT,
             "tfrl_version": __version__,
@@ -204,11 +239,10 @@ def export_policy(
         }
         if hasattr(module, "state_shape"):  # a recurrent policy: endpoints take and return a state
             full_metadata["state_shape"] = list(module.state_shape)
+        full_metadata["files"] = sorted(_entries(staging))  # what tfrl wrote; anything else is the user's
         (staging / METADATA_FILE).write_text(json.dumps(full_metadata, indent=2))
         _swap_in(staging, path)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+    _remove_leftovers(path)
     return path
 
 
@@ -217,23 +251,138 @@ def _swap_in(staging: Path, path: Path) -> None:
     check_export_target(path)  # again: something may have appeared there while the export was written
     if not path.exists():
         os.replace(staging, path)
-        _remove_leftovers(path)
         return
-    aside = Path(tempfile.mkdtemp(prefix=f".{path.name}-old-{os.getpid()}-", dir=path.parent))
-    os.replace(path, aside / path.name)
-    os.replace(staging, path)
-    shutil.rmtree(aside)
-    _remove_leftovers(path)
+    _carry_user_files(path, staging)
+    with _held_directory(path, "old") as aside:
+        os.replace(path, aside)
+        os.replace(staging, path)
+
+
+@functools.cache
+def _namespace_tag() -> str:
+    """Eight hex digits naming this host and PID namespace: only where the tag is its own can an
+    export tell from a pid whether the process that left a directory still runs."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:  # no /proc (macOS): the host alone
+        namespace = ""
+    return hashlib.sha256(f"{socket.gethostname()}\0{namespace}".encode()).hexdigest()[:8]
+
+
+def _stem(path: Path) -> str:
+    """``path.name``, or for a long one its start and a hash of it, so that a holder's name
+    ``.<stem>-new-<tag>-<pid>-<random>`` fits in ``NAME_MAX`` bytes."""
+    name = os.fsencode(path.name)
+    room = NAME_MAX - _HOLDER_NAME_EXTRA
+    if len(name) <= room:
+        return path.name
+    return name[: room - 9].decode("utf-8", "ignore") + "~" + hashlib.sha256(name).hexdigest()[:8]
+
+
+@contextlib.contextmanager
+def _held_directory(path: Path, kind: str) -> Iterator[Path]:
+    """A place ``<holder>/export`` for an export being written (``kind`` new) or removed (old), in a
+    new holder directory beside ``path`` that is removed at the end.
+
+    While this lives the holder's ``LOCK_FILE`` is ``flock``-ed, so that an export into the same
+    directory from another host or container, which cannot see this pid, leaves it alone; the export
+    itself is one level down, so the lock file never becomes part of it.
+    """
+    prefix = f".{_stem(path)}-{kind}-{_namespace_tag()}-{os.getpid()}-"
+    holder = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+    try:
+        with open(holder / LOCK_FILE, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield holder / "export"
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
+
+
+def _entries(root: Path) -> list[str]:
+    """Every file, symbolic link and empty directory under ``root``, as POSIX paths relative to it."""
+    entries = []
+    for directory, subdirectories, files in os.walk(root):
+        here = Path(directory)
+        names = files + [name for name in subdirectories if (here / name).is_symlink()]
+        if not names and not subdirectories:
+            names = [""]  # an empty directory
+        entries += [(here / name).relative_to(root).as_posix() for name in names if here / name != root]
+    return entries
+
+
+# What tfrl wrote in an export made before tfrl.json listed its ``files``.
+_OLD_EXPORT_FILES = re.compile(
+    rf"saved_model\.pb|fingerprint\.pb|variables/.+|{re.escape(METADATA_FILE.as_posix())}|[^/]+\.keras"
+)
+
+
+def _tfrl_wrote(export: Path) -> Callable[[str], bool]:
+    """Whether tfrl wrote an entry of ``export``: one its tfrl.json lists in ``files``, or, in an
+    export made before that list, its SavedModel, networks or tfrl.json."""
+    listed = json.loads((export / METADATA_FILE).read_text()).get("files")
+    if isinstance(listed, list):
+        return set(listed).__contains__
+    return lambda entry: _OLD_EXPORT_FILES.fullmatch(entry) is not None
+
+
+def _carry_user_files(old: Path, staging: Path) -> None:
+    """Copy into ``staging`` everything in the earlier export ``old`` that tfrl did not write (a
+    README, a GIF, notes), so replacing the export deletes none of it."""
+    tfrl_wrote = _tfrl_wrote(old)
+    for entry in _entries(old):
+        if tfrl_wrote(entry):
+            continue
+        source, target = old / entry, staging / entry
+        if target.exists() or target.is_symlink():
+            raise ExportError(
+                f"cannot export to {old}: tfrl did not write its {entry}, and the new export has a file of that "
+                "name; move yours away and export again"
+            )
+        if source.is_dir() and not source.is_symlink():
+            target.mkdir(parents=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target, follow_symlinks=False)
 
 
 def _remove_leftovers(path: Path) -> None:
-    """Remove what an export to ``path`` killed midway left beside it: staging or set-aside
-    directories with tfrl's names whose process is gone (never anything else)."""
-    pattern = re.compile(rf"\.{re.escape(path.name)}-(?:new|old)-(\d+)-\w+")
+    """Remove what exports to ``path`` killed midway left beside it: holder directories with tfrl's
+    names (see ``_held_directory``) that ``_abandoned`` says no live export owns; never anything else."""
+    pattern = re.compile(rf"\.{re.escape(_stem(path))}-(?:new|old)-(?:([0-9a-f]{{8}})-)?(\d+)-\w+")
     for sibling in path.parent.iterdir():
         match = pattern.fullmatch(sibling.name)
-        if match and sibling.is_dir() and not _process_alive(int(match.group(1))):
-            shutil.rmtree(sibling)
+        if match and sibling.is_dir() and not sibling.is_symlink() and _abandoned(sibling, *match.groups()):
+            shutil.rmtree(sibling, ignore_errors=True)  # another export may be removing it too
+
+
+def _abandoned(holder: Path, tag: str | None, pid: str) -> bool:
+    """Whether no live export owns ``holder``: its process, of this host and PID namespace, is gone;
+    or (a process elsewhere, or a tfrl that named no tag) its lock is free and it is a day old."""
+    if tag == _namespace_tag() and not _process_alive(int(pid)):
+        return True
+    try:
+        age = time.time() - holder.stat().st_mtime
+    except OSError:  # already removed
+        return False
+    return age > STALE_AFTER_S and not _locked(holder / LOCK_FILE)
+
+
+def _locked(lock: Path) -> bool:
+    """Whether a live export holds ``lock`` (a missing lock file holds nothing; a lock that cannot
+    be tried counts as held)."""
+    try:
+        descriptor = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(descriptor)
+    return False
 
 
 def _process_alive(pid: int) -> bool:
@@ -296,6 +445,8 @@ class Policy:
 
     A recurrent export (``state_shape`` in its metadata) keeps one state row per observation row
     between calls, starting from zeros; call ``reset_state(batch_size)`` when new episodes begin.
+    Only acting (``policy(...)``, ``sample_action``) advances it: ``value`` and ``q_values`` read
+    it, so reading them changes no later action (also with exports whose graph would advance it).
     A stateless policy's ``reset_state`` does nothing. Observations of the wrong shape, or holding
     NaN or infinity, are an ``ExportError`` that names them.
     """
@@ -356,10 +507,13 @@ class Policy:
         if self.state_shape is None:
             result = getattr(self._module, endpoint)(tf.constant(batch)).numpy()
         else:
-            if self.state is None or len(self.state) != len(batch):
-                self.reset_state(len(batch))
-            result, next_state = getattr(self._module, endpoint)(tf.constant(batch), tf.constant(self.state))
-            result, self.state = result.numpy(), next_state.numpy()
+            state = self.state
+            if state is None or len(state) != len(batch):  # new episodes; only acting keeps their state
+                state = np.zeros((len(batch), *self.state_shape), np.float32)
+            result, next_state = getattr(self._module, endpoint)(tf.constant(batch), tf.constant(state))
+            result = result.numpy()
+            if endpoint in STEPPING:
+                self.state = next_state.numpy()
         return result[0] if single else result
 
 

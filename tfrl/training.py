@@ -664,7 +664,7 @@ def train(
     arguments say otherwise: its length and cadence (``total_steps``, ``eval_every``, ``eval_episodes``,
     ``checkpoint_every``, ``stop_at_threshold``) may change and are recorded in run.json; ``seed``,
     ``num_envs`` and ``discretize`` may not. The export target is checked before training starts: tfrl
-    replaces only an earlier tfrl export.
+    replaces only an earlier tfrl export, and never one that holds ``logdir`` or the resumed run.
 
     If the env raises or returns a non-finite value, a worker fails, the weights diverge or the disk
     refuses a write, the run stops with one ``TfrlError`` line saying what was kept: a checkpoint where
@@ -691,7 +691,7 @@ def train(
         settings, config = _resumed_settings(run_dir, algorithm, env_id, given)
         _apply_export_choice(settings, export_dir, export, export_final)
         _apply_backend_choice(settings, backend, ray_address)
-        check_export_target(settings.export_path)
+        check_export_target(settings.export_path, run_dir=run_dir)
         agent = build_agent(settings, config)
     else:
         if algorithm is None or env_id is None:
@@ -705,7 +705,9 @@ def train(
         _apply_backend_choice(settings, backend, ray_address)
         settings.validate()
         _apply_export_choice(settings, export_dir, export, export_final)
-        check_export_target(settings.export_path)  # before any training: a bad target must not waste a run
+        check_export_target(
+            settings.export_path, logdir=logdir
+        )  # before any training: a bad target must not waste a run
         agent = build_agent(settings, config)  # refuses an unknown env or unfit spaces before any file is written
         if env_check:
             check_user_env(settings.env_id, settings.env_kwargs)

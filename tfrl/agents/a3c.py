@@ -804,10 +804,12 @@ class A3CAgent:
 
 class RecurrentPolicy(tf.Module):
     """The exported recurrent policy: every endpoint takes ``(observation, state)`` and returns its
-    output and the next state; ``initial_state(batch_size)`` gives the zeros an episode starts from.
+    output and a state; ``initial_state(batch_size)`` gives the zeros an episode starts from.
 
-    ``action`` is the mode (argmax, or the mean inside the bounds), ``sample_action`` a sample,
-    ``value`` the critic's V(s). ``state_shape`` goes into the export's metadata.
+    ``action`` is the mode (argmax, or the mean inside the bounds), ``sample_action`` a sample: both
+    step, returning the next state. ``value`` (the critic's V(s)) only reads: it returns the state it
+    was given, so a caller that threads every endpoint's state acts the same whether it reads values
+    or not. ``state_shape`` goes into the export's metadata.
     """
 
     def __init__(self, nets: A3CNetworks) -> None:
@@ -846,5 +848,5 @@ class RecurrentPolicy(tf.Module):
         return self._clip(distribution_of(parameters, self.continuous).sample(seed=seed)), next_state
 
     def _value(self, observation: tf.Tensor, state: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        _, values, next_state = self.model([observation, state])
-        return values, next_state
+        _, values, _ = self.model([observation, state])
+        return values, state
