@@ -11,6 +11,7 @@ import os
 # test cluster stays on 127.0.0.1. Read when Ray is imported, and inherited by its nodes and workers.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
+import contextlib
 import json
 import re
 import select
@@ -372,6 +373,80 @@ def test_a_local_cluster_starts_without_rays_notice_on_how_to_opt_out_of_its_sec
     done = _python(script, tmp_path, unset="RAY_AUTH_MODE")
     assert done.stdout.split() == ["ray", "1"]
     assert "Token authentication" not in done.stderr, done.stderr
+
+
+def _tree(root: int) -> set[int]:
+    """``root`` and every process descended from it (Ray's GCS, raylet, agents and workers of a local cluster)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    pids: set[int] = set()
+    new = {root}
+    while new:
+        pids |= new
+        new = {pid for pid, parent in parents.items() if parent in new} - pids
+    return pids
+
+
+def _listening_addresses() -> dict[int, str]:
+    """Socket inode → ``host`` of every listening TCP socket on this machine, from /proc/net/tcp{,6}."""
+    found = {}
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # LISTEN
+                host = fields[1].split(":")[0]
+                raw = b"".join(struct.pack("<I", int(host[i : i + 8], 16)) for i in range(0, len(host), 8))
+                found[int(fields[9])] = socket.inet_ntop(family, raw)
+    return found
+
+
+def _listening(pids: set[int]) -> list[tuple[int, str, str]]:
+    """``(pid, program, host)`` of each listening TCP socket that one of ``pids`` holds."""
+    hosts, held = _listening_addresses(), []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            program = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:[") and int(link[8:-1]) in hosts:
+                    held.append((pid, program, hosts[int(link[8:-1])]))
+    return held
+
+
+def test_a_local_cluster_and_the_direct_connections_listen_on_loopback_only(tmp_path):
+    script = (
+        "import sys, numpy as np, ray\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "import pool_workers\n"
+        "from tfrl.pools import RayDirectPool, cluster\n"
+        "with cluster('ray'):\n"
+        "    ray.cloudpickle.register_pickle_by_value(pool_workers)\n"
+        "    with RayDirectPool(pool_workers.Echo, ['a'], np.ones(4, np.float32)) as pool:\n"
+        "        pool_workers.collect_until(pool, pool_workers.from_each(0))\n"
+        "        print('%s:%d' % pool.address, flush=True)\n"
+        "        sys.stdin.readline()\n"
+    )
+    # without the switch this module sets for its own cluster: the pool's local cluster must need none
+    environment = {key: value for key, value in os.environ.items() if key != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    with subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=environment,
+    ) as driver:
+        assert driver.stdout is not None and driver.stdin is not None
+        direct = driver.stdout.readline().strip()
+        held = _listening(_tree(driver.pid))
+        driver.stdin.write("\n")
+        driver.stdin.close()
+        assert driver.wait(60) == 0
+    programs = " ".join(program for _pid, program, _host in held)
+    assert direct.startswith("127.0.0.1:") and "gcs_server" in programs and "raylet" in programs, held
+    assert {host for _pid, _program, host in held} <= {"127.0.0.1", "::ffff:127.0.0.1"}, held
 
 
 def test_worker_cpus_and_restarts_are_config_fields():

@@ -684,6 +684,25 @@ def _warnings_held(logger_name: str) -> Iterator[None]:
         logger.setLevel(level)
 
 
+@contextlib.contextmanager
+def _loopback_only(ray: Any) -> Iterator[None]:
+    """A new local cluster bound to 127.0.0.1 alone, for the duration of its ``ray.init``.
+
+    Ray replaces a loopback ``_node_ip_address`` by this machine's routable address, and its GCS,
+    raylet and workers then listen there or on every interface, unless it runs as on macOS and
+    Windows (``ENABLE_RAY_CLUSTER`` off), where it keeps 127.0.0.1. The nodes and workers it starts
+    are given that address, so the switch is needed only while it starts them; Ray's notice at every
+    new local cluster about its token authentication (kept on) is held back meanwhile too."""
+    constants = ray._private.ray_constants
+    enabled = constants.ENABLE_RAY_CLUSTER
+    constants.ENABLE_RAY_CLUSTER = False
+    try:
+        with _warnings_held(RAY_TOKEN_NOTICE):
+            yield
+    finally:
+        constants.ENABLE_RAY_CLUSTER = enabled
+
+
 def check_backend(backend: str, address: str | None = None) -> None:
     """Refuse, within seconds and before a run starts, a backend that cannot work here: Ray not
     installed, or an address with nothing listening."""
@@ -712,7 +731,7 @@ def cluster(backend: str, address: str | None = None) -> Iterator[dict[str, Any]
         local = {"_node_ip_address": "127.0.0.1", "include_dashboard": False} if address is None else {}
         try:
             # a cluster the user started keeps every notice, "token authentication is disabled" above all
-            with _warnings_held(RAY_TOKEN_NOTICE) if address is None else contextlib.nullcontext():
+            with _loopback_only(ray) if address is None else contextlib.nullcontext():
                 ray.init(address=address or "local", logging_level=logging.WARNING, **local)
         except ConnectionError as error:
             raise ConfigError(f"cannot connect to the Ray cluster at --ray-address {address}: {error}") from None
