@@ -38,7 +38,15 @@ from tfrl import cli  # noqa: E402
 from tfrl.agents import make_config  # noqa: E402
 from tfrl.errors import ConfigError, WorkerError  # noqa: E402
 from tfrl.logger import read_jsonl  # noqa: E402
-from tfrl.pools import RAY_DIRECT_MAX_BYTES, RAY_INSTALL, RayDirectPool, RayPool, check_backend, make_pool  # noqa: E402
+from tfrl.pools import (  # noqa: E402
+    HELLO_DEADLINE_SECONDS,
+    RAY_DIRECT_MAX_BYTES,
+    RAY_INSTALL,
+    RayDirectPool,
+    RayPool,
+    check_backend,
+    make_pool,
+)
 from tfrl.training import GreedyActing, restore_run  # noqa: E402
 
 
@@ -195,8 +203,49 @@ def closed_unread(sock: socket.socket) -> bool:
     """Whether the other end closed ``sock``; fails the test if it sent anything before."""
     if not select.select([sock], [], [], 0)[0]:
         return False
-    assert sock.recv(1) == b"", "the driver answered a connection without the pool's secret"
+    try:
+        sent = sock.recv(1)
+    except ConnectionResetError:  # closed with something of ours unread
+        return True
+    assert sent == b"", "the driver answered a connection without the pool's secret"
     return True
+
+
+def _trickle(sock: socket.socket, stop: threading.Event) -> None:
+    """Send a byte a second on ``sock`` until ``stop`` or until it is closed."""
+    while not stop.is_set():
+        try:
+            sock.send(b"x")
+        except OSError:
+            return
+        stop.wait(1.0)
+
+
+def test_a_silent_or_trickling_client_does_not_delay_the_driver_and_is_closed_at_the_hello_deadline(cluster):
+    with RayDirectPool(Echo, ["a"], np.ones(4, np.float32)) as pool:
+        collect_until(pool, from_each(0))
+        silent, trickling = (socket.create_connection(pool.address, timeout=5) for _ in range(2))
+        stop, began = threading.Event(), time.monotonic()
+        threading.Thread(target=_trickle, args=(trickling, stop), daemon=True).start()
+        closed: dict[str, float] = {}
+        gaps, last = [], began
+        while len(closed) < 2 and time.monotonic() - began < HELLO_DEADLINE_SECONDS + 5:
+            arrived = pool.results(timeout=0.5)
+            now = time.monotonic()
+            if arrived:
+                gaps.append(now - last)
+                last = now
+            for worker_id, _message in arrived:
+                pool.go_on(worker_id)
+            for name, sock in (("silent", silent), ("trickling", trickling)):
+                if name not in closed and closed_unread(sock):
+                    closed[name] = now - began
+        stop.set()
+        silent.close()
+        trickling.close()
+    assert len(gaps) > 100 and max(gaps) < 0.5, max(gaps)  # the driver's steps went on meanwhile
+    assert closed.keys() == {"silent", "trickling"}, closed
+    assert all(HELLO_DEADLINE_SECONDS - 0.5 < after < HELLO_DEADLINE_SECONDS + 2 for after in closed.values()), closed
 
 
 def test_a_worker_that_cannot_reach_the_driver_stops_the_run_naming_the_address(cluster):

@@ -36,6 +36,7 @@ import pickle
 import queue
 import re
 import secrets
+import selectors
 import signal
 import socket
 import struct
@@ -62,6 +63,8 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 # (``RayDirectPool``); larger ones go through the object store, one copy per node (``RayPool``).
 RAY_DIRECT_MAX_BYTES = 256 * 1024
 HELLO_SECRET_BYTES = 32
+HELLO_DEADLINE_SECONDS = 5.0  # for a connecting actor's whole hello, however slowly it comes
+HELLO = struct.Struct("<qq")  # after the secret: the worker id and which start of its slot it is
 SERVE_CHECK_SECONDS = 1.0  # how often RayDirectPool asks Ray whether an actor died without a word
 # Where Ray says, at every start of a new local cluster, that it has token authentication (its default
 # since 2.59) and how to turn it off: a run's own loopback cluster keeps it, and the run does not print it.
@@ -506,7 +509,8 @@ class RayDirectPool(RayPool):
     the array, which is why large networks use ``RayPool``'s shared object-store copy instead.
 
     An actor proves it is the pool's by the secret it got through Ray, before the driver unpickles
-    anything from it. A connection that closes means the actor died: its cause comes from Ray (the
+    anything from it; a thread of the pool's own (``_Doorman``) takes connections and hellos, so a
+    client that connects and says nothing, or trickles, never holds up training. A connection that closes means the actor died: its cause comes from Ray (the
     actor's ``serve`` call fails) when Ray learns of it, which for a lost node can take seconds; the
     other workers go on meanwhile. An actor that dies before it connects, or a node that goes silent
     without closing its connections, is found the same way, through ``serve``.
@@ -517,9 +521,9 @@ class RayDirectPool(RayPool):
         super().__init__(make_worker, specs, published, **options)
         node_id = self.ray.get_runtime_context().get_node_id()
         host = next(node["NodeManagerAddress"] for node in self.ray.nodes() if node["NodeID"] == node_id)
-        self.server = socket.create_server((host, 0))
-        self.address: tuple[str, int] = self.server.getsockname()[:2]
         self.secret = secrets.token_bytes(HELLO_SECRET_BYTES)
+        self.doorman = _Doorman(host, self.secret)
+        self.address: tuple[str, int] = self.doorman.address
         self.connections: list[Connection | None] = [None] * len(specs)
         self.starts = [0] * len(specs)  # which start of the slot may connect: a replaced actor's late hello is refused
         self.unsent = [0] * len(specs)  # go_ons before the actor connected
@@ -528,7 +532,7 @@ class RayDirectPool(RayPool):
 
     def _start(self, worker_id: int) -> None:
         self.starts[worker_id] += 1
-        hello = self.secret + struct.pack("<qq", worker_id, self.starts[worker_id])
+        hello = self.secret + HELLO.pack(worker_id, self.starts[worker_id])
         self.serving[self._new_actor(worker_id).serve.remote(self.address, hello)] = worker_id
         self.connections[worker_id] = None
         self.unsent[worker_id] = 2 if self.pipelined else 1
@@ -549,9 +553,9 @@ class RayDirectPool(RayPool):
             connection: worker_id for worker_id, connection in enumerate(self.connections) if connection
         }
         arrived = []
-        for ready in wait([self.server, *owners], timeout):
-            if ready is self.server:
-                self._accept()
+        for ready in wait([self.doorman.bell, *owners], timeout):
+            if ready is self.doorman.bell:
+                self._admit()
                 continue
             worker_id = owners[ready]
             connection = self.connections[worker_id]
@@ -570,29 +574,19 @@ class RayDirectPool(RayPool):
             self._check_serving()
         return arrived
 
-    def _accept(self) -> None:
-        """Take a connecting actor's connection if its hello is the current start's of its slot; send it
-        the steps it was let go on for meanwhile."""
-        try:
-            sock, _ = self.server.accept()
-        except OSError:
-            return  # the caller gave up between knocking and being let in
-        sock.settimeout(CONNECT_TIMEOUT_SECONDS)
-        try:
-            hello = _receive_exactly(sock, len(self.secret) + 16)
-        except OSError:
-            sock.close()
-            return
-        worker_id, start = struct.unpack("<qq", hello[len(self.secret) :])
-        current = 0 <= worker_id < len(self.starts) and self.starts[worker_id] == start
-        if not (hmac.compare_digest(hello[: len(self.secret)], self.secret) and current):
-            sock.close()
-            return
-        sock.settimeout(None)
-        self.connections[worker_id] = Connection(sock.detach())
-        for _ in range(self.unsent[worker_id]):
-            self.go_on(worker_id)
-        self.unsent[worker_id] = 0
+    def _admit(self) -> None:
+        """Take each connection the doorman let in whose hello is the current start's of its slot (a
+        replaced actor's late one is closed, as is a second one for a slot connected already); send
+        it the steps it was let go on for meanwhile."""
+        for worker_id, start, sock in self.doorman.arrivals():
+            current = 0 <= worker_id < len(self.starts) and self.starts[worker_id] == start
+            if not current or self.connections[worker_id] is not None:
+                sock.close()
+                continue
+            self.connections[worker_id] = Connection(sock.detach())
+            for _ in range(self.unsent[worker_id]):
+                self.go_on(worker_id)
+            self.unsent[worker_id] = 0
 
     def _check_serving(self) -> None:
         """Replace (or stop for) each actor whose serve call ended: Ray's word on deaths, ~once a second,
@@ -618,20 +612,118 @@ class RayDirectPool(RayPool):
         for connection in self.connections:
             if connection is not None:
                 connection.close()
-        self.server.close()
+        self.doorman.close()
         self.serving.clear()
         super().close()
 
 
-def _receive_exactly(sock: socket.socket, size: int) -> bytes:
-    """``size`` bytes from ``sock``; ``ConnectionError`` if it closes first."""
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("closed before saying hello")
-        data += chunk
-    return data
+class _Doorman:
+    """The port of a ``RayDirectPool``'s driver, kept by a thread of its own so that no connecting
+    client can hold up training: it accepts every connection and waits for its whole hello at most
+    ``HELLO_DEADLINE_SECONDS`` in all (one select loop for every caller, so a slow one delays no
+    other). A hello with the pool's secret is handed over (``arrivals``) with a byte on ``bell``,
+    the socket the driver waits on beside its connections; any other, or none in time, is closed
+    unread. Which slot and start it claims is the driver's to judge (``RayDirectPool._admit``)."""
+
+    def __init__(self, host: str, secret: bytes) -> None:
+        self.secret = secret
+        self.server = socket.create_server((host, 0))
+        self.server.setblocking(False)
+        self.address: tuple[str, int] = self.server.getsockname()[:2]
+        self.admitted: queue.SimpleQueue[tuple[int, int, socket.socket]] = queue.SimpleQueue()
+        self.bell, self._ring = socket.socketpair()
+        self._stop, self._stopped = socket.socketpair()
+        for end in (self.bell, self._ring):
+            end.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self.server, selectors.EVENT_READ)
+        self._selector.register(self._stopped, selectors.EVENT_READ)
+        self._callers: dict[socket.socket, tuple[float, bytearray]] = {}  # deadline, what it said so far
+        self.thread = threading.Thread(target=self._serve, name="tfrl-doorman", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        """Accept callers and read their hellos until ``close``; close the port and every caller then."""
+        try:
+            while True:
+                soonest = min((deadline for deadline, _ in self._callers.values()), default=None)
+                wait_for = None if soonest is None else max(soonest - time.monotonic(), 0.0)
+                for key, _ in self._selector.select(wait_for):
+                    if key.fileobj is self._stopped:
+                        return
+                    if key.fileobj is self.server:
+                        self._greet()
+                    else:
+                        self._hear(key.data)
+                now = time.monotonic()
+                for sock in [sock for sock, (deadline, _) in self._callers.items() if deadline <= now]:
+                    self._dismiss(sock)
+        finally:
+            for sock in list(self._callers):
+                self._dismiss(sock)
+            self.server.close()
+
+    def _greet(self) -> None:
+        """Let in a caller that knocked (none, if it gave up meanwhile); its hello is due by the deadline."""
+        try:
+            sock, _ = self.server.accept()
+        except OSError:
+            return
+        sock.setblocking(False)
+        self._callers[sock] = (time.monotonic() + HELLO_DEADLINE_SECONDS, bytearray())
+        self._selector.register(sock, selectors.EVENT_READ, sock)
+
+    def _hear(self, sock: socket.socket) -> None:
+        """Read what ``sock`` sent of its hello; once whole, hand it over if it holds the secret."""
+        size = len(self.secret) + HELLO.size
+        heard = self._callers[sock][1]
+        try:
+            chunk = sock.recv(size - len(heard))
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        heard += chunk
+        if chunk and len(heard) < size:
+            return
+        if not (chunk and hmac.compare_digest(bytes(heard[: len(self.secret)]), self.secret)):
+            self._dismiss(sock)
+            return
+        self._selector.unregister(sock)
+        del self._callers[sock]
+        sock.setblocking(True)
+        worker_id, start = HELLO.unpack(heard[len(self.secret) :])
+        self.admitted.put((worker_id, start, sock))
+        with contextlib.suppress(BlockingIOError):  # a full bell rings already
+            self._ring.send(b"\0")
+
+    def _dismiss(self, sock: socket.socket) -> None:
+        """Close a caller unread: its hello was wrong, did not come whole in time, or the pool closes."""
+        self._selector.unregister(sock)
+        del self._callers[sock]
+        sock.close()
+
+    def arrivals(self) -> Iterator[tuple[int, int, socket.socket]]:
+        """``(worker id, start, socket)`` of each caller let in since the last call (the driver's side)."""
+        with contextlib.suppress(BlockingIOError):
+            self.bell.recv(4096)
+        while True:
+            try:
+                yield self.admitted.get_nowait()
+            except queue.Empty:
+                return
+
+    def close(self) -> None:
+        """Stop the thread, close the port and every connection not taken yet (once: again, nothing)."""
+        if self._stop.fileno() < 0:
+            return
+        self._stop.send(b"\0")
+        self.thread.join()
+        self._selector.close()
+        for _worker_id, _start, sock in self.arrivals():
+            sock.close()
+        for end in (self.bell, self._ring, self._stop, self._stopped):
+            end.close()
 
 
 def make_pool(
