@@ -13,6 +13,7 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 import contextlib
 import json
+import pickle
 import re
 import select
 import socket
@@ -40,10 +41,14 @@ from tfrl.errors import ConfigError, WorkerError  # noqa: E402
 from tfrl.logger import read_jsonl  # noqa: E402
 from tfrl.pools import (  # noqa: E402
     HELLO_DEADLINE_SECONDS,
+    NONCE_BYTES,
     RAY_DIRECT_MAX_BYTES,
     RAY_INSTALL,
+    SECRET_BYTES,
     RayDirectPool,
     RayPool,
+    _answer,
+    _receive_exactly,
     check_backend,
     make_pool,
 )
@@ -189,18 +194,71 @@ def test_small_arrays_go_over_a_direct_connection_and_large_ones_through_the_obj
     assert type(shared) is RayPool and isinstance(shared.latest, ray.ObjectRef)  # put once, shared per node
 
 
-def test_a_direct_connection_without_the_pools_secret_is_refused(cluster):
+tripped: list[str] = []  # what unpickling a tripwire recorded
+
+
+def _trip() -> tuple[str, str]:
+    tripped.append("unpickled")
+    return "result", "tripped"
+
+
+class _Tripwire:
+    """A message that records being unpickled (by the driver: this process)."""
+
+    def __reduce__(self):
+        return _trip, ()
+
+
+TRIPWIRE = (lambda data: struct.pack("!i", len(data)) + data)(pickle.dumps(_Tripwire()))  # framed as Connection does
+
+
+def _challenged(address: tuple[str, int]) -> tuple[socket.socket, bytes]:
+    """A connection to the driver at ``address``, and the nonce it was challenged with."""
+    sock = socket.create_connection(address, timeout=5)
+    return sock, _receive_exactly(sock, NONCE_BYTES)
+
+
+def test_a_direct_connection_answering_without_the_pools_secret_is_refused_and_the_worker_goes_on(cluster):
     with RayDirectPool(Echo, ["a"], np.ones(4, np.float32)) as pool:
         collect_until(pool, from_each(0))
-        with socket.create_connection(pool.address, timeout=5) as intruder:
-            intruder.sendall(bytes(len(pool.secret)) + struct.pack("<qq", 0, 1))
-            # the worker's steps go on (and are let go on) while the driver takes and refuses the hello
+        worker = pool.connections[0]
+        intruder, nonce = _challenged(pool.address)
+        with intruder:
+            intruder.sendall(_answer(bytes(SECRET_BYTES), nonce, 0, pool.starts[0]) + TRIPWIRE)
+            # the worker's steps go on (and are let go on) while the doorman takes and refuses the answer
             collect_until(pool, lambda messages: closed_unread(intruder))
-        assert pool.connections[0] is not None and collect_until(pool, from_each(0))  # the worker goes on
+        assert pool.connections[0] is worker and collect_until(pool, from_each(0))  # the worker goes on
+    assert not tripped
+
+
+@pytest.mark.parametrize("answer", ["recorded", "without the secret"])
+def test_a_replayed_or_forged_answer_to_the_challenge_takes_no_slot_and_nothing_is_unpickled(cluster, answer):
+    pool = RayDirectPool(Echo, ["a"], np.ones(4, np.float32))  # not entered: no actor takes slot 0
+    pool.starts[0] = 1  # as while its first actor starts: the slot an intruder would take
+    try:
+        earlier, nonce = _challenged(pool.address)
+        earlier.close()
+        recorded = _answer(pool.secret, nonce, 0, 1)  # the right answer, as recorded off another connection
+        intruder, nonce = _challenged(pool.address)
+        with intruder:
+            intruder.sendall(
+                (recorded if answer == "recorded" else _answer(bytes(SECRET_BYTES), nonce, 0, 1)) + TRIPWIRE
+            )
+            deadline = time.monotonic() + HELLO_DEADLINE_SECONDS + 5
+            while not closed_unread(intruder):
+                assert time.monotonic() < deadline and not pool.results(timeout=0.1)
+        assert pool.connections[0] is None and not tripped
+        rightful, nonce = _challenged(pool.address)  # the control: a right answer is taken, then what it sends
+        with rightful:
+            rightful.sendall(_answer(pool.secret, nonce, 0, 1) + TRIPWIRE)
+            assert collect_until(pool, lambda messages: messages) == [(0, "tripped")] and tripped
+    finally:
+        pool.close()
+        tripped.clear()
 
 
 def closed_unread(sock: socket.socket) -> bool:
-    """Whether the other end closed ``sock``; fails the test if it sent anything before."""
+    """Whether the other end closed ``sock``; fails the test if it sent anything (after a challenge) before."""
     if not select.select([sock], [], [], 0)[0]:
         return False
     try:
@@ -224,7 +282,7 @@ def _trickle(sock: socket.socket, stop: threading.Event) -> None:
 def test_a_silent_or_trickling_client_does_not_delay_the_driver_and_is_closed_at_the_hello_deadline(cluster):
     with RayDirectPool(Echo, ["a"], np.ones(4, np.float32)) as pool:
         collect_until(pool, from_each(0))
-        silent, trickling = (socket.create_connection(pool.address, timeout=5) for _ in range(2))
+        (silent, _), (trickling, _) = (_challenged(pool.address) for _ in range(2))
         stop, began = threading.Event(), time.monotonic()
         threading.Thread(target=_trickle, args=(trickling, stop), daemon=True).start()
         closed: dict[str, float] = {}

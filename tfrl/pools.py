@@ -28,6 +28,8 @@ manager) stops every worker, so none outlives the run. Ray is imported only by t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import hmac
 import logging
 import multiprocessing
@@ -62,9 +64,12 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 # The largest published array (weights) that Ray workers get over a connection of their own
 # (``RayDirectPool``); larger ones go through the object store, one copy per node (``RayPool``).
 RAY_DIRECT_MAX_BYTES = 256 * 1024
-HELLO_SECRET_BYTES = 32
-HELLO_DEADLINE_SECONDS = 5.0  # for a connecting actor's whole hello, however slowly it comes
-HELLO = struct.Struct("<qq")  # after the secret: the worker id and which start of its slot it is
+# A connecting actor answers the driver's challenge, a fresh nonce per connection: which slot and
+# start it is, and the proof that it knows the pool's secret (``_answer``), so no answer works twice.
+SECRET_BYTES = NONCE_BYTES = 32
+HELLO = struct.Struct("<qq")  # the worker id and which start of its slot it is; the HMAC follows
+ANSWER_BYTES = HELLO.size + hashlib.sha256().digest_size
+HELLO_DEADLINE_SECONDS = 5.0  # for a connecting actor's whole answer, however slowly it comes
 SERVE_CHECK_SECONDS = 1.0  # how often RayDirectPool asks Ray whether an actor died without a word
 # Where Ray says, at every start of a new local cluster, that it has token authentication (its default
 # since 2.59) and how to turn it off: a run's own loopback cluster keeps it, and the run does not print it.
@@ -352,20 +357,21 @@ class _RayWorker:
             self.step_function = _build_worker(self.quiet, self.worker)
         return self.step_function(published)
 
-    def serve(self, address: tuple[str, int], hello: bytes) -> None:
-        """``RayDirectPool``'s worker loop: connect to the driver at ``address``, say ``hello``, then step
+    def serve(self, address: tuple[str, int], secret: bytes, worker_id: int, start: int) -> None:
+        """``RayDirectPool``'s worker loop: connect to the driver at ``address``, answer its challenge
+        as the ``start``-th actor of slot ``worker_id`` with the pool's ``secret`` (``_answer``), then step
         on each array that arrives and send back ``("result", message)`` — or ``("error", traceback)``
         and stop. Arrays are read as they come, while a step runs, so the driver never waits to send.
         Returns when the driver closes the connection."""
         try:
             sock = socket.create_connection(address, timeout=CONNECT_TIMEOUT_SECONDS)
+            sock.sendall(_answer(secret, _receive_exactly(sock, NONCE_BYTES), worker_id, start))
         except OSError as error:
             raise ConnectionError(
                 f"cannot reach the driver at {address[0]}:{address[1]} ({error}); Ray workers with small "
                 "networks connect to it directly, so its machine must accept connections from theirs"
             ) from None
         sock.settimeout(None)
-        sock.sendall(hello)
         connection = Connection(sock.detach())
         arrays: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         threading.Thread(target=_read_into, args=(connection, arrays), daemon=True).start()
@@ -378,6 +384,25 @@ class _RayWorker:
             _sent(connection, ("error", traceback.format_exc()))
         finally:
             connection.close()
+
+
+def _answer(secret: bytes, nonce: bytes, worker_id: int, start: int) -> bytes:
+    """An actor's answer to the driver's ``nonce``: that it is the ``start``-th actor of slot ``worker_id``,
+    and HMAC-SHA256 under ``secret`` of the nonce and that claim, which no one without the secret can
+    make and which is worth nothing on another connection (another nonce)."""
+    claim = HELLO.pack(worker_id, start)
+    return claim + hmac.new(secret, nonce + claim, hashlib.sha256).digest()
+
+
+def _receive_exactly(sock: socket.socket, size: int) -> bytes:
+    """``size`` bytes from ``sock``; ``ConnectionError`` if it closes first."""
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError(f"closed after {len(data)} of {size} bytes")
+        data += chunk
+    return data
 
 
 def _sent(connection: Connection, reply: tuple[str, Any]) -> bool:
@@ -508,8 +533,8 @@ class RayDirectPool(RayPool):
     CartPole step is ~4 ms), a message over the connection ~0.05 ms. Each worker gets its own copy of
     the array, which is why large networks use ``RayPool``'s shared object-store copy instead.
 
-    An actor proves it is the pool's by the secret it got through Ray, before the driver unpickles
-    anything from it; a thread of the pool's own (``_Doorman``) takes connections and hellos, so a
+    An actor proves it is the pool's by answering a challenge with the secret it got through Ray
+    (``_answer``), before the driver unpickles anything from it; a thread of the pool's own (``_Doorman``) takes connections and hellos, so a
     client that connects and says nothing, or trickles, never holds up training. A connection that closes means the actor died: its cause comes from Ray (the
     actor's ``serve`` call fails) when Ray learns of it, which for a lost node can take seconds; the
     other workers go on meanwhile. An actor that dies before it connects, or a node that goes silent
@@ -521,19 +546,19 @@ class RayDirectPool(RayPool):
         super().__init__(make_worker, specs, published, **options)
         node_id = self.ray.get_runtime_context().get_node_id()
         host = next(node["NodeManagerAddress"] for node in self.ray.nodes() if node["NodeID"] == node_id)
-        self.secret = secrets.token_bytes(HELLO_SECRET_BYTES)
+        self.secret = secrets.token_bytes(SECRET_BYTES)
         self.doorman = _Doorman(host, self.secret)
         self.address: tuple[str, int] = self.doorman.address
         self.connections: list[Connection | None] = [None] * len(specs)
-        self.starts = [0] * len(specs)  # which start of the slot may connect: a replaced actor's late hello is refused
+        self.starts = [0] * len(specs)  # which start of the slot may connect: a replaced actor's late one is refused
         self.unsent = [0] * len(specs)  # go_ons before the actor connected
         self.serving: dict[Any, int] = {}  # object ref of an actor's serve call → its worker
         self.next_check = 0.0
 
     def _start(self, worker_id: int) -> None:
         self.starts[worker_id] += 1
-        hello = self.secret + HELLO.pack(worker_id, self.starts[worker_id])
-        self.serving[self._new_actor(worker_id).serve.remote(self.address, hello)] = worker_id
+        serve = self._new_actor(worker_id).serve.remote(self.address, self.secret, worker_id, self.starts[worker_id])
+        self.serving[serve] = worker_id
         self.connections[worker_id] = None
         self.unsent[worker_id] = 2 if self.pipelined else 1
 
@@ -575,7 +600,7 @@ class RayDirectPool(RayPool):
         return arrived
 
     def _admit(self) -> None:
-        """Take each connection the doorman let in whose hello is the current start's of its slot (a
+        """Take each connection the doorman let in that claims the current start of its slot (a
         replaced actor's late one is closed, as is a second one for a slot connected already); send
         it the steps it was let go on for meanwhile."""
         for worker_id, start, sock in self.doorman.arrivals():
@@ -617,13 +642,23 @@ class RayDirectPool(RayPool):
         super().close()
 
 
+@dataclasses.dataclass
+class _Caller:
+    """A connection to the driver's port whose answer is awaited: by when, to which nonce, what came so far."""
+
+    deadline: float
+    nonce: bytes
+    heard: bytearray = dataclasses.field(default_factory=bytearray)
+
+
 class _Doorman:
     """The port of a ``RayDirectPool``'s driver, kept by a thread of its own so that no connecting
-    client can hold up training: it accepts every connection and waits for its whole hello at most
-    ``HELLO_DEADLINE_SECONDS`` in all (one select loop for every caller, so a slow one delays no
-    other). A hello with the pool's secret is handed over (``arrivals``) with a byte on ``bell``,
-    the socket the driver waits on beside its connections; any other, or none in time, is closed
-    unread. Which slot and start it claims is the driver's to judge (``RayDirectPool._admit``)."""
+    client can hold up training: it accepts every connection, sends it a fresh nonce and waits for
+    its whole answer (``_answer``) at most ``HELLO_DEADLINE_SECONDS`` in all (one select loop for
+    every caller, so a slow one delays no other). A connection whose answer proves the pool's secret
+    for its nonce is handed over (``arrivals``) with a byte on ``bell``, the socket the driver waits
+    on beside its connections; any other, or one with no answer in time, is closed unread. Which
+    slot and start it claims is the driver's to judge (``RayDirectPool._admit``)."""
 
     def __init__(self, host: str, secret: bytes) -> None:
         self.secret = secret
@@ -638,15 +673,15 @@ class _Doorman:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.server, selectors.EVENT_READ)
         self._selector.register(self._stopped, selectors.EVENT_READ)
-        self._callers: dict[socket.socket, tuple[float, bytearray]] = {}  # deadline, what it said so far
+        self._callers: dict[socket.socket, _Caller] = {}
         self.thread = threading.Thread(target=self._serve, name="tfrl-doorman", daemon=True)
         self.thread.start()
 
     def _serve(self) -> None:
-        """Accept callers and read their hellos until ``close``; close the port and every caller then."""
+        """Accept callers and read their answers until ``close``; close the port and every caller then."""
         try:
             while True:
-                soonest = min((deadline for deadline, _ in self._callers.values()), default=None)
+                soonest = min((caller.deadline for caller in self._callers.values()), default=None)
                 wait_for = None if soonest is None else max(soonest - time.monotonic(), 0.0)
                 for key, _ in self._selector.select(wait_for):
                     if key.fileobj is self._stopped:
@@ -656,7 +691,7 @@ class _Doorman:
                     else:
                         self._hear(key.data)
                 now = time.monotonic()
-                for sock in [sock for sock, (deadline, _) in self._callers.items() if deadline <= now]:
+                for sock in [sock for sock, caller in self._callers.items() if caller.deadline <= now]:
                     self._dismiss(sock)
         finally:
             for sock in list(self._callers):
@@ -664,41 +699,50 @@ class _Doorman:
             self.server.close()
 
     def _greet(self) -> None:
-        """Let in a caller that knocked (none, if it gave up meanwhile); its hello is due by the deadline."""
+        """Let in a caller that knocked (none, if it gave up meanwhile) and challenge it with a fresh nonce."""
         try:
             sock, _ = self.server.accept()
         except OSError:
             return
         sock.setblocking(False)
-        self._callers[sock] = (time.monotonic() + HELLO_DEADLINE_SECONDS, bytearray())
+        caller = _Caller(time.monotonic() + HELLO_DEADLINE_SECONDS, secrets.token_bytes(NONCE_BYTES))
+        self._callers[sock] = caller
         self._selector.register(sock, selectors.EVENT_READ, sock)
+        try:
+            sent = sock.send(caller.nonce)  # a new connection's empty buffer takes it whole
+        except OSError:
+            sent = 0
+        if sent < NONCE_BYTES:
+            self._dismiss(sock)
 
     def _hear(self, sock: socket.socket) -> None:
-        """Read what ``sock`` sent of its hello; once whole, hand it over if it holds the secret."""
-        size = len(self.secret) + HELLO.size
-        heard = self._callers[sock][1]
+        """Read what ``sock`` sent of its answer; once whole, hand it over if it proves the secret."""
+        caller = self._callers[sock]
         try:
-            chunk = sock.recv(size - len(heard))
+            chunk = sock.recv(ANSWER_BYTES - len(caller.heard))
         except BlockingIOError:
             return
         except OSError:
             chunk = b""
-        heard += chunk
-        if chunk and len(heard) < size:
+        if not chunk:  # it closed, or broke, before answering
+            self._dismiss(sock)
             return
-        if not (chunk and hmac.compare_digest(bytes(heard[: len(self.secret)]), self.secret)):
+        caller.heard += chunk
+        if len(caller.heard) < ANSWER_BYTES:
+            return
+        worker_id, start = HELLO.unpack_from(caller.heard)
+        if not hmac.compare_digest(bytes(caller.heard), _answer(self.secret, caller.nonce, worker_id, start)):
             self._dismiss(sock)
             return
         self._selector.unregister(sock)
         del self._callers[sock]
         sock.setblocking(True)
-        worker_id, start = HELLO.unpack(heard[len(self.secret) :])
         self.admitted.put((worker_id, start, sock))
         with contextlib.suppress(BlockingIOError):  # a full bell rings already
             self._ring.send(b"\0")
 
     def _dismiss(self, sock: socket.socket) -> None:
-        """Close a caller unread: its hello was wrong, did not come whole in time, or the pool closes."""
+        """Close a caller unread: its answer was wrong, did not come whole in time, or the pool closes."""
         self._selector.unregister(sock)
         del self._callers[sock]
         sock.close()
