@@ -458,6 +458,16 @@ def test_an_address_with_no_cluster_is_one_line_naming_it(capsys, tmp_path):
     assert f"no Ray cluster answers at --ray-address {address}" in line
 
 
+@pytest.mark.parametrize(
+    "address",
+    ["127.0.0.1:abc", "127.0.0.1:0", "127.0.0.1:65536", ":6379", "127.0.0.1", "::1:6379", "local", "ray://h:x"],
+)
+def test_a_malformed_address_is_one_line_naming_it_and_the_valid_forms(capsys, tmp_path, address):
+    line = _cli_error(capsys, tmp_path, "a3c", "--backend", "ray", "--ray-address", address)
+    assert f"--ray-address {address} is not a Ray cluster's address: give HOST:PORT (a port in 1-65535" in line
+    assert "ray://HOST:PORT or auto" in line
+
+
 def test_ray_for_an_algorithm_without_workers_is_refused(capsys, tmp_path):
     line = _cli_error(capsys, tmp_path, "dqn", "--backend", "ray")
     assert "--backend ray runs the workers of A3C" in line and "dqn" in line

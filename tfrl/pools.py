@@ -794,13 +794,33 @@ def available_cpus(backend: str) -> int:
     return os.cpu_count() or 1
 
 
-def _check_reachable(address: str) -> None:
-    """Refuse within seconds a ``host:port`` with nothing listening: ``ray.init`` would retry for minutes."""
+def _host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of ``address`` if it is ``HOST:PORT`` (an IPv6 host in brackets, the port in
+    1..65535), else None."""
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        return  # "auto", "local", "ray://…": Ray resolves and reports those itself
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        return None  # an IPv6 host without brackets: where it ends is a guess
+    if not host or any(character.isspace() for character in host) or not (port.isascii() and port.isdigit()):
+        return None
+    return (host, int(port)) if 1 <= int(port) <= 65535 else None
+
+
+def _check_address(address: str) -> None:
+    """Refuse within seconds an ``--ray-address`` that is not a cluster's address (``ray.init`` would
+    misread it, or start a local cluster of its own for ``local``), or a ``HOST:PORT`` with nothing
+    listening (``ray.init`` would retry for minutes)."""
+    if address == "auto":
+        return  # Ray finds the cluster `ray start` made here, or says it found none
+    where = _host_port(address.removeprefix("ray://"))
+    if where is None:
+        raise ConfigError(
+            f"--ray-address {address} is not a Ray cluster's address: give HOST:PORT (a port in 1-65535, "
+            "an IPv6 host in [brackets]), ray://HOST:PORT or auto, or leave it out for a new local cluster"
+        )
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_SECONDS).close()
+        socket.create_connection(where, timeout=CONNECT_TIMEOUT_SECONDS).close()
     except OSError as error:
         raise ConfigError(
             f"no Ray cluster answers at --ray-address {address} ({error.strerror or error}); start one with "
@@ -841,11 +861,11 @@ def _loopback_only(ray: Any) -> Iterator[None]:
 
 def check_backend(backend: str, address: str | None = None) -> None:
     """Refuse, within seconds and before a run starts, a backend that cannot work here: Ray not
-    installed, or an address with nothing listening."""
+    installed, or an address that is malformed or has nothing listening."""
     if backend == "ray":
         import_ray()
         if address is not None:
-            _check_reachable(address)
+            _check_address(address)
 
 
 @contextlib.contextmanager
