@@ -1,6 +1,8 @@
 """A3C on Ray: the pool on a local two-node cluster (one CPU each, on 127.0.0.1), learning, a killed
 actor and a removed node replaced, the restart limit, ``--resume`` keeping the backend, the export,
-and the setup errors (Ray missing, no cluster at an address, Ray for an algorithm without workers).
+the direct connection's challenge (replayed or forged answers refused unread) and its doorman (slow
+clients never delay the driver), a local cluster listening on loopback only, and the setup errors
+(Ray missing, a malformed address, no cluster at an address, Ray for an algorithm without workers).
 
 One cluster serves the whole module: Ray takes seconds to start.
 """

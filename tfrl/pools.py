@@ -534,10 +534,11 @@ class RayDirectPool(RayPool):
     the array, which is why large networks use ``RayPool``'s shared object-store copy instead.
 
     An actor proves it is the pool's by answering a challenge with the secret it got through Ray
-    (``_answer``), before the driver unpickles anything from it; a thread of the pool's own (``_Doorman``) takes connections and hellos, so a
-    client that connects and says nothing, or trickles, never holds up training. A connection that closes means the actor died: its cause comes from Ray (the
-    actor's ``serve`` call fails) when Ray learns of it, which for a lost node can take seconds; the
-    other workers go on meanwhile. An actor that dies before it connects, or a node that goes silent
+    (``_answer``) before the driver unpickles anything from it; a thread of the pool's own
+    (``_Doorman``) takes connections and their answers, so a client that connects and says nothing,
+    or trickles, never holds up training. A connection that closes means the actor died: its cause
+    comes from Ray (the actor's ``serve`` call fails) when Ray learns of it, which for a lost node can
+    take seconds; the other workers go on meanwhile. An actor that dies before it connects, or a node that goes silent
     without closing its connections, is found the same way, through ``serve``.
     """
 
