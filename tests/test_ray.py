@@ -1,6 +1,8 @@
 """A3C on Ray: the pool on a local two-node cluster (one CPU each, on 127.0.0.1), learning, a killed
 actor and a removed node replaced, the restart limit, ``--resume`` keeping the backend, the export,
-and the setup errors (Ray missing, no cluster at an address, Ray for an algorithm without workers).
+the direct connection's challenge (replayed or forged answers refused unread) and its doorman (slow
+clients never delay the driver), a local cluster listening on loopback only, and the setup errors
+(Ray missing, a malformed address, no cluster at an address, Ray for an algorithm without workers).
 
 One cluster serves the whole module: Ray takes seconds to start.
 """
@@ -11,7 +13,9 @@ import os
 # test cluster stays on 127.0.0.1. Read when Ray is imported, and inherited by its nodes and workers.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
+import contextlib
 import json
+import pickle
 import re
 import select
 import socket
@@ -37,7 +41,19 @@ from tfrl import cli  # noqa: E402
 from tfrl.agents import make_config  # noqa: E402
 from tfrl.errors import ConfigError, WorkerError  # noqa: E402
 from tfrl.logger import read_jsonl  # noqa: E402
-from tfrl.pools import RAY_DIRECT_MAX_BYTES, RAY_INSTALL, RayDirectPool, RayPool, check_backend, make_pool  # noqa: E402
+from tfrl.pools import (  # noqa: E402
+    HELLO_DEADLINE_SECONDS,
+    NONCE_BYTES,
+    RAY_DIRECT_MAX_BYTES,
+    RAY_INSTALL,
+    SECRET_BYTES,
+    RayDirectPool,
+    RayPool,
+    _answer,
+    _receive_exactly,
+    check_backend,
+    make_pool,
+)
 from tfrl.training import GreedyActing, restore_run  # noqa: E402
 
 
@@ -180,22 +196,116 @@ def test_small_arrays_go_over_a_direct_connection_and_large_ones_through_the_obj
     assert type(shared) is RayPool and isinstance(shared.latest, ray.ObjectRef)  # put once, shared per node
 
 
-def test_a_direct_connection_without_the_pools_secret_is_refused(cluster):
+tripped: list[str] = []  # what unpickling a tripwire recorded
+
+
+def _trip() -> tuple[str, str]:
+    tripped.append("unpickled")
+    return "result", "tripped"
+
+
+class _Tripwire:
+    """A message that records being unpickled (by the driver: this process)."""
+
+    def __reduce__(self):
+        return _trip, ()
+
+
+TRIPWIRE = (lambda data: struct.pack("!i", len(data)) + data)(pickle.dumps(_Tripwire()))  # framed as Connection does
+
+
+def _challenged(address: tuple[str, int]) -> tuple[socket.socket, bytes]:
+    """A connection to the driver at ``address``, and the nonce it was challenged with."""
+    sock = socket.create_connection(address, timeout=5)
+    return sock, _receive_exactly(sock, NONCE_BYTES)
+
+
+def test_a_direct_connection_answering_without_the_pools_secret_is_refused_and_the_worker_goes_on(cluster):
     with RayDirectPool(Echo, ["a"], np.ones(4, np.float32)) as pool:
         collect_until(pool, from_each(0))
-        with socket.create_connection(pool.address, timeout=5) as intruder:
-            intruder.sendall(bytes(len(pool.secret)) + struct.pack("<qq", 0, 1))
-            # the worker's steps go on (and are let go on) while the driver takes and refuses the hello
+        worker = pool.connections[0]
+        intruder, nonce = _challenged(pool.address)
+        with intruder:
+            intruder.sendall(_answer(bytes(SECRET_BYTES), nonce, 0, pool.starts[0]) + TRIPWIRE)
+            # the worker's steps go on (and are let go on) while the doorman takes and refuses the answer
             collect_until(pool, lambda messages: closed_unread(intruder))
-        assert pool.connections[0] is not None and collect_until(pool, from_each(0))  # the worker goes on
+        assert pool.connections[0] is worker and collect_until(pool, from_each(0))  # the worker goes on
+    assert not tripped
+
+
+@pytest.mark.parametrize("answer", ["recorded", "without the secret"])
+def test_a_replayed_or_forged_answer_to_the_challenge_takes_no_slot_and_nothing_is_unpickled(cluster, answer):
+    pool = RayDirectPool(Echo, ["a"], np.ones(4, np.float32))  # not entered: no actor takes slot 0
+    pool.starts[0] = 1  # as while its first actor starts: the slot an intruder would take
+    try:
+        earlier, nonce = _challenged(pool.address)
+        earlier.close()
+        recorded = _answer(pool.secret, nonce, 0, 1)  # the right answer, as recorded off another connection
+        intruder, nonce = _challenged(pool.address)
+        with intruder:
+            intruder.sendall(
+                (recorded if answer == "recorded" else _answer(bytes(SECRET_BYTES), nonce, 0, 1)) + TRIPWIRE
+            )
+            deadline = time.monotonic() + HELLO_DEADLINE_SECONDS + 5
+            while not closed_unread(intruder):
+                assert time.monotonic() < deadline and not pool.results(timeout=0.1)
+        assert pool.connections[0] is None and not tripped
+        rightful, nonce = _challenged(pool.address)  # the control: a right answer is taken, then what it sends
+        with rightful:
+            rightful.sendall(_answer(pool.secret, nonce, 0, 1) + TRIPWIRE)
+            assert collect_until(pool, lambda messages: messages) == [(0, "tripped")] and tripped
+    finally:
+        pool.close()
+        tripped.clear()
 
 
 def closed_unread(sock: socket.socket) -> bool:
-    """Whether the other end closed ``sock``; fails the test if it sent anything before."""
+    """Whether the other end closed ``sock``; fails the test if it sent anything (after a challenge) before."""
     if not select.select([sock], [], [], 0)[0]:
         return False
-    assert sock.recv(1) == b"", "the driver answered a connection without the pool's secret"
+    try:
+        sent = sock.recv(1)
+    except ConnectionResetError:  # closed with something of ours unread
+        return True
+    assert sent == b"", "the driver answered a connection without the pool's secret"
     return True
+
+
+def _trickle(sock: socket.socket, stop: threading.Event) -> None:
+    """Send a byte a second on ``sock`` until ``stop`` or until it is closed."""
+    while not stop.is_set():
+        try:
+            sock.send(b"x")
+        except OSError:
+            return
+        stop.wait(1.0)
+
+
+def test_a_silent_or_trickling_client_does_not_delay_the_driver_and_is_closed_at_the_hello_deadline(cluster):
+    with RayDirectPool(Echo, ["a"], np.ones(4, np.float32)) as pool:
+        collect_until(pool, from_each(0))
+        (silent, _), (trickling, _) = (_challenged(pool.address) for _ in range(2))
+        stop, began = threading.Event(), time.monotonic()
+        threading.Thread(target=_trickle, args=(trickling, stop), daemon=True).start()
+        closed: dict[str, float] = {}
+        gaps, last = [], began
+        while len(closed) < 2 and time.monotonic() - began < HELLO_DEADLINE_SECONDS + 5:
+            arrived = pool.results(timeout=0.5)
+            now = time.monotonic()
+            if arrived:
+                gaps.append(now - last)
+                last = now
+            for worker_id, _message in arrived:
+                pool.go_on(worker_id)
+            for name, sock in (("silent", silent), ("trickling", trickling)):
+                if name not in closed and closed_unread(sock):
+                    closed[name] = now - began
+        stop.set()
+        silent.close()
+        trickling.close()
+    assert len(gaps) > 100 and max(gaps) < 0.5, max(gaps)  # the driver's steps went on meanwhile
+    assert closed.keys() == {"silent", "trickling"}, closed
+    assert all(HELLO_DEADLINE_SECONDS - 0.5 < after < HELLO_DEADLINE_SECONDS + 2 for after in closed.values()), closed
 
 
 def test_a_worker_that_cannot_reach_the_driver_stops_the_run_naming_the_address(cluster):
@@ -350,6 +460,16 @@ def test_an_address_with_no_cluster_is_one_line_naming_it(capsys, tmp_path):
     assert f"no Ray cluster answers at --ray-address {address}" in line
 
 
+@pytest.mark.parametrize(
+    "address",
+    ["127.0.0.1:abc", "127.0.0.1:0", "127.0.0.1:65536", ":6379", "127.0.0.1", "::1:6379", "local", "ray://h:x"],
+)
+def test_a_malformed_address_is_one_line_naming_it_and_the_valid_forms(capsys, tmp_path, address):
+    line = _cli_error(capsys, tmp_path, "a3c", "--backend", "ray", "--ray-address", address)
+    assert f"--ray-address {address} is not a Ray cluster's address: give HOST:PORT (a port in 1-65535" in line
+    assert "ray://HOST:PORT or auto" in line
+
+
 def test_ray_for_an_algorithm_without_workers_is_refused(capsys, tmp_path):
     line = _cli_error(capsys, tmp_path, "dqn", "--backend", "ray")
     assert "--backend ray runs the workers of A3C" in line and "dqn" in line
@@ -372,6 +492,80 @@ def test_a_local_cluster_starts_without_rays_notice_on_how_to_opt_out_of_its_sec
     done = _python(script, tmp_path, unset="RAY_AUTH_MODE")
     assert done.stdout.split() == ["ray", "1"]
     assert "Token authentication" not in done.stderr, done.stderr
+
+
+def _tree(root: int) -> set[int]:
+    """``root`` and every process descended from it (Ray's GCS, raylet, agents and workers of a local cluster)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    pids: set[int] = set()
+    new = {root}
+    while new:
+        pids |= new
+        new = {pid for pid, parent in parents.items() if parent in new} - pids
+    return pids
+
+
+def _listening_addresses() -> dict[int, str]:
+    """Socket inode → ``host`` of every listening TCP socket on this machine, from /proc/net/tcp{,6}."""
+    found = {}
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # LISTEN
+                host = fields[1].split(":")[0]
+                raw = b"".join(struct.pack("<I", int(host[i : i + 8], 16)) for i in range(0, len(host), 8))
+                found[int(fields[9])] = socket.inet_ntop(family, raw)
+    return found
+
+
+def _listening(pids: set[int]) -> list[tuple[int, str, str]]:
+    """``(pid, program, host)`` of each listening TCP socket that one of ``pids`` holds."""
+    hosts, held = _listening_addresses(), []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            program = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:[") and int(link[8:-1]) in hosts:
+                    held.append((pid, program, hosts[int(link[8:-1])]))
+    return held
+
+
+def test_a_local_cluster_and_the_direct_connections_listen_on_loopback_only(tmp_path):
+    script = (
+        "import sys, numpy as np, ray\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "import pool_workers\n"
+        "from tfrl.pools import RayDirectPool, cluster\n"
+        "with cluster('ray'):\n"
+        "    ray.cloudpickle.register_pickle_by_value(pool_workers)\n"
+        "    with RayDirectPool(pool_workers.Echo, ['a'], np.ones(4, np.float32)) as pool:\n"
+        "        pool_workers.collect_until(pool, pool_workers.from_each(0))\n"
+        "        print('%s:%d' % pool.address, flush=True)\n"
+        "        sys.stdin.readline()\n"
+    )
+    # without the switch this module sets for its own cluster: the pool's local cluster must need none
+    environment = {key: value for key, value in os.environ.items() if key != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    with subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=environment,
+    ) as driver:
+        assert driver.stdout is not None and driver.stdin is not None
+        direct = driver.stdout.readline().strip()
+        held = _listening(_tree(driver.pid))
+        driver.stdin.write("\n")
+        driver.stdin.close()
+        assert driver.wait(60) == 0
+    programs = " ".join(program for _pid, program, _host in held)
+    assert direct.startswith("127.0.0.1:") and "gcs_server" in programs and "raylet" in programs, held
+    assert {host for _pid, _program, host in held} <= {"127.0.0.1", "::ffff:127.0.0.1"}, held
 
 
 def test_worker_cpus_and_restarts_are_config_fields():

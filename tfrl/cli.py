@@ -140,7 +140,8 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--ray-address",
         metavar="HOST:PORT",
-        help="the Ray cluster for --backend ray ('auto': the one `ray start` made here; default: a new local one)",
+        help="the Ray cluster for --backend ray: HOST:PORT, ray://HOST:PORT or 'auto' (the one `ray start` made "
+        "here); default: a new local one on 127.0.0.1",
     )
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")

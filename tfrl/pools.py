@@ -28,6 +28,8 @@ manager) stops every worker, so none outlives the run. Ray is imported only by t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import hmac
 import logging
 import multiprocessing
@@ -36,6 +38,7 @@ import pickle
 import queue
 import re
 import secrets
+import selectors
 import signal
 import socket
 import struct
@@ -61,7 +64,12 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 # The largest published array (weights) that Ray workers get over a connection of their own
 # (``RayDirectPool``); larger ones go through the object store, one copy per node (``RayPool``).
 RAY_DIRECT_MAX_BYTES = 256 * 1024
-HELLO_SECRET_BYTES = 32
+# A connecting actor answers the driver's challenge, a fresh nonce per connection: which slot and
+# start it is, and the proof that it knows the pool's secret (``_answer``), so no answer works twice.
+SECRET_BYTES = NONCE_BYTES = 32
+HELLO = struct.Struct("<qq")  # the worker id and which start of its slot it is; the HMAC follows
+ANSWER_BYTES = HELLO.size + hashlib.sha256().digest_size
+HELLO_DEADLINE_SECONDS = 5.0  # for a connecting actor's whole answer, however slowly it comes
 SERVE_CHECK_SECONDS = 1.0  # how often RayDirectPool asks Ray whether an actor died without a word
 # Where Ray says, at every start of a new local cluster, that it has token authentication (its default
 # since 2.59) and how to turn it off: a run's own loopback cluster keeps it, and the run does not print it.
@@ -349,20 +357,21 @@ class _RayWorker:
             self.step_function = _build_worker(self.quiet, self.worker)
         return self.step_function(published)
 
-    def serve(self, address: tuple[str, int], hello: bytes) -> None:
-        """``RayDirectPool``'s worker loop: connect to the driver at ``address``, say ``hello``, then step
+    def serve(self, address: tuple[str, int], secret: bytes, worker_id: int, start: int) -> None:
+        """``RayDirectPool``'s worker loop: connect to the driver at ``address``, answer its challenge
+        as the ``start``-th actor of slot ``worker_id`` with the pool's ``secret`` (``_answer``), then step
         on each array that arrives and send back ``("result", message)`` — or ``("error", traceback)``
         and stop. Arrays are read as they come, while a step runs, so the driver never waits to send.
         Returns when the driver closes the connection."""
         try:
             sock = socket.create_connection(address, timeout=CONNECT_TIMEOUT_SECONDS)
+            sock.sendall(_answer(secret, _receive_exactly(sock, NONCE_BYTES), worker_id, start))
         except OSError as error:
             raise ConnectionError(
                 f"cannot reach the driver at {address[0]}:{address[1]} ({error}); Ray workers with small "
                 "networks connect to it directly, so its machine must accept connections from theirs"
             ) from None
         sock.settimeout(None)
-        sock.sendall(hello)
         connection = Connection(sock.detach())
         arrays: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         threading.Thread(target=_read_into, args=(connection, arrays), daemon=True).start()
@@ -375,6 +384,25 @@ class _RayWorker:
             _sent(connection, ("error", traceback.format_exc()))
         finally:
             connection.close()
+
+
+def _answer(secret: bytes, nonce: bytes, worker_id: int, start: int) -> bytes:
+    """An actor's answer to the driver's ``nonce``: that it is the ``start``-th actor of slot ``worker_id``,
+    and HMAC-SHA256 under ``secret`` of the nonce and that claim, which no one without the secret can
+    make and which is worth nothing on another connection (another nonce)."""
+    claim = HELLO.pack(worker_id, start)
+    return claim + hmac.new(secret, nonce + claim, hashlib.sha256).digest()
+
+
+def _receive_exactly(sock: socket.socket, size: int) -> bytes:
+    """``size`` bytes from ``sock``; ``ConnectionError`` if it closes first."""
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError(f"closed after {len(data)} of {size} bytes")
+        data += chunk
+    return data
 
 
 def _sent(connection: Connection, reply: tuple[str, Any]) -> bool:
@@ -505,10 +533,12 @@ class RayDirectPool(RayPool):
     CartPole step is ~4 ms), a message over the connection ~0.05 ms. Each worker gets its own copy of
     the array, which is why large networks use ``RayPool``'s shared object-store copy instead.
 
-    An actor proves it is the pool's by the secret it got through Ray, before the driver unpickles
-    anything from it. A connection that closes means the actor died: its cause comes from Ray (the
-    actor's ``serve`` call fails) when Ray learns of it, which for a lost node can take seconds; the
-    other workers go on meanwhile. An actor that dies before it connects, or a node that goes silent
+    An actor proves it is the pool's by answering a challenge with the secret it got through Ray
+    (``_answer``) before the driver unpickles anything from it; a thread of the pool's own
+    (``_Doorman``) takes connections and their answers, so a client that connects and says nothing,
+    or trickles, never holds up training. A connection that closes means the actor died: its cause
+    comes from Ray (the actor's ``serve`` call fails) when Ray learns of it, which for a lost node can
+    take seconds; the other workers go on meanwhile. An actor that dies before it connects, or a node that goes silent
     without closing its connections, is found the same way, through ``serve``.
     """
 
@@ -517,19 +547,19 @@ class RayDirectPool(RayPool):
         super().__init__(make_worker, specs, published, **options)
         node_id = self.ray.get_runtime_context().get_node_id()
         host = next(node["NodeManagerAddress"] for node in self.ray.nodes() if node["NodeID"] == node_id)
-        self.server = socket.create_server((host, 0))
-        self.address: tuple[str, int] = self.server.getsockname()[:2]
-        self.secret = secrets.token_bytes(HELLO_SECRET_BYTES)
+        self.secret = secrets.token_bytes(SECRET_BYTES)
+        self.doorman = _Doorman(host, self.secret)
+        self.address: tuple[str, int] = self.doorman.address
         self.connections: list[Connection | None] = [None] * len(specs)
-        self.starts = [0] * len(specs)  # which start of the slot may connect: a replaced actor's late hello is refused
+        self.starts = [0] * len(specs)  # which start of the slot may connect: a replaced actor's late one is refused
         self.unsent = [0] * len(specs)  # go_ons before the actor connected
         self.serving: dict[Any, int] = {}  # object ref of an actor's serve call → its worker
         self.next_check = 0.0
 
     def _start(self, worker_id: int) -> None:
         self.starts[worker_id] += 1
-        hello = self.secret + struct.pack("<qq", worker_id, self.starts[worker_id])
-        self.serving[self._new_actor(worker_id).serve.remote(self.address, hello)] = worker_id
+        serve = self._new_actor(worker_id).serve.remote(self.address, self.secret, worker_id, self.starts[worker_id])
+        self.serving[serve] = worker_id
         self.connections[worker_id] = None
         self.unsent[worker_id] = 2 if self.pipelined else 1
 
@@ -549,9 +579,9 @@ class RayDirectPool(RayPool):
             connection: worker_id for worker_id, connection in enumerate(self.connections) if connection
         }
         arrived = []
-        for ready in wait([self.server, *owners], timeout):
-            if ready is self.server:
-                self._accept()
+        for ready in wait([self.doorman.bell, *owners], timeout):
+            if ready is self.doorman.bell:
+                self._admit()
                 continue
             worker_id = owners[ready]
             connection = self.connections[worker_id]
@@ -570,29 +600,19 @@ class RayDirectPool(RayPool):
             self._check_serving()
         return arrived
 
-    def _accept(self) -> None:
-        """Take a connecting actor's connection if its hello is the current start's of its slot; send it
-        the steps it was let go on for meanwhile."""
-        try:
-            sock, _ = self.server.accept()
-        except OSError:
-            return  # the caller gave up between knocking and being let in
-        sock.settimeout(CONNECT_TIMEOUT_SECONDS)
-        try:
-            hello = _receive_exactly(sock, len(self.secret) + 16)
-        except OSError:
-            sock.close()
-            return
-        worker_id, start = struct.unpack("<qq", hello[len(self.secret) :])
-        current = 0 <= worker_id < len(self.starts) and self.starts[worker_id] == start
-        if not (hmac.compare_digest(hello[: len(self.secret)], self.secret) and current):
-            sock.close()
-            return
-        sock.settimeout(None)
-        self.connections[worker_id] = Connection(sock.detach())
-        for _ in range(self.unsent[worker_id]):
-            self.go_on(worker_id)
-        self.unsent[worker_id] = 0
+    def _admit(self) -> None:
+        """Take each connection the doorman let in that claims the current start of its slot (a
+        replaced actor's late one is closed, as is a second one for a slot connected already); send
+        it the steps it was let go on for meanwhile."""
+        for worker_id, start, sock in self.doorman.arrivals():
+            current = 0 <= worker_id < len(self.starts) and self.starts[worker_id] == start
+            if not current or self.connections[worker_id] is not None:
+                sock.close()
+                continue
+            self.connections[worker_id] = Connection(sock.detach())
+            for _ in range(self.unsent[worker_id]):
+                self.go_on(worker_id)
+            self.unsent[worker_id] = 0
 
     def _check_serving(self) -> None:
         """Replace (or stop for) each actor whose serve call ended: Ray's word on deaths, ~once a second,
@@ -618,20 +638,137 @@ class RayDirectPool(RayPool):
         for connection in self.connections:
             if connection is not None:
                 connection.close()
-        self.server.close()
+        self.doorman.close()
         self.serving.clear()
         super().close()
 
 
-def _receive_exactly(sock: socket.socket, size: int) -> bytes:
-    """``size`` bytes from ``sock``; ``ConnectionError`` if it closes first."""
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("closed before saying hello")
-        data += chunk
-    return data
+@dataclasses.dataclass
+class _Caller:
+    """A connection to the driver's port whose answer is awaited: by when, to which nonce, what came so far."""
+
+    deadline: float
+    nonce: bytes
+    heard: bytearray = dataclasses.field(default_factory=bytearray)
+
+
+class _Doorman:
+    """The port of a ``RayDirectPool``'s driver, kept by a thread of its own so that no connecting
+    client can hold up training: it accepts every connection, sends it a fresh nonce and waits for
+    its whole answer (``_answer``) at most ``HELLO_DEADLINE_SECONDS`` in all (one select loop for
+    every caller, so a slow one delays no other). A connection whose answer proves the pool's secret
+    for its nonce is handed over (``arrivals``) with a byte on ``bell``, the socket the driver waits
+    on beside its connections; any other, or one with no answer in time, is closed unread. Which
+    slot and start it claims is the driver's to judge (``RayDirectPool._admit``)."""
+
+    def __init__(self, host: str, secret: bytes) -> None:
+        self.secret = secret
+        self.server = socket.create_server((host, 0))
+        self.server.setblocking(False)
+        self.address: tuple[str, int] = self.server.getsockname()[:2]
+        self.admitted: queue.SimpleQueue[tuple[int, int, socket.socket]] = queue.SimpleQueue()
+        self.bell, self._ring = socket.socketpair()
+        self._stop, self._stopped = socket.socketpair()
+        for end in (self.bell, self._ring):
+            end.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self.server, selectors.EVENT_READ)
+        self._selector.register(self._stopped, selectors.EVENT_READ)
+        self._callers: dict[socket.socket, _Caller] = {}
+        self.thread = threading.Thread(target=self._serve, name="tfrl-doorman", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        """Accept callers and read their answers until ``close``; close the port and every caller then."""
+        try:
+            while True:
+                soonest = min((caller.deadline for caller in self._callers.values()), default=None)
+                wait_for = None if soonest is None else max(soonest - time.monotonic(), 0.0)
+                for key, _ in self._selector.select(wait_for):
+                    if key.fileobj is self._stopped:
+                        return
+                    if key.fileobj is self.server:
+                        self._greet()
+                    else:
+                        self._hear(key.data)
+                now = time.monotonic()
+                for sock in [sock for sock, caller in self._callers.items() if caller.deadline <= now]:
+                    self._dismiss(sock)
+        finally:
+            for sock in list(self._callers):
+                self._dismiss(sock)
+            self.server.close()
+
+    def _greet(self) -> None:
+        """Let in a caller that knocked (none, if it gave up meanwhile) and challenge it with a fresh nonce."""
+        try:
+            sock, _ = self.server.accept()
+        except OSError:
+            return
+        sock.setblocking(False)
+        caller = _Caller(time.monotonic() + HELLO_DEADLINE_SECONDS, secrets.token_bytes(NONCE_BYTES))
+        self._callers[sock] = caller
+        self._selector.register(sock, selectors.EVENT_READ, sock)
+        try:
+            sent = sock.send(caller.nonce)  # a new connection's empty buffer takes it whole
+        except OSError:
+            sent = 0
+        if sent < NONCE_BYTES:
+            self._dismiss(sock)
+
+    def _hear(self, sock: socket.socket) -> None:
+        """Read what ``sock`` sent of its answer; once whole, hand it over if it proves the secret."""
+        caller = self._callers[sock]
+        try:
+            chunk = sock.recv(ANSWER_BYTES - len(caller.heard))
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:  # it closed, or broke, before answering
+            self._dismiss(sock)
+            return
+        caller.heard += chunk
+        if len(caller.heard) < ANSWER_BYTES:
+            return
+        worker_id, start = HELLO.unpack_from(caller.heard)
+        if not hmac.compare_digest(bytes(caller.heard), _answer(self.secret, caller.nonce, worker_id, start)):
+            self._dismiss(sock)
+            return
+        self._selector.unregister(sock)
+        del self._callers[sock]
+        sock.setblocking(True)
+        self.admitted.put((worker_id, start, sock))
+        with contextlib.suppress(BlockingIOError):  # a full bell rings already
+            self._ring.send(b"\0")
+
+    def _dismiss(self, sock: socket.socket) -> None:
+        """Close a caller unread: its answer was wrong, did not come whole in time, or the pool closes."""
+        self._selector.unregister(sock)
+        del self._callers[sock]
+        sock.close()
+
+    def arrivals(self) -> Iterator[tuple[int, int, socket.socket]]:
+        """``(worker id, start, socket)`` of each caller let in since the last call (the driver's side)."""
+        with contextlib.suppress(BlockingIOError):
+            self.bell.recv(4096)
+        while True:
+            try:
+                yield self.admitted.get_nowait()
+            except queue.Empty:
+                return
+
+    def close(self) -> None:
+        """Stop the thread, close the port and every connection not taken yet (once: again, nothing)."""
+        if self._stop.fileno() < 0:
+            return
+        self._stop.send(b"\0")
+        self.thread.join()
+        self._selector.close()
+        for _worker_id, _start, sock in self.arrivals():
+            sock.close()
+        for end in (self.bell, self._ring, self._stop, self._stopped):
+            end.close()
 
 
 def make_pool(
@@ -658,13 +795,33 @@ def available_cpus(backend: str) -> int:
     return os.cpu_count() or 1
 
 
-def _check_reachable(address: str) -> None:
-    """Refuse within seconds a ``host:port`` with nothing listening: ``ray.init`` would retry for minutes."""
+def _host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of ``address`` if it is ``HOST:PORT`` (an IPv6 host in brackets, the port in
+    1..65535), else None."""
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        return  # "auto", "local", "ray://…": Ray resolves and reports those itself
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        return None  # an IPv6 host without brackets: where it ends is a guess
+    if not host or any(character.isspace() for character in host) or not (port.isascii() and port.isdigit()):
+        return None
+    return (host, int(port)) if 1 <= int(port) <= 65535 else None
+
+
+def _check_address(address: str) -> None:
+    """Refuse within seconds an ``--ray-address`` that is not a cluster's address (``ray.init`` would
+    misread it, or start a local cluster of its own for ``local``), or a ``HOST:PORT`` with nothing
+    listening (``ray.init`` would retry for minutes)."""
+    if address == "auto":
+        return  # Ray finds the cluster `ray start` made here, or says it found none
+    where = _host_port(address.removeprefix("ray://"))
+    if where is None:
+        raise ConfigError(
+            f"--ray-address {address} is not a Ray cluster's address: give HOST:PORT (a port in 1-65535, "
+            "an IPv6 host in [brackets]), ray://HOST:PORT or auto, or leave it out for a new local cluster"
+        )
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_SECONDS).close()
+        socket.create_connection(where, timeout=CONNECT_TIMEOUT_SECONDS).close()
     except OSError as error:
         raise ConfigError(
             f"no Ray cluster answers at --ray-address {address} ({error.strerror or error}); start one with "
@@ -684,13 +841,32 @@ def _warnings_held(logger_name: str) -> Iterator[None]:
         logger.setLevel(level)
 
 
+@contextlib.contextmanager
+def _loopback_only(ray: Any) -> Iterator[None]:
+    """A new local cluster bound to 127.0.0.1 alone, for the duration of its ``ray.init``.
+
+    Ray replaces a loopback ``_node_ip_address`` by this machine's routable address, and its GCS,
+    raylet and workers then listen there or on every interface, unless it runs as on macOS and
+    Windows (``ENABLE_RAY_CLUSTER`` off), where it keeps 127.0.0.1. The nodes and workers it starts
+    are given that address, so the switch is needed only while it starts them; Ray's notice at every
+    new local cluster about its token authentication (kept on) is held back meanwhile too."""
+    constants = ray._private.ray_constants
+    enabled = constants.ENABLE_RAY_CLUSTER
+    constants.ENABLE_RAY_CLUSTER = False
+    try:
+        with _warnings_held(RAY_TOKEN_NOTICE):
+            yield
+    finally:
+        constants.ENABLE_RAY_CLUSTER = enabled
+
+
 def check_backend(backend: str, address: str | None = None) -> None:
     """Refuse, within seconds and before a run starts, a backend that cannot work here: Ray not
-    installed, or an address with nothing listening."""
+    installed, or an address that is malformed or has nothing listening."""
     if backend == "ray":
         import_ray()
         if address is not None:
-            _check_reachable(address)
+            _check_address(address)
 
 
 @contextlib.contextmanager
@@ -712,7 +888,7 @@ def cluster(backend: str, address: str | None = None) -> Iterator[dict[str, Any]
         local = {"_node_ip_address": "127.0.0.1", "include_dashboard": False} if address is None else {}
         try:
             # a cluster the user started keeps every notice, "token authentication is disabled" above all
-            with _warnings_held(RAY_TOKEN_NOTICE) if address is None else contextlib.nullcontext():
+            with _loopback_only(ray) if address is None else contextlib.nullcontext():
                 ray.init(address=address or "local", logging_level=logging.WARNING, **local)
         except ConnectionError as error:
             raise ConfigError(f"cannot connect to the Ray cluster at --ray-address {address}: {error}") from None
