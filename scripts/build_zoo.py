@@ -147,6 +147,7 @@ def build(entry: Entry) -> dict[str, Any]:
             discretize=entry.discretize,
             logdir=Path(scratch) / "runs",
             export_dir=ZOO_DIR,
+            replace_export=True,  # the zoo's entry is the policy this build makes
             progress=False,
         )
     assert result.export_path is not None

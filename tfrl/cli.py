@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -128,6 +129,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--no-export", action="store_true", help="do not export the policy at the end")
     train.add_argument(
+        "--replace-export",
+        action="store_true",
+        help="export to EXPORT_DIR/<algo>-<env>, replacing the tfrl export there (default: keep it and "
+        "export this run's policy beside it, as <algo>-<env>-2, -3, ...)",
+    )
+    train.add_argument(
         "--export-final",
         action="store_true",
         help="export the last weights instead of the best-evaluated ones",
@@ -222,6 +229,7 @@ def _train(args: argparse.Namespace) -> int:
         export_dir=args.export_dir,
         export=False if args.no_export else None,
         export_final=True if args.export_final else None,
+        replace_export=True if args.replace_export else None,
         resume=args.resume,
         progress=not args.no_progress,
         backend=args.backend,
@@ -238,8 +246,33 @@ def _train(args: argparse.Namespace) -> int:
     print(f"run: {result.run_dir}")
     if result.export_path is not None:
         which = "last" if result.export_final else "best-evaluated"
-        print(f"policy ({which}): {result.export_path}")
+        print(f"policy ({which}, {describe_export(result.export_path)}): {result.export_path}")
+        for other in exports_beside(result.export_path):
+            print(f"kept beside it: {other} ({describe_export(other)})")
     return 0
+
+
+def exports_beside(path: Path) -> list[Path]:
+    """The other exports of the same algorithm and env in ``path``'s folder (``dqn-CartPole-v1``,
+    ``dqn-CartPole-v1-2``, …), which this run left as they were."""
+    from tfrl.export import is_export
+
+    stem = re.sub(r"-\d+$", "", path.name)
+    pattern = re.compile(rf"{re.escape(stem)}(-\d+)?")
+    return sorted(
+        other for other in path.parent.iterdir() if other != path and pattern.fullmatch(other.name) and is_export(other)
+    )
+
+
+def describe_export(path: Path) -> str:
+    """``return 500.0 at env step 28000``: how the policy in the export at ``path`` scored."""
+    from tfrl.export import read_metadata
+
+    evaluation = read_metadata(path).get("evaluation") or {}
+    if evaluation.get("mean_return") is None:
+        return "not evaluated"
+    step = evaluation.get("env_step")
+    return f"return {evaluation['mean_return']:.1f}" + (f" at env step {step}" if step is not None else "")
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -40,3 +40,8 @@ class StorageError(TfrlError):
 
 class RunLockedError(TfrlError):
     """The run directory is being trained by another live tfrl process."""
+
+
+class CallbackFailed(TfrlError):
+    """A user's callback raised during a run: the run keeps a checkpoint and its best policy; the message
+    names the callback and its hook."""

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, ProgressColumn, Task
+from rich.text import Text
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.scalar.metadata import create_summary_metadata
@@ -33,6 +34,7 @@ from tfrl.rundir import replace_text
 EPISODES_FILE = "episodes.jsonl"
 EVALUATIONS_FILE = "evaluations.jsonl"
 EVENTS_FILE = "events.jsonl"
+SCALARS_FILE = "scalars.jsonl"  # callbacks' own scalars (tfrl.callbacks.Run.log)
 SCALAR_METADATA = create_summary_metadata(display_name="", description="")
 
 
@@ -96,9 +98,12 @@ class RunLogger:
     """
 
     def __init__(self, run_dir: Path, total_steps: int, start_step: int = 0, progress: bool = True):
+        """``progress``: a live line on a terminal (with one line per evaluation printed above it);
+        without a terminal or with ``progress=False``, only the evaluation lines, as they happen."""
         self.run_dir = Path(run_dir)
         episodes = _cut_back(self.run_dir / EPISODES_FILE, start_step)
         evaluations = _cut_back(self.run_dir / EVALUATIONS_FILE, start_step)
+        _cut_back(self.run_dir / SCALARS_FILE, start_step)
         self.episodes_file = (self.run_dir / EPISODES_FILE).open("a")
         self.evaluations_file = (self.run_dir / EVALUATIONS_FILE).open("a")
         self.writer = EventFileWriter(str(self.run_dir / "tensorboard"))
@@ -107,19 +112,10 @@ class RunLogger:
         self.last_evaluation: float | None = evaluations[-1]["mean"] if evaluations else None
         self.start_time = time.perf_counter()
         self.start_step = start_step
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("return {task.fields[recent]:>7}"),
-            TextColumn("eval {task.fields[evaluation]:>7}"),
-            TextColumn("{task.fields[speed]:>6} steps/s"),
-            TimeElapsedColumn(),
-            disable=not progress,
-        )
-        self._task = self._progress.add_task(
-            self.run_dir.name, total=total_steps, completed=start_step, recent="-", evaluation="-", speed="-"
-        )
+        self.total_steps = total_steps
+        self.best_evaluation: float | None = max((row["mean"] for row in evaluations), default=None)
+        self._progress = Progress(_FittedLine(self), disable=not (progress and sys.stdout.isatty()))
+        self._task = self._progress.add_task(self.run_dir.name, total=total_steps, completed=start_step)
         self._progress.start()
 
     def episode(self, step: int, episode_return: float, length: int) -> None:
@@ -155,6 +151,11 @@ class RunLogger:
         }
         _append(self.evaluations_file, row)
         self._scalar("evaluation/mean_return", self.last_evaluation, step)
+        if self.best_evaluation is None or self.last_evaluation > self.best_evaluation:
+            self.best_evaluation = self.last_evaluation
+        self._print(
+            evaluation_line(step, self.total_steps, returns, self.best_evaluation, self._speed(step), self._elapsed())
+        )
         self.progress(step)
 
     def event(self, step: int, message: str) -> None:
@@ -164,16 +165,40 @@ class RunLogger:
             _append(events, row)
         print(f"tfrl: {message}", file=sys.stderr, flush=True)
 
+    def custom_scalar(self, step: int, name: str, value: float) -> None:
+        """A callback's own scalar: TensorBoard's ``custom/<name>`` and a row of ``scalars.jsonl``."""
+        self._scalar(f"custom/{name}", value, step)
+        with (self.run_dir / SCALARS_FILE).open("a") as scalars:
+            _append(scalars, {"step": step, "name": name, "value": value})
+
     def metrics(self, step: int, values: Mapping[str, float]) -> None:
         for name, value in values.items():
             self._scalar(f"train/{name}", value, step)
 
     def progress(self, step: int) -> None:
-        elapsed = time.perf_counter() - self.start_time
-        recent = f"{np.mean(self.recent_returns):.1f}" if self.recent_returns else "-"
-        evaluation = f"{self.last_evaluation:.1f}" if self.last_evaluation is not None else "-"
-        speed = f"{(step - self.start_step) / elapsed:.0f}" if elapsed > 0 else "-"
-        self._progress.update(self._task, completed=step, recent=recent, evaluation=evaluation, speed=speed)
+        """Move the live line to ``step`` (nothing without a terminal)."""
+        self._progress.update(self._task, completed=step)
+
+    def line(self, step: int, width: int) -> str:
+        """The live line at ``step`` for a console ``width`` columns wide (``progress_line``)."""
+        recent = float(np.mean(self.recent_returns)) if self.recent_returns else None
+        return progress_line(
+            width, step, self.total_steps, recent, self.last_evaluation, self._speed(step), self._elapsed()
+        )
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self.start_time
+
+    def _speed(self, step: int) -> float | None:
+        elapsed = self._elapsed()
+        return (step - self.start_step) / elapsed if elapsed > 0 and step > self.start_step else None
+
+    def _print(self, text: str) -> None:
+        """A line of the run's log: above the live line on a terminal, else straight to stdout."""
+        if self._progress.disable:
+            print(text, flush=True)
+        else:
+            self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def flush(self) -> None:
         self.episodes_file.flush()
@@ -186,6 +211,67 @@ class RunLogger:
         self.episodes_file.close()
         self.evaluations_file.close()
         self.writer.close()
+
+
+class _FittedLine(ProgressColumn):
+    """The whole live line as one column, fitted to the console's width by ``progress_line``."""
+
+    def __init__(self, logger: RunLogger):
+        super().__init__()
+        self.logger = logger
+
+    def render(self, task: Task) -> Text:
+        width = self.logger._progress.console.width
+        return Text(self.logger.line(int(task.completed), width - 1), no_wrap=True)
+
+
+def progress_line(
+    width: int,
+    step: int,
+    total: int,
+    recent: float | None,
+    evaluation: float | None,
+    speed: float | None,
+    elapsed: float,
+) -> str:
+    """``━━━━━━╸────  12,000/40,000  return 54.8  eval 162.5  960 steps/s  0:00:12`` in ``width`` columns.
+
+    What does not fit goes, least useful first (speed, return, evaluation, time, then the bar); the
+    step count always stays, since it is what a glance at a run looks for.
+    """
+    counted = f"{step:,}/{total:,}"
+    shown = {  # in the order they print
+        "return": None if recent is None else f"return {recent:.1f}",
+        "eval": None if evaluation is None else f"eval {evaluation:.1f}",
+        "speed": None if speed is None else f"{speed:,.0f} steps/s",
+        "time": _clock(elapsed),
+    }
+    for dropped in ((), ("speed",), ("speed", "return"), ("speed", "return", "eval"), tuple(shown)):
+        text = "  ".join([counted, *[part for name, part in shown.items() if part and name not in dropped]])
+        if len(text) + 12 <= width:  # room for a bar of 10 and its gap
+            break
+    bar_width = min(40, width - len(text) - 2)
+    if bar_width < 10:
+        return text[:width] if len(counted) <= width else counted
+    done = round(bar_width * min(step / total, 1.0)) if total else bar_width
+    return "━" * done + "─" * (bar_width - done) + "  " + text
+
+
+def evaluation_line(
+    step: int, total: int, returns: np.ndarray, best: float | None, speed: float | None, elapsed: float
+) -> str:
+    """The log line of one evaluation: ``step 5,000/40,000  eval 162.5 ± 12.1  best 162.5  960 steps/s  0:00:12``."""
+    rate = "" if speed is None else f"  {speed:,.0f} steps/s"
+    best_text = "" if best is None else f"  best {best:.1f}"
+    return (
+        f"step {step:,}/{total:,}  eval {np.mean(returns):.1f} ± {np.std(returns):.1f}{best_text}{rate}  "
+        f"{_clock(elapsed)}"
+    )
+
+
+def _clock(seconds: float) -> str:
+    minutes, second = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{second:02d}"
 
 
 def evaluation_curve_text(run_dir: str | Path, width: int = 50) -> str:

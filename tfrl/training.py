@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ import tensorflow as tf
 from tfrl import __version__
 from tfrl.agents import get_agent, make_config
 from tfrl.agents.base import UpdateProducer
+from tfrl.callbacks import Callback, Callbacks, Run, check_callbacks
 from tfrl.checkpoint import Checkpointer, networks_finite, require_finite_weights
 from tfrl.envs import (
     MAX_SEED,
@@ -52,15 +53,17 @@ from tfrl.envs import (
     require_importable,
 )
 from tfrl.errors import (
+    CallbackFailed,
     CheckpointError,
     ConfigError,
     EnvFailed,
+    ExportError,
     StorageError,
     TfrlError,
     TrainingDiverged,
     WorkerError,
 )
-from tfrl.export import DEFAULT_EXPORT_DIR, check_export_target, export_policy
+from tfrl.export import DEFAULT_EXPORT_DIR, check_export_target, export_policy, read_metadata
 from tfrl.logger import RunLogger
 from tfrl.pools import BACKENDS, check_backend, cluster
 from tfrl.rundir import RunLock, replace_text
@@ -198,6 +201,9 @@ class RunSettings:
 
     ``export_dir`` is where the policy goes at the end (None: no export); ``export_final`` exports
     the last weights instead of the best-evaluated ones. Both are kept so ``--resume`` honours them.
+    ``export_name`` is the export's directory in ``export_dir``, chosen when the run starts: the
+    first free one of ``<algorithm>-<env>``, ``…-2``, ``…-3``, so no run replaces another's policy,
+    unless ``replace_export`` (then always ``<algorithm>-<env>``, replacing an earlier tfrl export).
     ``backend`` is where an agent with workers (A3C) runs them: ``process`` (this machine) or ``ray``
     (the cluster at ``ray_address``, or a new local one).
     """
@@ -217,14 +223,16 @@ class RunSettings:
     backend: str = "process"
     ray_address: str | None = None
     env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)  # the env's own arguments
+    export_name: str | None = None
+    replace_export: bool = False
 
     def validate(self) -> None:
         """Refuse values that cannot run, and values of the wrong type (a hand-edited run.json)."""
         for name in ("algorithm", "env_id", "backend"):
             _require_type(name, getattr(self, name), str, "a string")
-        for name in ("export_dir", "ray_address"):
+        for name in ("export_dir", "ray_address", "export_name"):
             _require_type(name, getattr(self, name), (str, type(None)), "a string or null")
-        for name in ("stop_at_threshold", "export_final"):
+        for name in ("stop_at_threshold", "export_final", "replace_export"):
             _require_type(name, getattr(self, name), bool, "true or false")
         for name in ("seed", *POSITIVE_SETTINGS):
             _require_type(name, getattr(self, name), int, "an integer")
@@ -259,7 +267,21 @@ class RunSettings:
         """Where this run's policy is exported, or None for a run that exports nothing."""
         if self.export_dir is None:
             return None
-        return Path(self.export_dir) / self.name
+        return Path(self.export_dir) / (self.export_name or self.name)
+
+    def choose_export_name(self, run_dir: Path | None = None) -> None:
+        """Settle ``export_name``: this run's own export if it has one, else the first free name (or
+        the plain name with ``replace_export``). Called at the start and again just before exporting,
+        so a run that started meanwhile and took the name is not replaced either."""
+        if self.export_dir is None:
+            return
+        if self.replace_export:
+            self.export_name = self.name
+            return
+        folder = Path(self.export_dir)
+        names = [self.export_name] if self.export_name else []
+        names += [self.name if number == 1 else f"{self.name}-{number}" for number in range(1, 10_000)]
+        self.export_name = next(name for name in names if _free_for(folder / name, run_dir))
 
 
 @dataclasses.dataclass
@@ -279,6 +301,7 @@ class TrainResult:
     final_return: float | None
     wall_seconds: float
     train_steps_per_second: float
+    stopped_by: str | None = None  # the reason a callback gave for stopping the run early
     best_return: float | None = None
     best_step: int | None = None
     export_final: bool = False
@@ -640,10 +663,12 @@ def train(
     export_dir: str | Path | None = None,
     export: bool | None = None,
     export_final: bool | None = None,
+    replace_export: bool | None = None,
     resume: str | Path | None = None,
     progress: bool = True,
     backend: str | None = None,
     ray_address: str | None = None,
+    callbacks: Sequence[Callback] | None = None,
 ) -> TrainResult:
     """Train ``algorithm`` on ``env`` and export its best-evaluated policy; or continue the run in ``resume``.
 
@@ -658,9 +683,10 @@ def train(
     a Box action space cut into N evenly spaced actions per dimension. Run settings left as None get
     the preset's or agent's defaults (seed 0, 20 evaluation episodes, a stop at the env's threshold).
 
-    The policy goes to ``<export_dir>/<algorithm>-<env_id>`` (``export_dir`` defaults to
-    ``exports``; ``export=False`` exports nothing); it is the best-evaluated policy unless
-    ``export_final``. A resumed run keeps the saved settings, export place included, unless these
+    The policy goes to ``<export_dir>/<algorithm>-<env name>`` (``export_dir`` defaults to
+    ``exports``; ``export=False`` exports nothing), or to ``…-2``, ``…-3`` where an earlier run's
+    policy is: each run keeps its own export unless ``replace_export``. It is the best-evaluated
+    policy unless ``export_final``. A resumed run keeps the saved settings, export place included, unless these
     arguments say otherwise: its length and cadence (``total_steps``, ``eval_every``, ``eval_episodes``,
     ``checkpoint_every``, ``stop_at_threshold``) may change and are recorded in run.json; ``seed``,
     ``num_envs`` and ``discretize`` may not. The export target is checked before training starts: tfrl
@@ -670,10 +696,14 @@ def train(
     refuses a write, the run stops with one ``TfrlError`` line saying what was kept: a checkpoint where
     possible, the best policy exported, and how to resume.
 
+    ``callbacks`` (``tfrl.Callback`` instances) run at each point of the run, may log scalars and
+    may stop it cleanly (``tfrl.callbacks``); they are not saved: pass them again on resume.
+
     ``backend="ray"`` runs A3C's workers as Ray actors on the cluster at ``ray_address`` (``auto``: the
     one ``ray start`` made here; None: a new local one); a resumed run keeps its backend unless told.
     """
     called = time.perf_counter()
+    hooks = check_callbacks(callbacks)
     given = dict(
         seed=seed,
         total_steps=total_steps,
@@ -689,7 +719,7 @@ def train(
     if resume is not None:
         run_dir = Path(resume)
         settings, config = _resumed_settings(run_dir, algorithm, env_id, given)
-        _apply_export_choice(settings, export_dir, export, export_final)
+        _apply_export_choice(settings, export_dir, export, export_final, replace_export, run_dir)
         _apply_backend_choice(settings, backend, ray_address)
         check_export_target(settings.export_path, run_dir=run_dir)
         agent = build_agent(settings, config)
@@ -704,7 +734,7 @@ def train(
         settings = RunSettings(algorithm=algorithm, env_id=env_id, **chosen)
         _apply_backend_choice(settings, backend, ray_address)
         settings.validate()
-        _apply_export_choice(settings, export_dir, export, export_final)
+        _apply_export_choice(settings, export_dir, export, export_final, replace_export)
         check_export_target(
             settings.export_path, logdir=logdir
         )  # before any training: a bad target must not waste a run
@@ -714,11 +744,18 @@ def train(
         run_dir = _new_run_dir(logdir, settings)
     with RunLock(run_dir):  # one process at a time: a second resume of a live run is refused here
         _write_run_file(run_dir, settings, config)  # on resume: what was changed on resuming is kept
-        return _run(agent, settings, config, run_dir, resume is not None, progress, called)
+        return _run(agent, settings, config, run_dir, resume is not None, progress, called, hooks)
 
 
 def _run(
-    agent: Any, settings: RunSettings, config: Any, run_dir: Path, resumed: bool, progress: bool, called: float
+    agent: Any,
+    settings: RunSettings,
+    config: Any,
+    run_dir: Path,
+    resumed: bool,
+    progress: bool,
+    called: float,
+    hooks: list[Callback],
 ) -> TrainResult:
     """The part of ``train`` that holds the run's lock: restore (on resume), train, export."""
     best = BestPolicy(agent)
@@ -729,8 +766,12 @@ def _run(
         for line in checkpointer.skipped:
             print(f"tfrl: {line}", file=sys.stderr)
         best.load_state(checkpointer.restored_extra_state.get("best", {}))
-        print(f"tfrl: resuming {run_dir} from its checkpoint at env step {start_step}", file=sys.stderr)
+        checkpoint = run_dir / "checkpoints" / f"ckpt-{start_step}"
+        print(f"tfrl: resuming {run_dir} from its checkpoint at env step {start_step} ({checkpoint})", file=sys.stderr)
+    else:
+        print(f"tfrl: training {settings.algorithm} on {settings.env_id} in {run_dir}", file=sys.stderr)
     logger = RunLogger(run_dir, settings.total_steps, start_step, progress)
+    callbacks = Callbacks(hooks, Run(agent, settings, run_dir, best, logger.custom_scalar))
     setup_seconds = logger.start_time - called
     try:
         with _sigterm_as_interrupt(), cluster(settings.backend, settings.ray_address) as workers_at:
@@ -739,19 +780,19 @@ def _run(
                 stream = agent.update_stream(settings, start_step, lambda line: logger.event(agent.env_steps, line))
             else:
                 stream = _collected(agent, settings, start_step)
-            outcome = _train_loop(agent, settings, stream, logger, checkpointer, best, start_step)
+            outcome = _train_loop(agent, settings, stream, logger, checkpointer, best, start_step, callbacks)
     except KeyboardInterrupt as interrupt:
         kept = _keep_checkpoint(checkpointer, agent)
         logger.close()
         why = "terminated" if isinstance(interrupt, Terminated) else "interrupted"
         print(f"\n{why} at step {agent.env_steps}; {kept}; continue with: tfrl train --resume {run_dir}")
         raise
-    except (TrainingDiverged, WorkerError, EnvFailed, StorageError) as error:
+    except (TrainingDiverged, WorkerError, EnvFailed, StorageError, CallbackFailed) as error:
         logger.close()
         raise type(error)(_stopped_message(error, run_dir, checkpointer, agent, settings, best)) from None
     logger.close()
 
-    export_path = settings.export_path
+    export_path = _final_export_path(settings, run_dir, config)
     if export_path is not None:
         try:
             if settings.export_final:
@@ -765,6 +806,8 @@ def _run(
                 f"cannot write the export {export_path}: {error.strerror or error}; the run and its checkpoint "
                 f"are complete in {run_dir}: export it once there is room with tfrl export {run_dir}"
             ) from None
+    callbacks.run.export_path = export_path
+    callbacks.notify("on_training_end")
     return TrainResult(
         run_dir=run_dir,
         export_path=export_path,
@@ -778,23 +821,53 @@ def _run(
     )
 
 
+def _free_for(path: Path, run_dir: Path | None) -> bool:
+    """Whether the run in ``run_dir`` may export to ``path``: nothing is there, or its own earlier export."""
+    if not path.exists():
+        return True
+    try:
+        recorded = read_metadata(path).get("run_dir")
+        return run_dir is not None and recorded is not None and Path(recorded).resolve() == run_dir.resolve()
+    except ExportError:
+        return False
+
+
 def run_defaults(agent_class: Any, config_class: Any, preset: str) -> dict[str, int]:
     """The run settings a run of ``preset`` gets unless told otherwise: the agent's, then the preset's."""
     return {**agent_class.run_defaults, **config_class.PRESET_RUN_DEFAULTS.get(preset, {})}
 
 
 def _apply_export_choice(
-    settings: RunSettings, export_dir: str | Path | None, export: bool | None, export_final: bool | None
+    settings: RunSettings,
+    export_dir: str | Path | None,
+    export: bool | None,
+    export_final: bool | None,
+    replace_export: bool | None = None,
+    run_dir: Path | None = None,
 ) -> None:
-    """Settle where (and whether, and which policy) the run exports: explicit arguments win over saved ones."""
-    if export_dir is not None:
-        settings.export_dir = str(export_dir)
+    """Settle where (and whether, and which policy) the run exports: explicit arguments win over saved
+    ones; then the export's name (``RunSettings.choose_export_name``)."""
+    if export_dir is not None and str(export_dir) != settings.export_dir:
+        settings.export_dir, settings.export_name = str(export_dir), None
     if export is False:
         settings.export_dir = None
     elif export is True and settings.export_dir is None:
         settings.export_dir = str(export_dir or DEFAULT_EXPORT_DIR)
     if export_final is not None:
         settings.export_final = export_final
+    if replace_export is not None:
+        settings.replace_export = replace_export
+    settings.choose_export_name(run_dir)
+
+
+def _final_export_path(settings: RunSettings, run_dir: Path, config: Any) -> Path | None:
+    """Where the run exports now: its chosen name, or the next free one if another run took it
+    meanwhile (recorded in run.json, so a resume exports to the same place)."""
+    chosen = settings.export_name
+    settings.choose_export_name(run_dir)
+    if settings.export_name != chosen:
+        _write_run_file(run_dir, settings, config)
+    return settings.export_path
 
 
 def _apply_backend_choice(settings: RunSettings, backend: str | None, ray_address: str | None) -> None:
@@ -869,7 +942,7 @@ def _stopped_message(
     and (unless the weights diverged, which a resume would repeat) how to continue."""
     first, *details = str(error).split("\n")
     kept = _keep_checkpoint(checkpointer, agent, save=not isinstance(error, TrainingDiverged))
-    export_path = settings.export_path
+    export_path = _final_export_path(settings, run_dir, agent.config)
     if export_path is not None and best.weights is not None:
         try:
             export_best(agent, settings, run_dir, export_path, best)
@@ -955,62 +1028,85 @@ def _train_loop(
     checkpointer: Checkpointer,
     best: BestPolicy,
     start_step: int,
+    callbacks: Callbacks,
 ) -> dict:
-    """Consume ``stream`` until ``total_steps`` or the threshold, with the one cadence of every run:
-    episodes logged as they finish, training metrics (checked finite) at most once per
-    ``METRICS_EVERY`` env steps, evaluations every ``eval_every`` (and at the end; best-policy tracking
-    in ``TrackedEvaluator``), checkpoints every ``checkpoint_every`` and a last one at the end.
+    """Consume ``stream`` until ``total_steps``, the threshold or a callback's stop, with the one
+    cadence of every run: episodes logged as they finish, training metrics (checked finite) at most
+    once per ``METRICS_EVERY`` env steps, evaluations every ``eval_every`` (and at the end; best-policy
+    tracking in ``TrackedEvaluator``), checkpoints every ``checkpoint_every`` and a last one at the
+    end; each followed by its callback hook (``tfrl.callbacks``).
 
-    Returns env_steps, solved, final_return, wall_seconds and train_steps_per_second (evaluation
-    time excluded). The stream is closed on the way out, which stops whatever workers it runs.
+    Returns env_steps, solved, stopped_by, final_return, wall_seconds and train_steps_per_second
+    (evaluation time excluded). The stream is closed on the way out, which stops whatever workers it runs.
     """
     threshold = _reward_threshold(settings.env_id, settings.env_kwargs) if settings.stop_at_threshold else None
     evaluator = TrackedEvaluator(_run_evaluator(settings, agent.config), agent, best, logger)
     greedy = GreedyActing(agent)
+    run = callbacks.run
     step = start_step
     next_eval = (step // settings.eval_every + 1) * settings.eval_every
     next_checkpoint = (step // settings.checkpoint_every + 1) * settings.checkpoint_every
     next_metrics = next_progress = step
-    final_return, solved = None, False
+    final_return, solved, evaluated_at, checkpointed_at = None, False, None, None
+
+    def evaluate_now() -> None:
+        nonlocal final_return, evaluated_at
+        returns = evaluator(greedy)
+        logger.evaluation(step, returns)
+        final_return, evaluated_at = float(np.mean(returns)), step
+        if callbacks:
+            callbacks.notify("on_evaluation", returns, best.step == step)
+
     start = time.perf_counter()
     try:
-        while step < settings.total_steps:
+        callbacks.notify("on_training_start")
+        while step < settings.total_steps and run.stop_reason is None:
             step, episodes, metrics = next(stream)
+            run.step = step
             for (
                 episode_return,
                 length,
             ) in episodes:  # finite rewards can still sum to infinity; a worker's are unchecked
                 require_finite_from_env(settings.env_id, episode_return, "episode return", f"by env step {step}")
                 logger.episode(step, episode_return, length)
+                if callbacks:
+                    callbacks.notify("on_episode", episode_return, length)
             if metrics is not None:
                 require_finite_metrics(step, metrics)
                 if step >= next_metrics:
                     logger.metrics(step, metrics)
                     next_metrics = step + METRICS_EVERY
+            if callbacks:
+                callbacks.notify("on_update", metrics)
             if step >= next_eval or step >= settings.total_steps:
-                returns = evaluator(greedy)
-                logger.evaluation(step, returns)
-                final_return = float(np.mean(returns))
+                evaluate_now()
                 next_eval = (step // settings.eval_every + 1) * settings.eval_every
-                if threshold is not None and final_return >= threshold:
+                if threshold is not None and final_return is not None and final_return >= threshold:
                     solved = True
                     break
             if step >= next_checkpoint:
                 checkpointer.save(step)
                 logger.flush()
+                checkpointed_at = step
+                callbacks.notify("on_checkpoint", step)
                 next_checkpoint = (step // settings.checkpoint_every + 1) * settings.checkpoint_every
             if step >= next_progress:
                 logger.progress(step)
                 next_progress = step + PROGRESS_EVERY
+        if run.stop_reason is not None and evaluated_at != step:
+            evaluate_now()  # a stop between evaluations: the policy it ends with is scored too
     finally:
         stream.close()
         evaluator.close()
-    checkpointer.save(step)
+    if checkpointed_at != step:
+        checkpointer.save(step)
+        callbacks.notify("on_checkpoint", step)
     logger.progress(step)
     wall = time.perf_counter() - start
     return {
         "env_steps": step,
         "solved": solved,
+        "stopped_by": run.stop_reason,
         "final_return": final_return,
         "wall_seconds": wall,
         "train_steps_per_second": (step - start_step) / max(wall - evaluator.seconds, 1e-9),
