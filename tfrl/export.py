@@ -240,7 +240,11 @@ def export_policy(
         if hasattr(module, "state_shape"):  # a recurrent policy: endpoints take and return a state
             full_metadata["state_shape"] = list(module.state_shape)
         full_metadata["files"] = sorted(_entries(staging))  # what tfrl wrote; anything else is the user's
-        (staging / METADATA_FILE).write_text(json.dumps(full_metadata, indent=2))
+        try:
+            text = json.dumps(full_metadata, indent=2, allow_nan=False)  # strict JSON for any reader
+        except ValueError:
+            raise ExportError(f"the export's metadata holds NaN or infinity, which is not JSON: {metadata}") from None
+        (staging / METADATA_FILE).write_text(text)
         _swap_in(staging, path)
     _remove_leftovers(path)
     return path
