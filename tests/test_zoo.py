@@ -4,6 +4,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -169,3 +170,11 @@ def test_build_zoo_trains_what_the_cards_say():
     commands = {entry.name: entry.command() for entry in build_zoo.ZOO}
     assert commands == {entry["name"]: entry["command"] for entry in ENTRIES if entry["name"] in commands}
     assert set(commands) | {build_zoo.VALUE_ITERATION} == {entry["name"] for entry in ENTRIES}
+
+
+def test_every_shipped_policy_the_readmes_name_is_shipped():
+    # a README that names saved_models/<name> (to evaluate, record or load it) names one that is there
+    for readme in (ROOT / "README.md", ZOO / "README.md"):
+        named = set(re.findall(r"saved_models/([A-Za-z0-9_.-]+)", readme.read_text())) - {"README.md"}
+        assert named, readme
+        assert {name for name in named if not (ZOO / name / "saved_model.pb").exists()} == set(), readme
