@@ -3,6 +3,7 @@
     python scripts/build_zoo.py                      # all of them (an hour or more on 2 cores)
     python scripts/build_zoo.py dqn-CartPole-v1      # one, by name
     python scripts/build_zoo.py --list               # the names and how each is trained
+    python scripts/build_zoo.py --cards              # rewrite the cards and tables, training nothing
 
 For each entry: ``tfrl.train`` with the settings below (the export is the best-evaluated policy),
 100 seeded evaluation episodes of the export (mean ± std), a GIF of one episode, and a model card
@@ -49,6 +50,7 @@ class Entry:
     preset: str = "default"
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     discretize: int | None = None
+    num_envs: int | None = None
     seed: int = 0
     eval_every: int | None = None
     early_stop: bool = True
@@ -73,6 +75,8 @@ class Entry:
         ]
         if self.preset != "default":
             parts += ["--preset", self.preset]
+        if self.num_envs is not None:
+            parts += ["--num-envs", str(self.num_envs)]
         parts += [f"--set {key}={_text(value)}" for key, value in self.overrides.items()]
         if self.discretize is not None:
             parts += ["--discretize", str(self.discretize)]
@@ -114,11 +118,15 @@ ZOO = [
     Entry("ddpg", "Pendulum-v1", 20_000, early_stop=False),
     Entry("td3", "Pendulum-v1", 20_000, early_stop=False),
     Entry("td3", "MountainCarContinuous-v0", 60_000, overrides={"noise_type": "ou", "exploration_noise": 0.5}),
-    Entry("a3c", "CartPole-v1", 200_000),
+    # trained before pipelined workers became A3C's default: in lockstep
+    Entry("a3c", "CartPole-v1", 200_000, overrides={"pipeline": False}),
     Entry("a3c", "Pendulum-v1", 300_000, preset="pendulum", early_stop=False),
-    Entry("a3c-rnn", "CartPole-v1", 300_000),
-    Entry("ppo", "CartPole-v1", 200_000),
-    Entry("ppo", "Pendulum-v1", 300_000, preset="pendulum", early_stop=False),
+    Entry("a3c-rnn", "CartPole-v1", 300_000, overrides={"pipeline": False}),
+    # trained with rl-zoo3's CartPole settings, PPO's default before it was retuned
+    Entry("ppo", "CartPole-v1", 200_000, num_envs=8, overrides={"learning_rate": 1e-3, "gamma": 0.98, "gae_lambda": 0.8}),
+    # trained with the pendulum preset before it was retuned (8 envs × 128 steps, 20 epochs, σ 2 from the start)
+    Entry("ppo", "Pendulum-v1", 300_000, preset="pendulum", early_stop=False,
+          overrides={"n_steps": 512, "minibatches": 64, "epochs": 10, "anneal_steps": 150_000, "initial_scale": 1.0}),
     Entry("sac", "Pendulum-v1", 20_000, early_stop=False),
     Entry("sac", "MountainCarContinuous-v0", 50_000, preset="mountaincar"),
     Entry("dqn", "MinAtar/Breakout-v1", 250_000, preset="minatar", eval_every=25_000, early_stop=False,
@@ -145,6 +153,7 @@ def build(entry: Entry) -> dict[str, Any]:
             eval_every=entry.eval_every,
             stop_at_threshold=entry.early_stop,
             discretize=entry.discretize,
+            num_envs=entry.num_envs,
             logdir=Path(scratch) / "runs",
             export_dir=ZOO_DIR,
             replace_export=True,  # the zoo's entry is the policy this build makes
@@ -200,6 +209,15 @@ def describe(
     return figures
 
 
+def recard(figures: dict[str, Any], command: str) -> dict[str, Any]:
+    """Rewrite a shipped policy's card with ``command``, keeping its export and figures."""
+    path = ZOO_DIR / figures["name"]
+    figures = {**figures, "command": command}
+    metadata = json.loads((path / "assets" / "tfrl.json").read_text())
+    (path / "README.md").write_text(_card(figures, metadata))
+    return {**figures, "size_bytes": _size(path)}
+
+
 def _card(figures: dict[str, Any], metadata: dict[str, Any]) -> str:
     config = "\n".join(f"| `{key}` | `{value}` |" for key, value in metadata["config"].items())
     note = f" ({figures['note']})" if figures["note"] else ""
@@ -251,6 +269,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="entries to build (default: all)")
     parser.add_argument("--list", action="store_true", help="print the entries and their commands")
+    parser.add_argument(
+        "--cards", action="store_true", help="rewrite the cards, zoo.json and the table from the shipped exports"
+    )
     args = parser.parse_args()
     if args.list:
         for entry in ZOO:
@@ -262,6 +283,12 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown entries {unknown}; see --list")
     built = {entry["name"]: entry for entry in json.loads(INDEX.read_text())} if INDEX.exists() else {}
+    if args.cards:
+        commands = {entry.name: entry.command() for entry in ZOO}
+        for name, figures in built.items():
+            built[name] = recard(figures, commands.get(name, figures["command"]))
+        write_index([built[item] for item in names if item in built])
+        return
     builders = {entry.name: (lambda entry=entry: build(entry)) for entry in ZOO}
     builders[VALUE_ITERATION] = build_value_iteration
     for name in names:

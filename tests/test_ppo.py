@@ -115,7 +115,7 @@ def test_learning_rates_anneal_linearly_to_zero():
     agent = PPOAgent(PPOConfig(hidden_sizes=(8,), anneal_steps=1000), PENDULUM_OBSERVATIONS, gym.spaces.Discrete(2))
     agent.env_steps = 250
     agent._update(*_rollout(np.random.default_rng(3), 4, 2, False)[:-1], np.float32(agent.learning_rate_fraction()))
-    assert float(agent.actor_optimizer.learning_rate.numpy()) == pytest.approx(0.75 * agent.config.actor_learning_rate)
+    assert float(agent.actor_optimizer.learning_rate.numpy()) == pytest.approx(0.75 * agent.config.learning_rate)
     agent.env_steps = 5000
     assert agent.learning_rate_fraction() == 0.0
 

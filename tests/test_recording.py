@@ -45,3 +45,17 @@ def test_record_refuses_an_unknown_format_and_enjoy_without_a_display_says_to_re
 def test_record_refuses_non_positive_options(cartpole_run, tmp_path, capsys, bad):
     assert main(["record", str(cartpole_run.export_path), "--out", str(tmp_path / "x.gif"), *bad]) == 2
     assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_record_writes_an_mp4_with_the_record_extras_ffmpeg(tmp_path, capsys):
+    # imageio-ffmpeg comes with the record extra, so .mp4 needs nothing more than .gif does
+    import imageio_ffmpeg
+
+    out = tmp_path / "cartpole.mp4"
+    argv = ["record", "saved_models/dqn-CartPole-v1", "--out", str(out), "--scale", "4", "--max-frames", "12"]
+    assert main(argv) == 0
+    assert "12 frames" in capsys.readouterr().out
+    frames = imageio_ffmpeg.read_frames(str(out))
+    meta = next(frames)
+    assert tuple(meta["size"]) == (160, 112)  # 600 × 400 / 4, which imageio pads to multiples of 16 for H.264
+    assert sum(1 for _ in frames) == 12

@@ -177,7 +177,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     recorder = commands.add_parser("record", help="render episodes of an exported policy to a GIF or MP4")
     recorder.add_argument("path", help="an exported policy directory")
-    recorder.add_argument("--out", required=True, help="the video file: .gif (needs tfrl[record]) or .mp4")
+    recorder.add_argument("--out", required=True, help="the video file, .gif or .mp4 (needs tfrl[record])")
     recorder.add_argument("--episodes", type=int, default=1)
     recorder.add_argument("--seed", type=int, default=0)
     recorder.add_argument("--frame-skip", type=int, default=1, help="keep every N-th frame")

@@ -2,8 +2,8 @@
 
 Both rebuild the env the export was trained on (its ``assets/tfrl.json``), act with the export's
 deterministic ``action`` (one state row per episode for a recurrent export; real actions for a
-``--discretize``d one), and return each episode's undiscounted return. GIF writing needs ``imageio``
-(``pip install -e ".[record]"``); MP4 also needs an ffmpeg writer (``imageio-ffmpeg``).
+``--discretize``d one), and return each episode's undiscounted return. GIF and MP4 writing need
+the ``record`` extra (``pip install -e ".[record]"``: imageio, and imageio-ffmpeg for MP4).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def _writer(path: Path) -> Any:
             import imageio_ffmpeg  # noqa: F401
         except ImportError:
             raise ConfigError(
-                "writing MP4 needs an ffmpeg writer: pip install imageio-ffmpeg (or write a .gif)"
+                'writing MP4 needs imageio-ffmpeg, which the record extra installs: pip install -e ".[record]"'
             ) from None
     return iio
 

@@ -525,7 +525,7 @@ def _resumed_settings(
         setattr(settings, name, value)
     settings.validate()
     _, config_class = get_agent(settings.algorithm)
-    return settings, config_class().replace(**config_dict)
+    return settings, config_class.from_saved(config_dict)
 
 
 def use_intra_op_threads(threads: int) -> None:

@@ -52,7 +52,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfrl.agents.common import FlatOptimizer, make_optimizer
-from tfrl.agents.config import AgentConfig
+from tfrl.agents.config import AgentConfig, SeparateRates
 from tfrl.agents.stochastic import (
     StochasticPolicy,
     action_distribution,
@@ -71,7 +71,7 @@ if TYPE_CHECKING:
 
 
 @dataclasses.dataclass(frozen=True)
-class A3CConfig(AgentConfig):
+class A3CConfig(AgentConfig, SeparateRates):
     """A3C hyperparameters.
 
     ``workers = 0`` starts one worker per ``worker_cpus`` CPUs (this machine's cores, or the Ray
@@ -89,7 +89,12 @@ class A3CConfig(AgentConfig):
     stay in the env's units.
     ``hidden_sizes`` are the actor's layers, ``critic_hidden_sizes`` the critic's; with ``recurrent``
     both sit on a GRU cell of ``rnn_units``. The scale fields only matter for Box action spaces.
+    ``learning_rate`` is both networks' rate unless ``actor_learning_rate`` or ``critic_learning_rate``
+    sets one apart.
     """
+
+    # configs saved before ``pipeline`` existed were trained in lockstep
+    ADDED_FIELDS: ClassVar[dict[str, Any]] = {"pipeline": False}
 
     workers: int = 0
     worker_cpus: float = 1.0
@@ -100,8 +105,9 @@ class A3CConfig(AgentConfig):
     gamma: float = 0.99
     ent_coef: float = 0.01
     normalize_advantage: bool = False
-    actor_learning_rate: float = 1e-3
-    critic_learning_rate: float = 1e-3
+    learning_rate: float = 1e-3
+    actor_learning_rate: float | None = None
+    critic_learning_rate: float | None = None
     optimizer: str = "adam"
     max_grad_norm: float = 1.0
     reward_shift: float = 0.0
@@ -142,8 +148,7 @@ class A3CConfig(AgentConfig):
             update_every=10,
             gamma=0.9,
             ent_coef=0.001,
-            actor_learning_rate=1e-3,
-            critic_learning_rate=1e-3,
+            learning_rate=1e-3,
             optimizer="rmsprop",
             max_grad_norm=0.0,
             hidden_sizes=(200,),
@@ -196,8 +201,6 @@ class A3CConfig(AgentConfig):
         self.require_positive(
             "envs_per_worker",
             "update_every",
-            "actor_learning_rate",
-            "critic_learning_rate",
             "reward_scale",
             "initial_scale",
             "min_scale",
@@ -590,9 +593,9 @@ class A3CAgent:
         self.observation_space, self.action_space = observation_space, action_space
         self.observation_shape = tuple(observation_space.shape or ())
         self.nets = A3CNetworks(config, observation_space, action_space, seed)
-        self.actor_optimizer = make_optimizer(config.optimizer, config.actor_learning_rate, config.max_grad_norm)
+        self.actor_optimizer = make_optimizer(config.optimizer, config.actor_rate, config.max_grad_norm)
         self.actor_optimizer.build(self.nets.actor_variables)
-        self.critic_optimizer = make_optimizer(config.optimizer, config.critic_learning_rate, config.max_grad_norm)
+        self.critic_optimizer = make_optimizer(config.optimizer, config.critic_rate, config.max_grad_norm)
         self.critic_optimizer.build(self.nets.critic_variables)
         self.counted_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="env_steps")
         # The driver updates in NumPy (see ``update_stream``), with these mirrors of the two optimizers.

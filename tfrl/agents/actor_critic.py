@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from tfrl.agents.base import AgentBase
 from tfrl.agents.common import make_optimizer
-from tfrl.agents.config import AgentConfig
+from tfrl.agents.config import AgentConfig, SeparateRates
 from tfrl.agents.stochastic import (
     Rollout,
     RolloutLearning,
@@ -46,18 +46,20 @@ from tfrl.nets import ValueCritic
 
 
 @dataclasses.dataclass(frozen=True)
-class ActorCriticConfig(AgentConfig):
+class ActorCriticConfig(AgentConfig, SeparateRates):
     """Actor-critic hyperparameters.
 
     ``n_steps`` counts steps of each vector env per update, so an update learns from
     ``n_steps × num_envs`` transitions. ``reward_scale`` multiplies rewards only where the agent
     learns from them (logged returns stay in the env's units). ``initial_scale``, ``min_scale`` and
-    ``state_dependent_scale`` only matter for Box action spaces. The ``pendulum`` preset beats −200
+    ``state_dependent_scale`` only matter for Box action spaces. ``learning_rate`` is both networks'
+    rate unless ``actor_learning_rate`` or ``critic_learning_rate`` sets one apart. The ``pendulum`` preset beats −200
     on Pendulum-v1 within 220k-390k env steps on seeds 0-4, though its return still oscillates.
     """
 
-    actor_learning_rate: float = 1e-3
-    critic_learning_rate: float = 1e-3
+    learning_rate: float = 1e-3
+    actor_learning_rate: float | None = None
+    critic_learning_rate: float | None = None
     gamma: float = 0.99
     n_steps: int = 8
     ent_coef: float = 0.01
@@ -122,9 +124,7 @@ class ActorCriticConfig(AgentConfig):
     }
 
     def validate(self) -> None:
-        self.require_positive(
-            "actor_learning_rate", "critic_learning_rate", "n_steps", "reward_scale", "initial_scale", "min_scale"
-        )
+        self.require_positive("n_steps", "reward_scale", "initial_scale", "min_scale")
         self.require_non_negative("ent_coef", "max_grad_norm")
         self.require_unit_interval("gamma")
         self.require_layer_sizes("hidden_sizes")
@@ -157,9 +157,9 @@ class ActorCriticAgent(RolloutLearning, AgentBase):
         self.actor = build_actor(self.action_space, self.observation_space, config)
         self.critic = ValueCritic(config.hidden_sizes, config.activation, **self.network_inputs)
         self.critic(np.zeros((1, *self.observation_shape), np.float32))
-        self.actor_optimizer = make_optimizer(config.optimizer, config.actor_learning_rate, config.max_grad_norm)
+        self.actor_optimizer = make_optimizer(config.optimizer, config.actor_rate, config.max_grad_norm)
         self.actor_optimizer.build(self.actor.trainable_variables)
-        self.critic_optimizer = make_optimizer(config.optimizer, config.critic_learning_rate, config.max_grad_norm)
+        self.critic_optimizer = make_optimizer(config.optimizer, config.critic_rate, config.max_grad_norm)
         self.critic_optimizer.build(self.critic.trainable_variables)
         self._init_acting(self.observation_shape, seed)
         self.env_steps = 0

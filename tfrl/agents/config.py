@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import types
 import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
@@ -29,6 +30,12 @@ def _convert(field: dataclasses.Field, value: Any, hints: dict) -> Any:
     """Convert ``value`` (a string from the command line or a TOML value) to the field's type."""
     kind = hints[field.name]
     origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(kind):
+        # an optional field (``float | None``): None, or empty / none / null as text, is None
+        if value is None or (isinstance(value, str) and value.strip().lower() in {"", "none", "null"}):
+            return None
+        (kind,) = (arg for arg in typing.get_args(kind) if arg is not type(None))
+        origin = typing.get_origin(kind)
     try:
         if kind is bool:
             if isinstance(value, bool):
@@ -65,6 +72,24 @@ def _type_name(kind: Any) -> str:
     return getattr(kind, "__name__", str(kind))
 
 
+class SeparateRates:
+    """For a config with one ``learning_rate`` (Stable-Baselines3's name and meaning) and an optional
+    rate for each of its two networks: ``actor_learning_rate`` or ``critic_learning_rate`` None (the
+    default) means ``learning_rate``. The agents read ``actor_rate`` and ``critic_rate``."""
+
+    learning_rate: float
+    actor_learning_rate: float | None
+    critic_learning_rate: float | None
+
+    @property
+    def actor_rate(self) -> float:
+        return self.learning_rate if self.actor_learning_rate is None else self.actor_learning_rate
+
+    @property
+    def critic_rate(self) -> float:
+        return self.learning_rate if self.critic_learning_rate is None else self.critic_learning_rate
+
+
 @dataclasses.dataclass(frozen=True)
 class AgentConfig:
     """Base of every agent config. Subclasses add fields, ``PRESETS`` (with ``PRESET_RUN_DEFAULTS``
@@ -85,6 +110,9 @@ class AgentConfig:
     # run settings a preset was tuned with, where they differ from the agent's ``run_defaults``
     # (rl-zoo3's ``n_envs``, say); a value the caller gives still wins
     PRESET_RUN_DEFAULTS: ClassVar[dict[str, dict[str, int]]] = {}
+    # fields added after configs were first saved, with the value that keeps a saved config that lacks
+    # them (an old run.json, a shipped export's tfrl.json) meaning what it meant: see ``from_saved``
+    ADDED_FIELDS: ClassVar[dict[str, Any]] = {}
 
     torso: str = "auto"
     frame_stack: int = 0
@@ -93,6 +121,11 @@ class AgentConfig:
     def __post_init__(self) -> None:
         self.require_choice("torso", ("auto", *TORSOS))
         self.require_non_negative("frame_stack", "intra_op_threads")
+        if isinstance(self, SeparateRates):
+            self.require_positive("learning_rate")
+            for name in ("actor_learning_rate", "critic_learning_rate"):
+                if getattr(self, name) is not None:
+                    self.require_positive(name)
         if hasattr(self, "activation"):
             self._require_activation()
         self.validate()
@@ -113,6 +146,18 @@ class AgentConfig:
         if preset not in cls.PRESETS:
             raise ConfigError(f"unknown preset {preset!r} for {cls.__name__}; choose one of: {', '.join(cls.PRESETS)}")
         return cls().replace(**cls.PRESETS[preset]).replace(**dict(overrides or {}))
+
+    @classmethod
+    def from_saved(cls: type[_Config], saved: Mapping[str, Any]) -> _Config:
+        """The config a saved dict (``run.json``'s or ``tfrl.json``'s ``config``) describes, also one
+        written by an older tfrl: a field it lacks takes its ``ADDED_FIELDS`` value (else the default),
+        and equal actor and critic rates saved without a ``learning_rate`` become that one rate."""
+        saved = {**cls.ADDED_FIELDS, **saved}
+        if issubclass(cls, SeparateRates) and "learning_rate" not in saved:
+            actor, critic = saved.get("actor_learning_rate"), saved.get("critic_learning_rate")
+            if actor is not None and actor == critic:
+                saved.update(learning_rate=actor, actor_learning_rate=None, critic_learning_rate=None)
+        return cls().replace(**saved)
 
     def replace(self: _Config, **overrides: Any) -> _Config:
         """A copy with some fields changed; values may be text, as from the command line."""

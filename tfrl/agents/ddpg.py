@@ -27,23 +27,26 @@ import tensorflow as tf
 
 from tfrl.agents.base import AgentBase
 from tfrl.agents.common import ExplorationNoise, QCritics, ReplayLearning, make_optimizer
-from tfrl.agents.config import AgentConfig
+from tfrl.agents.config import AgentConfig, SeparateRates
 from tfrl.nets import DeterministicActor, QCritic, soft_update
 
 
 @dataclasses.dataclass(frozen=True)
-class DDPGConfig(AgentConfig):
+class DDPGConfig(AgentConfig, SeparateRates):
     """DDPG / TD3 hyperparameters (Stable-Baselines3 names where it has the same knob).
 
     Noise scales are fractions of the action half-range: 0.1 on Pendulum (torque ±2) is a standard
     deviation of 0.2. ``train_freq`` and ``learning_starts`` count env steps over all vector envs.
+    ``learning_rate`` is the actor's and the critics' rate unless ``actor_learning_rate`` or
+    ``critic_learning_rate`` sets one apart.
     The defaults (one gradient step per env step, 128-unit layers, batch 128) reach about −155 on
     Pendulum-v1 within 8k env steps; a 256-unit, batch-256 critic learns no better here and costs
     9× the time per step on two cores.
     """
 
-    actor_learning_rate: float = 1e-3
-    critic_learning_rate: float = 1e-3
+    learning_rate: float = 1e-3
+    actor_learning_rate: float | None = None
+    critic_learning_rate: float | None = None
     gamma: float = 0.98
     tau: float = 0.005
     batch_size: int = 128
@@ -88,8 +91,6 @@ class DDPGConfig(AgentConfig):
 
     def validate(self) -> None:
         self.require_positive(
-            "actor_learning_rate",
-            "critic_learning_rate",
             "batch_size",
             "buffer_size",
             "train_freq",
@@ -164,12 +165,12 @@ class DDPGAgent(ReplayLearning, AgentBase):
             2 if config.td3 else 1,
             config.hidden_sizes,
             config.activation,
-            config.critic_learning_rate,
+            config.critic_rate,
             self.observation_shape,
             len(self.low),
             self.network_inputs,
         )
-        self.actor_optimizer = make_optimizer("adam", config.actor_learning_rate)
+        self.actor_optimizer = make_optimizer("adam", config.actor_rate)
         self.actor_optimizer.build(self.actor.trainable_variables)
         self.noise = ExplorationNoise(
             config.noise_type, config.exploration_noise, config.noise_decay, config.ou_theta, len(self.low), self.rng

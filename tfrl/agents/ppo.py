@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from tfrl.agents.base import AgentBase
 from tfrl.agents.common import make_optimizer
-from tfrl.agents.config import AgentConfig
+from tfrl.agents.config import AgentConfig, SeparateRates
 from tfrl.agents.stochastic import (
     Rollout,
     RolloutLearning,
@@ -49,7 +49,7 @@ LOSSES = ("clip", "kl_penalty")
 
 
 @dataclasses.dataclass(frozen=True)
-class PPOConfig(AgentConfig):
+class PPOConfig(AgentConfig, SeparateRates):
     """PPO hyperparameters (Stable-Baselines3 names where it has the same knob).
 
     An update learns from ``n_steps × num_envs`` transitions: ``epochs`` passes, each in
@@ -57,17 +57,20 @@ class PPOConfig(AgentConfig):
     pass). ``loss`` is ``clip`` (the clipped surrogate, ``clip_range`` ε) or ``kl_penalty`` (the
     adaptive KL penalty: ``kl_coef`` β to start, ``kl_target``; an update's remaining passes are skipped
     once the KL passes 4 × its target, as the tutorial does, critic steps included). ``clip_range_vf`` > 0 clips the critic's
-    change too. ``anneal_steps`` > 0 lowers both learning rates linearly to 0 at that env step.
+    change too. ``learning_rate`` is both networks' rate (``actor_learning_rate`` or
+    ``critic_learning_rate`` sets one apart); ``anneal_steps`` > 0 lowers the rates linearly to 0 at
+    that env step.
 
     The default is tuned on CartPole-v1 from rl-zoo3's settings (32 steps of each env, one
     full-batch minibatch, 20 epochs, separate actor and critic optimizers) with 4 envs instead of 8,
-    γ 0.99 and λ 0.95 instead of 0.98 and 0.8, and learning rates of 3e-3 instead of 1e-3: over seeds
+    γ 0.99 and λ 0.95 instead of 0.98 and 0.8, and a learning rate of 3e-3 instead of 1e-3: over seeds
     0–19 it solves CartPole-v1 in a median of 7,500 env steps (at most 15,000), rl-zoo3's settings in
     20,000 on seeds 0–4 (10,000–32,500). Each change alone halved that median; together they do more.
     """
 
-    actor_learning_rate: float = 3e-3
-    critic_learning_rate: float = 3e-3
+    learning_rate: float = 3e-3
+    actor_learning_rate: float | None = None
+    critic_learning_rate: float | None = None
     gamma: float = 0.99
     gae_lambda: float = 0.95
     n_steps: int = 32
@@ -104,8 +107,7 @@ class PPOConfig(AgentConfig):
             epochs=20,
             gamma=0.95,
             gae_lambda=0.95,
-            actor_learning_rate=1e-3,
-            critic_learning_rate=1e-3,
+            learning_rate=1e-3,
             reward_scale=0.1,
             initial_scale=2.0,
             anneal_steps=60_000,
@@ -119,8 +121,7 @@ class PPOConfig(AgentConfig):
             gamma=0.999,
             gae_lambda=0.98,
             ent_coef=0.01,
-            actor_learning_rate=3e-4,
-            critic_learning_rate=3e-4,
+            learning_rate=3e-4,
         ),
         # The tutorial's simply_PPO.py: 100 ReLU units, actor Adam 1e-4 and critic 2e-4, γ 0.9, an update
         # every 32 steps (use num_envs=1 to be faithful) of 10 full-batch steps, clipped surrogate ε 0.2
@@ -154,8 +155,6 @@ class PPOConfig(AgentConfig):
 
     def validate(self) -> None:
         self.require_positive(
-            "actor_learning_rate",
-            "critic_learning_rate",
             "n_steps",
             "epochs",
             "minibatches",
@@ -217,9 +216,9 @@ class PPOAgent(RolloutLearning, AgentBase):
         self.actor = build_actor(self.action_space, self.observation_space, config)
         self.critic = ValueCritic(config.hidden_sizes, config.activation, **self.network_inputs)
         self.critic(np.zeros((1, *self.observation_shape), np.float32))
-        self.actor_optimizer = make_optimizer(config.optimizer, config.actor_learning_rate, config.max_grad_norm)
+        self.actor_optimizer = make_optimizer(config.optimizer, config.actor_rate, config.max_grad_norm)
         self.actor_optimizer.build(self.actor.trainable_variables)
-        self.critic_optimizer = make_optimizer(config.optimizer, config.critic_learning_rate, config.max_grad_norm)
+        self.critic_optimizer = make_optimizer(config.optimizer, config.critic_rate, config.max_grad_norm)
         self.critic_optimizer.build(self.critic.trainable_variables)
         self._init_acting(self.observation_shape, seed)
         self.env_steps = 0
@@ -266,8 +265,8 @@ class PPOAgent(RolloutLearning, AgentBase):
     ) -> dict[str, tf.Tensor]:
         """``epochs`` passes of minibatch steps for actor and critic over one ``[T, num_envs]`` rollout."""
         config = self.config
-        self.actor_optimizer.learning_rate.assign(config.actor_learning_rate * learning_rate_fraction)
-        self.critic_optimizer.learning_rate.assign(config.critic_learning_rate * learning_rate_fraction)
+        self.actor_optimizer.learning_rate.assign(config.actor_rate * learning_rate_fraction)
+        self.critic_optimizer.learning_rate.assign(config.critic_rate * learning_rate_fraction)
         values = self.critic(flatten_time(observations))
         next_values = tf.reshape(self.critic(flatten_time(next_observations)), tf.shape(rewards))
         advantages = flatten_time(
