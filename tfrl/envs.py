@@ -540,12 +540,19 @@ def final_observations(next_observations: np.ndarray, done: np.ndarray, info: di
     return real
 
 
+def _json_bounds(bounds: np.ndarray) -> Any:
+    """A Box's bounds as JSON numbers, ``None`` (``null``) for an infinite one."""
+    values = np.asarray(bounds, np.float64)
+    return np.where(np.isfinite(values), values, None).tolist()
+
+
 def describe_space(space: gym.Space) -> dict:
     """A JSON-friendly description of a space, for export metadata.
 
     Every kind has ``type`` and ``shape`` (the shape of one observation or action: ``[]`` for
     Discrete, whose values are single integers); Discrete adds ``n`` and ``start``, MultiDiscrete
-    ``nvec`` and ``start``, MultiBinary ``n``, Box its bounds.
+    ``nvec`` and ``start``, MultiBinary ``n``, Box its bounds (``null`` where a bound is infinite:
+    JSON has no infinity).
     """
     shape = None if space.shape is None else list(space.shape)
     if isinstance(space, gym.spaces.Discrete):
@@ -565,8 +572,8 @@ def describe_space(space: gym.Space) -> dict:
             "type": "Box",
             "shape": shape,
             "dtype": str(space.dtype),
-            "low": np.asarray(space.low, np.float64).tolist(),
-            "high": np.asarray(space.high, np.float64).tolist(),
+            "low": _json_bounds(space.low),
+            "high": _json_bounds(space.high),
         }
     return {"type": type(space).__name__, "shape": shape, "repr": repr(space)}
 

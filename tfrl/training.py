@@ -689,7 +689,7 @@ def train(
     policy unless ``export_final``. A resumed run keeps the saved settings, export place included, unless these
     arguments say otherwise: its length and cadence (``total_steps``, ``eval_every``, ``eval_episodes``,
     ``checkpoint_every``, ``stop_at_threshold``) may change and are recorded in run.json; ``seed``,
-    ``num_envs`` and ``discretize`` may not. The export target is checked before training starts: tfrl
+    ``num_envs``, ``discretize`` and ``env_kwargs`` may not. The export target is checked before training starts: tfrl
     replaces only an earlier tfrl export, and never one that holds ``logdir`` or the resumed run.
 
     If the env raises or returns a non-finite value, a worker fails, the weights diverge or the disk
@@ -729,15 +729,14 @@ def train(
         agent_class, config_class = get_agent(algorithm)
         config = config or make_config(algorithm, preset, overrides)
         defaults = {**NEW_RUN_DEFAULTS, **run_defaults(agent_class, config_class, preset)}
-        defaults["env_kwargs"] = {}
+        defaults["env_kwargs"] = {}  # the env's own defaults
         chosen: dict[str, Any] = {name: defaults[name] if value is None else value for name, value in given.items()}
         settings = RunSettings(algorithm=algorithm, env_id=env_id, **chosen)
         _apply_backend_choice(settings, backend, ray_address)
         settings.validate()
         _apply_export_choice(settings, export_dir, export, export_final, replace_export)
-        check_export_target(
-            settings.export_path, logdir=logdir
-        )  # before any training: a bad target must not waste a run
+        # Before any training: a bad export target must not waste a run.
+        check_export_target(settings.export_path, logdir=logdir)
         agent = build_agent(settings, config)  # refuses an unknown env or unfit spaces before any file is written
         if env_check:
             check_user_env(settings.env_id, settings.env_kwargs)
