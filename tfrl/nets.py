@@ -8,7 +8,9 @@
 Every piece is a small Keras layer registered under the ``tfrl`` package with a ``get_config``, and
 the networks the agents use (``QNetwork``, ``CategoricalActor``, …) are ``keras.Model`` subclasses
 composed of them, so a convolutional network is one choice (``torso="nature"``) and not a copy, and
-a saved ``.keras`` file loads in any Keras project that has tfrl installed. ``resolve_torso`` picks
+a saved ``.keras`` file of one loads in any Keras project that has tfrl installed. ``plain`` turns a
+network into a functional model of Keras' own layers with the same weights, which loads without
+tfrl: what an export writes beside its SavedModel. ``resolve_torso`` picks
 the torso for an observation space: rank-3 Box observations (height, width, channels) get a
 convolutional one, everything else an MLP.
 """
@@ -34,8 +36,56 @@ NATURE_MIN_SIZE = 36  # the Nature torso's three convolutions need frames at lea
 
 
 def _flatten(tensor: Any) -> Any:
-    """Flatten everything but the batch axis."""
-    return ops.reshape(tensor, (ops.shape(tensor)[0], -1))
+    """Flatten everything but the batch axis (whose size may be unknown: a ``keras.Input``'s)."""
+    return ops.reshape(tensor, (-1, math.prod(tensor.shape[1:])))
+
+
+class _Direct:
+    """How a tfrl layer's ``compute`` applies its sublayers when it runs: as they are."""
+
+    def __call__(self, layer: layers.Layer, *inputs: Any) -> Any:
+        return layer(*inputs)
+
+    def parameter(self, variable: Any, rows: Any) -> Any:
+        """``variable`` (one value per output column) repeated for every row of ``rows``."""
+        return ops.broadcast_to(variable, (ops.shape(rows)[0], variable.shape[0]))
+
+
+class _Plain:
+    """How a tfrl layer's ``compute`` applies its sublayers in ``plain``: fresh copies of Keras' own
+    layers (named ``<prefix>_<name>``, unique within a network), holding the same weights."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def __call__(self, layer: layers.Layer, *inputs: Any) -> Any:
+        twin = type(layer).from_config({**layer.get_config(), "name": f"{self.prefix}_{layer.name}"})
+        outputs = twin(*inputs)
+        twin.set_weights(layer.get_weights())
+        return outputs
+
+    def parameter(self, variable: Any, rows: Any) -> Any:
+        """A Dense layer without bias on a column of ones: ``variable`` for every row, trainable by ``fit``."""
+        twin = layers.Dense(variable.shape[0], use_bias=False, name=f"{self.prefix}_{variable.name}")
+        outputs = twin(ops.ones_like(rows[:, :1]))
+        twin.set_weights([ops.convert_to_numpy(variable)[None]])
+        return outputs
+
+
+class _Part(layers.Layer):
+    """A piece of a network (encoder, torso or head) whose computation is written once, as
+    ``compute(features, apply)`` with ``apply`` running each sublayer: ``call`` runs it, and ``plain``
+    replays it on a ``keras.Input`` from copies of Keras' own layers, so that an exported network is a
+    functional model that loads where tfrl is not installed (``_Network.plain``)."""
+
+    def compute(self, features: Any, apply: _Direct | _Plain) -> Any:
+        raise NotImplementedError
+
+    def call(self, features: Any) -> Any:
+        return self.compute(features, _Direct())
+
+    def plain(self, features: Any) -> Any:
+        return self.compute(features, _Plain(self.name))
 
 
 def resolve_torso(torso: str, observation_shape: Sequence[int]) -> str:
@@ -62,7 +112,7 @@ def resolve_torso(torso: str, observation_shape: Sequence[int]) -> str:
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
-class ObservationEncoder(layers.Layer):
+class ObservationEncoder(_Part):
     """Turns a batch of observations, as the env gives them, into float32 features.
 
     ``space`` describes the observation space (``tfrl.envs.observation_encoding`` writes it):
@@ -100,7 +150,7 @@ class ObservationEncoder(layers.Layer):
             if len(self.starts) != len(self.sizes):
                 raise ValueError(f"MultiDiscrete needs one start per component, got {space}")
 
-    def call(self, observations: Any) -> Any:
+    def compute(self, observations: Any, apply: _Direct | _Plain) -> Any:
         if not self.sizes:
             features = ops.cast(observations, "float32")
             return features * self.scale if self.scale != 1.0 else features
@@ -116,7 +166,7 @@ class ObservationEncoder(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
-class MLP(layers.Layer):
+class MLP(_Part):
     """Flatten, then one Dense layer per entry of ``hidden_sizes`` (none: flatten only)."""
 
     def __init__(self, hidden_sizes: Sequence[int] = (64, 64), activation: str = "relu", **kwargs: Any):
@@ -128,10 +178,10 @@ class MLP(layers.Layer):
             for index, size in enumerate(self.hidden_sizes)
         ]
 
-    def call(self, features: Any) -> Any:
+    def compute(self, features: Any, apply: _Direct | _Plain) -> Any:
         features = _flatten(features)
         for layer in self.dense:
-            features = layer(features)
+            features = apply(layer, features)
         return features
 
     def get_config(self) -> dict[str, Any]:
@@ -139,7 +189,7 @@ class MLP(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
-class ConvTorso(layers.Layer):
+class ConvTorso(_Part):
     """Convolutions over (height, width, channels) frames, flattened into one Dense layer (ReLU
     throughout, valid padding, as in the Nature DQN and MinAtar networks: ``CONV_TORSOS``)."""
 
@@ -164,10 +214,10 @@ class ConvTorso(layers.Layer):
         ]
         self.dense = layers.Dense(self.units, activation="relu", name="dense")
 
-    def call(self, frames: Any) -> Any:
+    def compute(self, frames: Any, apply: _Direct | _Plain) -> Any:
         for layer in self.convolutions:
-            frames = layer(frames)
-        return self.dense(_flatten(frames))
+            frames = apply(layer, frames)
+        return apply(self.dense, _flatten(frames))
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -199,7 +249,7 @@ def dueling_aggregate(values: Any, advantages: Any) -> Any:
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
-class QHead(layers.Layer):
+class QHead(_Part):
     """One Q-value per discrete action; with ``dueling``, V(s) and advantages A(s, a) combined by
     ``dueling_aggregate``."""
 
@@ -212,17 +262,17 @@ class QHead(layers.Layer):
         else:
             self.q_values = layers.Dense(self.num_actions, name="q_values")
 
-    def call(self, features: Any) -> Any:
+    def compute(self, features: Any, apply: _Direct | _Plain) -> Any:
         if self.dueling:
-            return dueling_aggregate(self.value(features), self.advantages(features))
-        return self.q_values(features)
+            return dueling_aggregate(apply(self.value, features), apply(self.advantages, features))
+        return apply(self.q_values, features)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_actions": self.num_actions, "dueling": self.dueling}
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
-class CategoricalHead(layers.Layer):
+class CategoricalHead(_Part):
     """The logits of a categorical policy over ``num_actions`` actions."""
 
     def __init__(self, num_actions: int, **kwargs: Any):
@@ -230,14 +280,14 @@ class CategoricalHead(layers.Layer):
         self.num_actions = int(num_actions)
         self.logits = layers.Dense(self.num_actions, name="logits")
 
-    def call(self, features: Any) -> Any:
-        return self.logits(features)
+    def compute(self, features: Any, apply: _Direct | _Plain) -> Any:
+        return apply(self.logits, features)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_actions": self.num_actions}
 
 
-class _Bounded(layers.Layer):
+class _Bounded(_Part):
     """A head whose outputs live inside Box bounds: ``centre + half_range · tanh(·)``."""
 
     def __init__(self, action_low: Iterable[float], action_high: Iterable[float], **kwargs: Any):
@@ -250,7 +300,7 @@ class _Bounded(layers.Layer):
         self.half_range = [(high - low) / 2 for low, high in zip(self.action_low, self.action_high, strict=True)]
 
     def squash(self, raw: Any) -> Any:
-        return ops.convert_to_tensor(self.centre) + ops.convert_to_tensor(self.half_range) * ops.tanh(raw)
+        return ops.tanh(raw) * ops.convert_to_tensor(self.half_range) + ops.convert_to_tensor(self.centre)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "action_low": self.action_low, "action_high": self.action_high}
@@ -287,10 +337,10 @@ class GaussianHead(_Bounded):
                 shape=(size,), initializer=keras.initializers.Constant(raw_initial), name="raw_scale"
             )
 
-    def call(self, features: Any) -> Any:
-        mean = self.squash(self.mean(features))
+    def compute(self, features: Any, apply: _Direct | _Plain) -> Any:
+        mean = self.squash(apply(self.mean, features))
         raw_scale = (
-            self.scale(features) if self.state_dependent_scale else ops.broadcast_to(self.raw_scale, ops.shape(mean))
+            apply(self.scale, features) if self.state_dependent_scale else apply.parameter(self.raw_scale, features)
         )
         return mean, ops.softplus(raw_scale) + self.min_scale
 
@@ -321,8 +371,8 @@ class SquashedGaussianHead(_Bounded):
         self.mean = layers.Dense(len(self.action_low), name="mean")
         self.log_std = layers.Dense(len(self.action_low), name="log_std")
 
-    def call(self, features: Any) -> Any:
-        return self.mean(features), ops.clip(self.log_std(features), self.log_std_min, self.log_std_max)
+    def compute(self, features: Any, apply: _Direct | _Plain) -> Any:
+        return apply(self.mean, features), ops.clip(apply(self.log_std, features), self.log_std_min, self.log_std_max)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "log_std_min": self.log_std_min, "log_std_max": self.log_std_max}
@@ -336,20 +386,20 @@ class DeterministicHead(_Bounded):
         super().__init__(action_low, action_high, **kwargs)
         self.action = layers.Dense(len(self.action_low), name="action")
 
-    def call(self, features: Any) -> Any:
-        return self.squash(self.action(features))
+    def compute(self, features: Any, apply: _Direct | _Plain) -> Any:
+        return self.squash(apply(self.action, features))
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
-class ValueHead(layers.Layer):
+class ValueHead(_Part):
     """One value per row, shape ``[batch]``: V(s), or Q(s, a) on state-action features."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self.value = layers.Dense(1, name="value")
 
-    def call(self, features: Any) -> Any:
-        return ops.squeeze(self.value(features), axis=-1)
+    def compute(self, features: Any, apply: _Direct | _Plain) -> Any:
+        return ops.squeeze(apply(self.value, features), axis=-1)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -357,8 +407,23 @@ class ValueHead(layers.Layer):
 # ------------------------------------------------------------------------------------------------
 
 
+def _run(layer: layers.Layer, *inputs: Any) -> Any:
+    """How a network's ``compute`` applies its parts when it runs: as they are."""
+    return layer(*inputs)
+
+
+def _replay(layer: layers.Layer, *inputs: Any) -> Any:
+    """How a network's ``compute`` applies its parts in ``plain``: tfrl's own as Keras' layers
+    (``_Part.plain``), anything else (a user's torso, the GRU cell) as it is."""
+    return layer.plain(*inputs) if isinstance(layer, _Part) else layer(*inputs)
+
+
 class _Network(keras.Model):
     """What every network shares: the encoder, the torso and their config.
+
+    A network's computation is written once, as ``compute(inputs, apply)``: ``call`` runs it, and
+    ``plain`` replays it on ``keras.Input``s into a functional model of Keras' own layers with the
+    same weights, which is what an export saves (Keras loads it without tfrl, and ``fit`` trains it).
 
     Args:
         hidden_sizes: units of each hidden layer of the MLP torso (unused by a convolutional torso).
@@ -384,8 +449,24 @@ class _Network(keras.Model):
         self.encoder = ObservationEncoder(observation_space, name="encoder")
         self.torso = make_torso(torso, self.hidden_sizes, activation)
 
-    def features(self, observations: Any) -> Any:
-        return self.torso(self.encoder(observations))
+    def features(self, observations: Any, apply: Any = _run) -> Any:
+        return apply(self.torso, apply(self.encoder, observations))
+
+    def compute(self, inputs: Any, apply: Any) -> Any:
+        raise NotImplementedError
+
+    def call(self, inputs: Any) -> Any:
+        return self.compute(inputs, _run)
+
+    def plain(self) -> keras.Model:
+        """This (built) network as a functional model of Keras' own layers and ops — and the user's
+        torso layer, if it has one — holding the same weights and giving the same outputs (flattened
+        into a list where there are several: a Gaussian's mean and scale)."""
+        shapes = self.get_build_config()["input_shape"]  # what the network was first called with
+        several = isinstance(shapes, list | tuple) and isinstance(shapes[0], list | tuple)
+        inputs = [keras.Input(shape[1:]) for shape in shapes] if several else keras.Input(shapes[1:])
+        outputs = keras.tree.flatten(self.compute(inputs, _replay))
+        return keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0], name=self.name)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -417,8 +498,8 @@ class QNetwork(_Network):
         self.num_actions, self.dueling = int(num_actions), bool(dueling)
         self.head = QHead(self.num_actions, self.dueling, name="head")
 
-    def call(self, observations: Any) -> Any:
-        return self.head(self.features(observations))
+    def compute(self, observations: Any, apply: Any) -> Any:
+        return apply(self.head, self.features(observations, apply))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_actions": self.num_actions, "dueling": self.dueling}
@@ -451,8 +532,8 @@ class CategoricalActor(_Network):
         self.num_actions = int(num_actions)
         self.head = CategoricalHead(self.num_actions, name="head")
 
-    def call(self, observations: Any) -> Any:
-        return self.head(self.features(observations))
+    def compute(self, observations: Any, apply: Any) -> Any:
+        return apply(self.head, self.features(observations, apply))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_actions": self.num_actions}
@@ -484,8 +565,8 @@ class GaussianActor(_Network):
         self.head = GaussianHead(action_low, action_high, state_dependent_scale, initial_scale, min_scale, name="head")
         self.action_low, self.action_high = self.head.action_low, self.head.action_high
 
-    def call(self, observations: Any) -> Any:
-        return self.head(self.features(observations))
+    def compute(self, observations: Any, apply: Any) -> Any:
+        return apply(self.head, self.features(observations, apply))
 
     def get_config(self) -> dict[str, Any]:
         head = self.head.get_config()
@@ -518,8 +599,8 @@ class SquashedGaussianActor(_Network):
         self.head = SquashedGaussianHead(action_low, action_high, log_std_min, log_std_max, name="head")
         self.action_low, self.action_high = self.head.action_low, self.head.action_high
 
-    def call(self, observations: Any) -> Any:
-        return self.head(self.features(observations))
+    def compute(self, observations: Any, apply: Any) -> Any:
+        return apply(self.head, self.features(observations, apply))
 
     def squash(self, pre_squash: Any) -> Any:
         """``centre + half_range · tanh(u)``: a pre-squash action in the env's units, inside the bounds."""
@@ -546,8 +627,8 @@ class ValueCritic(_Network):
         super().__init__(hidden_sizes, activation, observation_space, torso, **kwargs)
         self.head = ValueHead(name="head")
 
-    def call(self, observations: Any) -> Any:
-        return self.head(self.features(observations))
+    def compute(self, observations: Any, apply: Any) -> Any:
+        return apply(self.head, self.features(observations, apply))
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
@@ -568,8 +649,8 @@ class DeterministicActor(_Network):
         self.head = DeterministicHead(action_low, action_high, name="head")
         self.action_low, self.action_high = self.head.action_low, self.head.action_high
 
-    def call(self, observations: Any) -> Any:
-        return self.head(self.features(observations))
+    def compute(self, observations: Any, apply: Any) -> Any:
+        return apply(self.head, self.features(observations, apply))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "action_low": self.action_low, "action_high": self.action_high}
@@ -597,10 +678,10 @@ class QCritic(_Network):
         self.joint = MLP(self.hidden_sizes, activation, name="joint")
         self.head = ValueHead(name="head")
 
-    def call(self, inputs: Any) -> Any:
+    def compute(self, inputs: Any, apply: Any) -> Any:
         observations, actions = inputs
-        joined = ops.concatenate([_flatten(self.features(observations)), _flatten(actions)], axis=-1)
-        return self.head(self.joint(joined))
+        joined = ops.concatenate([_flatten(self.features(observations, apply)), _flatten(actions)], axis=-1)
+        return apply(self.head, apply(self.joint, joined))
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
@@ -659,11 +740,11 @@ class RecurrentActorCritic(_Network):
         self.action_low = getattr(self.policy_head, "action_low", None)
         self.action_high = getattr(self.policy_head, "action_high", None)
 
-    def call(self, inputs: Any) -> Any:
+    def compute(self, inputs: Any, apply: Any) -> Any:
         observations, state = inputs
-        cell_output, next_state = self.cell(self.features(observations), state)
-        values = self.value_head(self.critic_trunk(cell_output))
-        return self.policy_head(self.actor_trunk(cell_output)), values, next_state
+        cell_output, next_state = apply(self.cell, self.features(observations, apply), state)
+        values = apply(self.value_head, apply(self.critic_trunk, cell_output))
+        return apply(self.policy_head, apply(self.actor_trunk, cell_output)), values, next_state
 
     @property
     def critic_variables(self) -> list:
