@@ -18,11 +18,15 @@ convolutional one, everything else an MLP.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import keras
 from keras import layers, ops
+
+from tfrl.errors import ConfigError
+from tfrl.references import imported, reference_of
 
 ENCODED_SPACES = ("Box", "Discrete", "MultiDiscrete", "MultiBinary")
 TORSOS = ("mlp", "nature", "minatar")
@@ -33,6 +37,7 @@ CONV_TORSOS: dict[str, dict[str, Any]] = {
     "minatar": {"filters": (16,), "kernel_sizes": (3,), "strides": (1,), "units": 128},
 }
 NATURE_MIN_SIZE = 36  # the Nature torso's three convolutions need frames at least this wide
+TORSO_CHOICES = "auto, mlp, nature, minatar, 'module:builder', or a function or class that returns a new Keras layer"
 
 
 def _flatten(tensor: Any) -> Any:
@@ -89,9 +94,11 @@ class _Part(layers.Layer):
 
 
 def resolve_torso(torso: str, observation_shape: Sequence[int]) -> str:
-    """The torso a network gets: ``torso`` itself, or for ``"auto"`` a convolutional one for rank-3
-    (height, width, channels) observations — Nature-DQN's for frames at least 36 wide, MinAtar's for
-    smaller ones — and an MLP for everything else."""
+    """The torso a network gets: ``torso`` itself (a user's builder takes any observations), or for
+    ``"auto"`` a convolutional one for rank-3 (height, width, channels) observations — Nature-DQN's for
+    frames at least 36 wide, MinAtar's for smaller ones — and an MLP for everything else."""
+    if is_user_torso(torso):
+        return torso
     if torso != "auto":
         if torso not in TORSOS:
             raise ValueError(f"torso={torso!r} is not one of auto, {', '.join(TORSOS)}")
@@ -230,12 +237,121 @@ class ConvTorso(_Part):
 
 
 def make_torso(torso: str, hidden_sizes: Sequence[int], activation: str) -> layers.Layer:
-    """The torso layer named ``torso`` (``"mlp"`` uses ``hidden_sizes`` and ``activation``)."""
+    """The torso layer ``torso`` names (``"mlp"`` uses ``hidden_sizes`` and ``activation``), or a new
+    one from the user's builder that ``module:builder`` names (``torso_reference``)."""
     if torso == "mlp":
         return MLP(hidden_sizes, activation, name="torso")
-    if torso not in CONV_TORSOS:
-        raise ValueError(f"torso={torso!r} is not one of {', '.join(TORSOS)}")
-    return ConvTorso(**CONV_TORSOS[torso], name="torso")
+    if torso in CONV_TORSOS:
+        return ConvTorso(**CONV_TORSOS[torso], name="torso")
+    return build_user_torso(torso)
+
+
+# ------------------------------------------------------------------------------------------------
+# A user's own torso: a function (or class) that builds a Keras layer, named by ``module:qualname``.
+# ------------------------------------------------------------------------------------------------
+
+# Builders a new process could not import (a lambda, a local function, one of ``__main__``, a layer
+# instance's copier), by the reference ``torso_reference`` gave them: only this process can call them.
+# Two lambdas of one function share a reference; the later one passed wins.
+_LOCAL_TORSOS: dict[str, Callable[[], layers.Layer]] = {}
+_HANDED_OUT: weakref.WeakSet[layers.Layer] = weakref.WeakSet()  # torso layers some network already has
+
+
+def is_user_torso(torso: str) -> bool:
+    """Whether ``torso`` is a reference to a user's builder (``module:qualname``) rather than a name."""
+    return ":" in torso
+
+
+def torso_reference(torso: Any) -> str:
+    """The string a config holds for ``torso``: a name (``auto``, ``mlp``, …) or ``module:builder`` as
+    given; for a function or class that returns a Keras layer, its ``module:qualname``; for a Keras
+    layer instance, a builder of copies of it (``from_config(get_config())``, fresh weights), since
+    every network — actor, critic, each target — needs a torso of its own.
+
+    A builder a new process cannot import (a lambda, a local function, one of the script's
+    ``__main__``, a layer instance) trains here; its runs resume where it is passed again
+    (``tfrl.train(resume=RUN, torso=builder)``).
+    """
+    if isinstance(torso, str):
+        return torso
+    if isinstance(torso, layers.Layer):
+        builder, reference = _copier(torso), f"{reference_of(type(torso))}.<instance {torso.name}>"
+    elif callable(torso):
+        builder, reference = torso, reference_of(torso)
+    else:
+        raise ConfigError(f"torso={torso!r} is invalid: expected {TORSO_CHOICES}")
+    if imported(reference) is not builder:
+        _LOCAL_TORSOS[reference] = builder
+    return reference
+
+
+def _copier(layer: layers.Layer) -> Callable[[], layers.Layer]:
+    """A builder of fresh copies of ``layer``, tried once here so that a layer whose ``get_config``
+    does not rebuild it is refused now rather than when the second network is built."""
+
+    def copy() -> layers.Layer:
+        return type(layer).from_config(layer.get_config())
+
+    try:
+        copy()
+    except Exception as error:  # noqa: BLE001 — a user's get_config/from_config may raise anything
+        cause = (str(error).strip().splitlines() or [type(error).__name__])[-1]  # Keras's last line says why
+        raise ConfigError(
+            f"torso={layer!r} cannot be copied from its get_config() ({cause}); every "
+            f"network needs a torso of its own, so pass a function that builds one, e.g. "
+            f"torso=lambda: {type(layer).__name__}(...)"
+        ) from None
+    return copy
+
+
+def torso_builder(reference: str) -> Callable[[], layers.Layer]:
+    """The function or class that ``reference`` (``module:qualname``) names, or a ``ConfigError``
+    saying why this process cannot call it."""
+    if reference in _LOCAL_TORSOS:
+        return _LOCAL_TORSOS[reference]
+    found = imported(reference)
+    if callable(found):
+        return found
+    module_name, _, name = reference.partition(":")
+    if "<" in name or module_name == "__main__":
+        raise ConfigError(
+            f"torso={reference!r} was built by something only the process that trained could call (a lambda, a "
+            "local function, one of a script's __main__ or a layer instance): pass it again, e.g. "
+            "tfrl.train(resume=RUN, torso=builder), or define the builder at the top level of an importable module"
+        )
+    raise ConfigError(
+        f"torso={reference!r} names no function or class that can be imported (is the module {module_name!r} "
+        f"installed or on PYTHONPATH, with {name!r} in it?); a torso is {TORSO_CHOICES}"
+    )
+
+
+def require_importable_torso(torso: str, why: str) -> None:
+    """Refuse a torso only this process can build where another process must build it: ``why`` says which."""
+    if torso in _LOCAL_TORSOS:
+        raise ConfigError(
+            f"{why}, but the torso {torso} cannot be imported there (a lambda, a local function, one of a "
+            "script's __main__ or a layer instance): define its builder at the top level of an importable "
+            "module and pass it (or 'module:builder')"
+        )
+
+
+def build_user_torso(reference: str) -> layers.Layer:
+    """A new torso layer from the builder ``reference`` names, refused unless it is a Keras layer that
+    no other network has (a builder returning one shared layer would tie the actor, the critic and the
+    targets to the same weights)."""
+    layer = torso_builder(reference)()
+    if not isinstance(layer, layers.Layer):
+        raise ConfigError(
+            f"torso={reference!r} returned {layer!r}, not a Keras layer: a torso builder takes no arguments and "
+            "returns a new keras.layers.Layer (e.g. keras.Sequential([...]))"
+        )
+    if layer in _HANDED_OUT:
+        raise ConfigError(
+            f"torso={reference!r} returned a layer another network already has ({layer.name!r}): a builder must "
+            "return a new layer on every call, since each network (actor, critic, each target) trains its own"
+        )
+    _HANDED_OUT.add(layer)
+    return layer
 
 
 # ------------------------------------------------------------------------------------------------
