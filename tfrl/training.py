@@ -550,9 +550,9 @@ def build_agent(settings: RunSettings, config: Any) -> Any:
     try:
         agent = agent_class(config, probe.observation_space, probe.action_space, settings.env_id, settings.seed)
         if isinstance(agent, UpdateProducer):
-            why = f"{settings.algorithm}'s workers make their envs and networks in their own processes"
-            require_importable(settings.env_id, why)
-            require_importable_torso(config.torso, why)
+            workers = f"{settings.algorithm}'s workers"
+            require_importable(settings.env_id, f"{workers} make their envs in their own processes")
+            require_importable_torso(config.torso, f"{workers} build their networks in their own processes")
         try:
             first, _ = probe.reset(seed=settings.seed)
         except Exception as error:  # noqa: BLE001 — a user's env may raise anything; EnvFailed reports it whole
