@@ -25,7 +25,10 @@ SHORT = ["--steps", "1500", "--eval-every", "500", "--eval-episodes", "4", "--no
 
 def _tfrl(*args, cwd):
     """``tfrl ARGS`` in a new process that finds the user's package (tests/ on PYTHONPATH)."""
-    environment = {**os.environ, "PYTHONPATH": str(TESTS)}
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
+    }
     command = [sys.executable, "-m", "tfrl.cli", *map(str, args)]
     return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=300)
 

@@ -43,6 +43,7 @@ from gymnasium.utils.env_checker import check_env
 
 from tfrl.errors import EnvError, EnvFailed
 from tfrl.nets import resolve_torso
+from tfrl.references import imported, reference_of
 
 ATARI_PREFIX = "ALE/"
 MINATAR_PREFIX = "MinAtar/"
@@ -292,8 +293,8 @@ def env_reference(env: str | Callable[..., gym.Env]) -> str:
             f"env must be an env id ('CartPole-v1'), 'module:EnvId', or a class or function returning a "
             f"gymnasium.Env; got {env!r}"
         )
-    reference = f"{getattr(env, '__module__', None)}:{getattr(env, '__qualname__', type(env).__name__)}"
-    if _imported(reference) is not env:
+    reference = reference_of(env)
+    if imported(reference) is not env:
         _LOCAL_FACTORIES[reference] = env
     return reference
 
@@ -307,20 +308,6 @@ def require_importable(env_id: str, why: str) -> None:
             "class of the script's __main__): define it at the top level of an importable module and pass "
             "it (or 'module:name')"
         )
-
-
-def _imported(reference: str) -> Any:
-    """What ``module:attribute.path`` names once ``module`` is imported, or None if it names nothing."""
-    module_name, _, path = reference.partition(":")
-    if "<" in path or module_name == "__main__":
-        return None
-    try:
-        found: Any = importlib.import_module(module_name)
-        for part in path.split("."):
-            found = getattr(found, part)
-    except (ImportError, AttributeError):
-        return None
-    return found
 
 
 def _env_maker(env_id: str) -> str | gym.envs.registration.EnvSpec:
@@ -351,7 +338,7 @@ def _env_maker(env_id: str) -> str | gym.envs.registration.EnvSpec:
         ) from None
     if name in gym.envs.registry:
         return name
-    factory = _imported(env_id)
+    factory = imported(env_id)
     if not callable(factory):
         raise EnvError(
             f"--env {env_id}: {module_name} registers no env id {name!r} and has no class or function of that "
@@ -543,7 +530,9 @@ def final_observations(next_observations: np.ndarray, done: np.ndarray, info: di
 def _json_bounds(bounds: np.ndarray) -> Any:
     """A Box's bounds as JSON numbers, ``None`` (``null``) for an infinite one."""
     values = np.asarray(bounds, np.float64)
-    return np.where(np.isfinite(values), values, None).tolist()
+    listed = values.astype(object)
+    listed[~np.isfinite(values)] = None
+    return listed.tolist()
 
 
 def describe_space(space: gym.Space) -> dict:

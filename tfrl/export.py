@@ -9,7 +9,10 @@ An export is a directory that ``tf.saved_model.load`` opens in a process that ne
 - ``assets/tfrl.json``: algorithm, env id, spaces, config, training steps, the score of this
   policy (by default the run's best-evaluated one) with the env step it was reached at, and the
   ``files`` tfrl wrote (anything else in the directory is the user's, kept on re-export).
-- ``<network>.keras`` beside it: the trainable networks, for fine-tuning in Keras.
+- ``<network>.keras`` beside it: the trainable networks, for fine-tuning in Keras, as functional
+  models of Keras' own layers (``tfrl.nets._Network.plain``) with the same weights and outputs, so
+  ``keras.models.load_model`` opens them without tfrl (a user's own torso layer class is needed
+  where it was one, as ``custom_objects``).
 """
 
 from __future__ import annotations
@@ -227,7 +230,7 @@ def export_policy(
         staging.mkdir()  # with the umask's permissions, for a model server to read
         tf.saved_model.save(module, str(staging), signatures=signatures)
         for name, network in agent.networks().items():
-            network.save(staging / f"{name}.keras")
+            network.plain().save(staging / f"{name}.keras")  # Keras' own layers: loads without tfrl
         (staging / METADATA_FILE).parent.mkdir(exist_ok=True)
         (staging / METADATA_FILE).touch()  # so that it is among the files listed below
         full_metadata = {

@@ -8,7 +8,9 @@
 Every piece is a small Keras layer registered under the ``tfrl`` package with a ``get_config``, and
 the networks the agents use (``QNetwork``, ``CategoricalActor``, …) are ``keras.Model`` subclasses
 composed of them, so a convolutional network is one choice (``torso="nature"``) and not a copy, and
-a saved ``.keras`` file loads in any Keras project that has tfrl installed. ``resolve_torso`` picks
+a saved ``.keras`` file of one loads in any Keras project that has tfrl installed. ``plain`` turns a
+network into a functional model of Keras' own layers with the same weights, which loads without
+tfrl: what an export writes beside its SavedModel. ``resolve_torso`` picks
 the torso for an observation space: rank-3 Box observations (height, width, channels) get a
 convolutional one, everything else an MLP.
 """
@@ -16,11 +18,15 @@ convolutional one, everything else an MLP.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import keras
 from keras import layers, ops
+
+from tfrl.errors import ConfigError
+from tfrl.references import imported, reference_of
 
 ENCODED_SPACES = ("Box", "Discrete", "MultiDiscrete", "MultiBinary")
 TORSOS = ("mlp", "nature", "minatar")
@@ -31,17 +37,68 @@ CONV_TORSOS: dict[str, dict[str, Any]] = {
     "minatar": {"filters": (16,), "kernel_sizes": (3,), "strides": (1,), "units": 128},
 }
 NATURE_MIN_SIZE = 36  # the Nature torso's three convolutions need frames at least this wide
+TORSO_CHOICES = "auto, mlp, nature, minatar, 'module:builder', or a function or class that returns a new Keras layer"
 
 
 def _flatten(tensor: Any) -> Any:
-    """Flatten everything but the batch axis."""
-    return ops.reshape(tensor, (ops.shape(tensor)[0], -1))
+    """Flatten everything but the batch axis (whose size may be unknown: a ``keras.Input``'s)."""
+    return ops.reshape(tensor, (-1, math.prod(tensor.shape[1:])))
+
+
+class _Direct:
+    """How a tfrl layer's ``compute`` applies its sublayers when it runs: as they are."""
+
+    def __call__(self, layer: layers.Layer, *inputs: Any) -> Any:
+        return layer(*inputs)
+
+    def parameter(self, variable: Any, rows: Any) -> Any:
+        """``variable`` (one value per output column) repeated for every row of ``rows``."""
+        return ops.broadcast_to(variable, (ops.shape(rows)[0], variable.shape[0]))
+
+
+class _Plain:
+    """How a tfrl layer's ``compute`` applies its sublayers in ``plain``: fresh copies of Keras' own
+    layers (named ``<prefix>_<name>``, unique within a network), holding the same weights."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def __call__(self, layer: layers.Layer, *inputs: Any) -> Any:
+        twin = type(layer).from_config({**layer.get_config(), "name": f"{self.prefix}_{layer.name}"})
+        outputs = twin(*inputs)
+        twin.set_weights(layer.get_weights())
+        return outputs
+
+    def parameter(self, variable: Any, rows: Any) -> Any:
+        """A Dense layer without bias on a column of ones: ``variable`` for every row, trainable by ``fit``."""
+        twin = layers.Dense(variable.shape[0], use_bias=False, name=f"{self.prefix}_{variable.name}")
+        outputs = twin(ops.ones_like(rows[:, :1]))
+        twin.set_weights([ops.convert_to_numpy(variable)[None]])
+        return outputs
+
+
+class _Part(layers.Layer):
+    """A piece of a network (encoder, torso or head) whose computation is written once, as
+    ``compute(features, apply)`` with ``apply`` running each sublayer: ``call`` runs it, and ``plain``
+    replays it on a ``keras.Input`` from copies of Keras' own layers, so that an exported network is a
+    functional model that loads where tfrl is not installed (``_Network.plain``)."""
+
+    def compute(self, features: Any, apply: _Direct | _Plain) -> Any:
+        raise NotImplementedError
+
+    def call(self, features: Any) -> Any:
+        return self.compute(features, _Direct())
+
+    def plain(self, features: Any) -> Any:
+        return self.compute(features, _Plain(self.name))
 
 
 def resolve_torso(torso: str, observation_shape: Sequence[int]) -> str:
-    """The torso a network gets: ``torso`` itself, or for ``"auto"`` a convolutional one for rank-3
-    (height, width, channels) observations — Nature-DQN's for frames at least 36 wide, MinAtar's for
-    smaller ones — and an MLP for everything else."""
+    """The torso a network gets: ``torso`` itself (a user's builder takes any observations), or for
+    ``"auto"`` a convolutional one for rank-3 (height, width, channels) observations — Nature-DQN's for
+    frames at least 36 wide, MinAtar's for smaller ones — and an MLP for everything else."""
+    if is_user_torso(torso):
+        return torso
     if torso != "auto":
         if torso not in TORSOS:
             raise ValueError(f"torso={torso!r} is not one of auto, {', '.join(TORSOS)}")
@@ -62,7 +119,7 @@ def resolve_torso(torso: str, observation_shape: Sequence[int]) -> str:
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
-class ObservationEncoder(layers.Layer):
+class ObservationEncoder(_Part):
     """Turns a batch of observations, as the env gives them, into float32 features.
 
     ``space`` describes the observation space (``tfrl.envs.observation_encoding`` writes it):
@@ -100,7 +157,7 @@ class ObservationEncoder(layers.Layer):
             if len(self.starts) != len(self.sizes):
                 raise ValueError(f"MultiDiscrete needs one start per component, got {space}")
 
-    def call(self, observations: Any) -> Any:
+    def compute(self, observations: Any, apply: _Direct | _Plain) -> Any:
         if not self.sizes:
             features = ops.cast(observations, "float32")
             return features * self.scale if self.scale != 1.0 else features
@@ -116,7 +173,7 @@ class ObservationEncoder(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
-class MLP(layers.Layer):
+class MLP(_Part):
     """Flatten, then one Dense layer per entry of ``hidden_sizes`` (none: flatten only)."""
 
     def __init__(self, hidden_sizes: Sequence[int] = (64, 64), activation: str = "relu", **kwargs: Any):
@@ -128,10 +185,10 @@ class MLP(layers.Layer):
             for index, size in enumerate(self.hidden_sizes)
         ]
 
-    def call(self, features: Any) -> Any:
+    def compute(self, features: Any, apply: _Direct | _Plain) -> Any:
         features = _flatten(features)
         for layer in self.dense:
-            features = layer(features)
+            features = apply(layer, features)
         return features
 
     def get_config(self) -> dict[str, Any]:
@@ -139,7 +196,7 @@ class MLP(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
-class ConvTorso(layers.Layer):
+class ConvTorso(_Part):
     """Convolutions over (height, width, channels) frames, flattened into one Dense layer (ReLU
     throughout, valid padding, as in the Nature DQN and MinAtar networks: ``CONV_TORSOS``)."""
 
@@ -164,10 +221,10 @@ class ConvTorso(layers.Layer):
         ]
         self.dense = layers.Dense(self.units, activation="relu", name="dense")
 
-    def call(self, frames: Any) -> Any:
+    def compute(self, frames: Any, apply: _Direct | _Plain) -> Any:
         for layer in self.convolutions:
-            frames = layer(frames)
-        return self.dense(_flatten(frames))
+            frames = apply(layer, frames)
+        return apply(self.dense, _flatten(frames))
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -180,12 +237,121 @@ class ConvTorso(layers.Layer):
 
 
 def make_torso(torso: str, hidden_sizes: Sequence[int], activation: str) -> layers.Layer:
-    """The torso layer named ``torso`` (``"mlp"`` uses ``hidden_sizes`` and ``activation``)."""
+    """The torso layer ``torso`` names (``"mlp"`` uses ``hidden_sizes`` and ``activation``), or a new
+    one from the user's builder that ``module:builder`` names (``torso_reference``)."""
     if torso == "mlp":
         return MLP(hidden_sizes, activation, name="torso")
-    if torso not in CONV_TORSOS:
-        raise ValueError(f"torso={torso!r} is not one of {', '.join(TORSOS)}")
-    return ConvTorso(**CONV_TORSOS[torso], name="torso")
+    if torso in CONV_TORSOS:
+        return ConvTorso(**CONV_TORSOS[torso], name="torso")
+    return build_user_torso(torso)
+
+
+# ------------------------------------------------------------------------------------------------
+# A user's own torso: a function (or class) that builds a Keras layer, named by ``module:qualname``.
+# ------------------------------------------------------------------------------------------------
+
+# Builders a new process could not import (a lambda, a local function, one of ``__main__``, a layer
+# instance's copier), by the reference ``torso_reference`` gave them: only this process can call them.
+# Two lambdas of one function share a reference; the later one passed wins.
+_LOCAL_TORSOS: dict[str, Callable[[], layers.Layer]] = {}
+_HANDED_OUT: weakref.WeakSet[layers.Layer] = weakref.WeakSet()  # torso layers some network already has
+
+
+def is_user_torso(torso: str) -> bool:
+    """Whether ``torso`` is a reference to a user's builder (``module:qualname``) rather than a name."""
+    return ":" in torso
+
+
+def torso_reference(torso: Any) -> str:
+    """The string a config holds for ``torso``: a name (``auto``, ``mlp``, …) or ``module:builder`` as
+    given; for a function or class that returns a Keras layer, its ``module:qualname``; for a Keras
+    layer instance, a builder of copies of it (``from_config(get_config())``, fresh weights), since
+    every network — actor, critic, each target — needs a torso of its own.
+
+    A builder a new process cannot import (a lambda, a local function, one of the script's
+    ``__main__``, a layer instance) trains here; its runs resume where it is passed again
+    (``tfrl.train(resume=RUN, torso=builder)``).
+    """
+    if isinstance(torso, str):
+        return torso
+    if isinstance(torso, layers.Layer):
+        builder, reference = _copier(torso), f"{reference_of(type(torso))}.<instance {torso.name}>"
+    elif callable(torso):
+        builder, reference = torso, reference_of(torso)
+    else:
+        raise ConfigError(f"torso={torso!r} is invalid: expected {TORSO_CHOICES}")
+    if imported(reference) is not builder:
+        _LOCAL_TORSOS[reference] = builder
+    return reference
+
+
+def _copier(layer: layers.Layer) -> Callable[[], layers.Layer]:
+    """A builder of fresh copies of ``layer``, tried once here so that a layer whose ``get_config``
+    does not rebuild it is refused now rather than when the second network is built."""
+
+    def copy() -> layers.Layer:
+        return type(layer).from_config(layer.get_config())
+
+    try:
+        copy()
+    except Exception as error:  # noqa: BLE001 — a user's get_config/from_config may raise anything
+        cause = (str(error).strip().splitlines() or [type(error).__name__])[-1]  # Keras's last line says why
+        raise ConfigError(
+            f"torso={layer!r} cannot be copied from its get_config() ({cause}); every "
+            f"network needs a torso of its own, so pass a function that builds one, e.g. "
+            f"torso=lambda: {type(layer).__name__}(...)"
+        ) from None
+    return copy
+
+
+def torso_builder(reference: str) -> Callable[[], layers.Layer]:
+    """The function or class that ``reference`` (``module:qualname``) names, or a ``ConfigError``
+    saying why this process cannot call it."""
+    if reference in _LOCAL_TORSOS:
+        return _LOCAL_TORSOS[reference]
+    found = imported(reference)
+    if callable(found):
+        return found
+    module_name, _, name = reference.partition(":")
+    if "<" in name or module_name == "__main__":
+        raise ConfigError(
+            f"torso={reference!r} was built by something only the process that trained could call (a lambda, a "
+            "local function, one of a script's __main__ or a layer instance): pass it again, e.g. "
+            "tfrl.train(resume=RUN, torso=builder), or define the builder at the top level of an importable module"
+        )
+    raise ConfigError(
+        f"torso={reference!r} names no function or class that can be imported (is the module {module_name!r} "
+        f"installed or on PYTHONPATH, with {name!r} in it?); a torso is {TORSO_CHOICES}"
+    )
+
+
+def require_importable_torso(torso: str, why: str) -> None:
+    """Refuse a torso only this process can build where another process must build it: ``why`` says which."""
+    if torso in _LOCAL_TORSOS:
+        raise ConfigError(
+            f"{why}, but the torso {torso} cannot be imported there (a lambda, a local function, one of a "
+            "script's __main__ or a layer instance): define its builder at the top level of an importable "
+            "module and pass it (or 'module:builder')"
+        )
+
+
+def build_user_torso(reference: str) -> layers.Layer:
+    """A new torso layer from the builder ``reference`` names, refused unless it is a Keras layer that
+    no other network has (a builder returning one shared layer would tie the actor, the critic and the
+    targets to the same weights)."""
+    layer = torso_builder(reference)()
+    if not isinstance(layer, layers.Layer):
+        raise ConfigError(
+            f"torso={reference!r} returned {layer!r}, not a Keras layer: a torso builder takes no arguments and "
+            "returns a new keras.layers.Layer (e.g. keras.Sequential([...]))"
+        )
+    if layer in _HANDED_OUT:
+        raise ConfigError(
+            f"torso={reference!r} returned a layer another network already has ({layer.name!r}): a builder must "
+            "return a new layer on every call, since each network (actor, critic, each target) trains its own"
+        )
+    _HANDED_OUT.add(layer)
+    return layer
 
 
 # ------------------------------------------------------------------------------------------------
@@ -199,7 +365,7 @@ def dueling_aggregate(values: Any, advantages: Any) -> Any:
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
-class QHead(layers.Layer):
+class QHead(_Part):
     """One Q-value per discrete action; with ``dueling``, V(s) and advantages A(s, a) combined by
     ``dueling_aggregate``."""
 
@@ -212,17 +378,17 @@ class QHead(layers.Layer):
         else:
             self.q_values = layers.Dense(self.num_actions, name="q_values")
 
-    def call(self, features: Any) -> Any:
+    def compute(self, features: Any, apply: _Direct | _Plain) -> Any:
         if self.dueling:
-            return dueling_aggregate(self.value(features), self.advantages(features))
-        return self.q_values(features)
+            return dueling_aggregate(apply(self.value, features), apply(self.advantages, features))
+        return apply(self.q_values, features)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_actions": self.num_actions, "dueling": self.dueling}
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
-class CategoricalHead(layers.Layer):
+class CategoricalHead(_Part):
     """The logits of a categorical policy over ``num_actions`` actions."""
 
     def __init__(self, num_actions: int, **kwargs: Any):
@@ -230,14 +396,14 @@ class CategoricalHead(layers.Layer):
         self.num_actions = int(num_actions)
         self.logits = layers.Dense(self.num_actions, name="logits")
 
-    def call(self, features: Any) -> Any:
-        return self.logits(features)
+    def compute(self, features: Any, apply: _Direct | _Plain) -> Any:
+        return apply(self.logits, features)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_actions": self.num_actions}
 
 
-class _Bounded(layers.Layer):
+class _Bounded(_Part):
     """A head whose outputs live inside Box bounds: ``centre + half_range · tanh(·)``."""
 
     def __init__(self, action_low: Iterable[float], action_high: Iterable[float], **kwargs: Any):
@@ -250,7 +416,7 @@ class _Bounded(layers.Layer):
         self.half_range = [(high - low) / 2 for low, high in zip(self.action_low, self.action_high, strict=True)]
 
     def squash(self, raw: Any) -> Any:
-        return ops.convert_to_tensor(self.centre) + ops.convert_to_tensor(self.half_range) * ops.tanh(raw)
+        return ops.tanh(raw) * ops.convert_to_tensor(self.half_range) + ops.convert_to_tensor(self.centre)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "action_low": self.action_low, "action_high": self.action_high}
@@ -287,10 +453,10 @@ class GaussianHead(_Bounded):
                 shape=(size,), initializer=keras.initializers.Constant(raw_initial), name="raw_scale"
             )
 
-    def call(self, features: Any) -> Any:
-        mean = self.squash(self.mean(features))
+    def compute(self, features: Any, apply: _Direct | _Plain) -> Any:
+        mean = self.squash(apply(self.mean, features))
         raw_scale = (
-            self.scale(features) if self.state_dependent_scale else ops.broadcast_to(self.raw_scale, ops.shape(mean))
+            apply(self.scale, features) if self.state_dependent_scale else apply.parameter(self.raw_scale, features)
         )
         return mean, ops.softplus(raw_scale) + self.min_scale
 
@@ -321,8 +487,8 @@ class SquashedGaussianHead(_Bounded):
         self.mean = layers.Dense(len(self.action_low), name="mean")
         self.log_std = layers.Dense(len(self.action_low), name="log_std")
 
-    def call(self, features: Any) -> Any:
-        return self.mean(features), ops.clip(self.log_std(features), self.log_std_min, self.log_std_max)
+    def compute(self, features: Any, apply: _Direct | _Plain) -> Any:
+        return apply(self.mean, features), ops.clip(apply(self.log_std, features), self.log_std_min, self.log_std_max)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "log_std_min": self.log_std_min, "log_std_max": self.log_std_max}
@@ -336,20 +502,20 @@ class DeterministicHead(_Bounded):
         super().__init__(action_low, action_high, **kwargs)
         self.action = layers.Dense(len(self.action_low), name="action")
 
-    def call(self, features: Any) -> Any:
-        return self.squash(self.action(features))
+    def compute(self, features: Any, apply: _Direct | _Plain) -> Any:
+        return self.squash(apply(self.action, features))
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
-class ValueHead(layers.Layer):
+class ValueHead(_Part):
     """One value per row, shape ``[batch]``: V(s), or Q(s, a) on state-action features."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self.value = layers.Dense(1, name="value")
 
-    def call(self, features: Any) -> Any:
-        return ops.squeeze(self.value(features), axis=-1)
+    def compute(self, features: Any, apply: _Direct | _Plain) -> Any:
+        return ops.squeeze(apply(self.value, features), axis=-1)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -357,8 +523,23 @@ class ValueHead(layers.Layer):
 # ------------------------------------------------------------------------------------------------
 
 
+def _run(layer: layers.Layer, *inputs: Any) -> Any:
+    """How a network's ``compute`` applies its parts when it runs: as they are."""
+    return layer(*inputs)
+
+
+def _replay(layer: layers.Layer, *inputs: Any) -> Any:
+    """How a network's ``compute`` applies its parts in ``plain``: tfrl's own as Keras' layers
+    (``_Part.plain``), anything else (a user's torso, the GRU cell) as it is."""
+    return layer.plain(*inputs) if isinstance(layer, _Part) else layer(*inputs)
+
+
 class _Network(keras.Model):
     """What every network shares: the encoder, the torso and their config.
+
+    A network's computation is written once, as ``compute(inputs, apply)``: ``call`` runs it, and
+    ``plain`` replays it on ``keras.Input``s into a functional model of Keras' own layers with the
+    same weights, which is what an export saves (Keras loads it without tfrl, and ``fit`` trains it).
 
     Args:
         hidden_sizes: units of each hidden layer of the MLP torso (unused by a convolutional torso).
@@ -384,8 +565,24 @@ class _Network(keras.Model):
         self.encoder = ObservationEncoder(observation_space, name="encoder")
         self.torso = make_torso(torso, self.hidden_sizes, activation)
 
-    def features(self, observations: Any) -> Any:
-        return self.torso(self.encoder(observations))
+    def features(self, observations: Any, apply: Any = _run) -> Any:
+        return apply(self.torso, apply(self.encoder, observations))
+
+    def compute(self, inputs: Any, apply: Any) -> Any:
+        raise NotImplementedError
+
+    def call(self, inputs: Any) -> Any:
+        return self.compute(inputs, _run)
+
+    def plain(self) -> keras.Model:
+        """This (built) network as a functional model of Keras' own layers and ops — and the user's
+        torso layer, if it has one — holding the same weights and giving the same outputs (flattened
+        into a list where there are several: a Gaussian's mean and scale)."""
+        shapes = self.get_build_config()["input_shape"]  # what the network was first called with
+        several = isinstance(shapes, list | tuple) and isinstance(shapes[0], list | tuple)
+        inputs = [keras.Input(shape[1:]) for shape in shapes] if several else keras.Input(shapes[1:])
+        outputs = keras.tree.flatten(self.compute(inputs, _replay))
+        return keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0], name=self.name)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -417,8 +614,8 @@ class QNetwork(_Network):
         self.num_actions, self.dueling = int(num_actions), bool(dueling)
         self.head = QHead(self.num_actions, self.dueling, name="head")
 
-    def call(self, observations: Any) -> Any:
-        return self.head(self.features(observations))
+    def compute(self, observations: Any, apply: Any) -> Any:
+        return apply(self.head, self.features(observations, apply))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_actions": self.num_actions, "dueling": self.dueling}
@@ -451,8 +648,8 @@ class CategoricalActor(_Network):
         self.num_actions = int(num_actions)
         self.head = CategoricalHead(self.num_actions, name="head")
 
-    def call(self, observations: Any) -> Any:
-        return self.head(self.features(observations))
+    def compute(self, observations: Any, apply: Any) -> Any:
+        return apply(self.head, self.features(observations, apply))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_actions": self.num_actions}
@@ -484,8 +681,8 @@ class GaussianActor(_Network):
         self.head = GaussianHead(action_low, action_high, state_dependent_scale, initial_scale, min_scale, name="head")
         self.action_low, self.action_high = self.head.action_low, self.head.action_high
 
-    def call(self, observations: Any) -> Any:
-        return self.head(self.features(observations))
+    def compute(self, observations: Any, apply: Any) -> Any:
+        return apply(self.head, self.features(observations, apply))
 
     def get_config(self) -> dict[str, Any]:
         head = self.head.get_config()
@@ -518,8 +715,8 @@ class SquashedGaussianActor(_Network):
         self.head = SquashedGaussianHead(action_low, action_high, log_std_min, log_std_max, name="head")
         self.action_low, self.action_high = self.head.action_low, self.head.action_high
 
-    def call(self, observations: Any) -> Any:
-        return self.head(self.features(observations))
+    def compute(self, observations: Any, apply: Any) -> Any:
+        return apply(self.head, self.features(observations, apply))
 
     def squash(self, pre_squash: Any) -> Any:
         """``centre + half_range · tanh(u)``: a pre-squash action in the env's units, inside the bounds."""
@@ -546,8 +743,8 @@ class ValueCritic(_Network):
         super().__init__(hidden_sizes, activation, observation_space, torso, **kwargs)
         self.head = ValueHead(name="head")
 
-    def call(self, observations: Any) -> Any:
-        return self.head(self.features(observations))
+    def compute(self, observations: Any, apply: Any) -> Any:
+        return apply(self.head, self.features(observations, apply))
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
@@ -568,8 +765,8 @@ class DeterministicActor(_Network):
         self.head = DeterministicHead(action_low, action_high, name="head")
         self.action_low, self.action_high = self.head.action_low, self.head.action_high
 
-    def call(self, observations: Any) -> Any:
-        return self.head(self.features(observations))
+    def compute(self, observations: Any, apply: Any) -> Any:
+        return apply(self.head, self.features(observations, apply))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "action_low": self.action_low, "action_high": self.action_high}
@@ -597,10 +794,10 @@ class QCritic(_Network):
         self.joint = MLP(self.hidden_sizes, activation, name="joint")
         self.head = ValueHead(name="head")
 
-    def call(self, inputs: Any) -> Any:
+    def compute(self, inputs: Any, apply: Any) -> Any:
         observations, actions = inputs
-        joined = ops.concatenate([_flatten(self.features(observations)), _flatten(actions)], axis=-1)
-        return self.head(self.joint(joined))
+        joined = ops.concatenate([_flatten(self.features(observations, apply)), _flatten(actions)], axis=-1)
+        return apply(self.head, apply(self.joint, joined))
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
@@ -659,11 +856,11 @@ class RecurrentActorCritic(_Network):
         self.action_low = getattr(self.policy_head, "action_low", None)
         self.action_high = getattr(self.policy_head, "action_high", None)
 
-    def call(self, inputs: Any) -> Any:
+    def compute(self, inputs: Any, apply: Any) -> Any:
         observations, state = inputs
-        cell_output, next_state = self.cell(self.features(observations), state)
-        values = self.value_head(self.critic_trunk(cell_output))
-        return self.policy_head(self.actor_trunk(cell_output)), values, next_state
+        cell_output, next_state = apply(self.cell, self.features(observations, apply), state)
+        values = apply(self.value_head, apply(self.critic_trunk, cell_output))
+        return apply(self.policy_head, apply(self.actor_trunk, cell_output)), values, next_state
 
     @property
     def critic_variables(self) -> list:

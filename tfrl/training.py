@@ -65,6 +65,7 @@ from tfrl.errors import (
 )
 from tfrl.export import DEFAULT_EXPORT_DIR, check_export_target, export_policy, read_metadata
 from tfrl.logger import RunLogger
+from tfrl.nets import require_importable_torso
 from tfrl.pools import BACKENDS, check_backend, cluster
 from tfrl.rundir import RunLock, replace_text
 
@@ -500,9 +501,16 @@ def load_run(run_dir: str | Path) -> tuple[RunSettings, dict[str, Any]]:
 
 
 def _resumed_settings(
-    run_dir: Path, algorithm: str | None, env_id: str | None, changes: Mapping[str, Any] | None = None
+    run_dir: Path,
+    algorithm: str | None,
+    env_id: str | None,
+    changes: Mapping[str, Any] | None = None,
+    torso: Any = None,
 ) -> tuple[RunSettings, Any]:
     """The saved settings and config of ``run_dir``, checked against what the caller named.
+
+    ``torso`` (None: the saved one) is a torso builder given again, for a run whose torso only the
+    process that trained it could build (a lambda, say).
 
     ``changes`` are the run settings the caller gave (None: not given). Those of ``RESUMABLE_SETTINGS``
     are applied (and so recorded in run.json); any other that differs from the saved
@@ -525,6 +533,8 @@ def _resumed_settings(
         setattr(settings, name, value)
     settings.validate()
     _, config_class = get_agent(settings.algorithm)
+    if torso is not None:
+        config_dict = {**config_dict, "torso": torso}
     return settings, config_class.from_saved(config_dict)
 
 
@@ -563,9 +573,9 @@ def build_agent(settings: RunSettings, config: Any) -> Any:
     try:
         agent = agent_class(config, probe.observation_space, probe.action_space, settings.env_id, settings.seed)
         if isinstance(agent, UpdateProducer):
-            require_importable(
-                settings.env_id, f"{settings.algorithm}'s workers make their envs in their own processes"
-            )
+            workers = f"{settings.algorithm}'s workers"
+            require_importable(settings.env_id, f"{workers} make their envs in their own processes")
+            require_importable_torso(config.torso, f"{workers} build their networks in their own processes")
         try:
             first, _ = probe.reset(seed=settings.seed)
         except Exception as error:  # noqa: BLE001 — a user's env may raise anything; EnvFailed reports it whole
@@ -651,6 +661,7 @@ def train(
     config: Any = None,
     preset: str = "default",
     overrides: Mapping[str, Any] | None = None,
+    torso: Any = None,
     seed: int | None = None,
     total_steps: int | None = None,
     num_envs: int | None = None,
@@ -679,7 +690,11 @@ def train(
     checked once with gymnasium's env checker at the start of a new run (``env_check=False`` skips it).
 
     ``config`` (a Config instance) wins over ``preset`` + ``overrides``; otherwise the registry
-    entry's defaults apply (``double-dqn`` is DQN with ``double=True``). ``discretize=N`` trains on
+    entry's defaults apply (``double-dqn`` is DQN with ``double=True``). ``torso`` is the networks'
+    torso (see ``AgentConfig``): a name, ``module:builder``, or a function or class that returns a
+    new Keras layer; it wins over the config's. A run whose torso was a builder a new process cannot
+    import (a lambda, a local function, one of ``__main__``) resumes with it passed again,
+    ``train(resume=RUN, torso=builder)``. ``discretize=N`` trains on
     a Box action space cut into N evenly spaced actions per dimension. Run settings left as None get
     the preset's or agent's defaults (seed 0, 20 evaluation episodes, a stop at the env's threshold).
 
@@ -718,7 +733,7 @@ def train(
     env_id = None if env is None else env_reference(env)
     if resume is not None:
         run_dir = Path(resume)
-        settings, config = _resumed_settings(run_dir, algorithm, env_id, given)
+        settings, config = _resumed_settings(run_dir, algorithm, env_id, given, torso)
         _apply_export_choice(settings, export_dir, export, export_final, replace_export, run_dir)
         _apply_backend_choice(settings, backend, ray_address)
         check_export_target(settings.export_path, run_dir=run_dir)
@@ -728,6 +743,8 @@ def train(
             raise ConfigError("train needs an algorithm and an env (or resume=<run dir>)")
         agent_class, config_class = get_agent(algorithm)
         config = config or make_config(algorithm, preset, overrides)
+        if torso is not None:
+            config = config.replace(torso=torso)
         defaults = {**NEW_RUN_DEFAULTS, **run_defaults(agent_class, config_class, preset)}
         defaults["env_kwargs"] = {}  # the env's own defaults
         chosen: dict[str, Any] = {name: defaults[name] if value is None else value for name, value in given.items()}

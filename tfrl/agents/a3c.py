@@ -87,10 +87,10 @@ class A3CConfig(AgentConfig, SeparateRates):
     ``normalize_advantage`` standardises the advantages of each rollout. Rewards are learned from as
     ``(r + reward_shift) · reward_scale`` (the tutorial's Pendulum uses (r + 8) / 8); logged returns
     stay in the env's units.
-    ``hidden_sizes`` are the actor's layers, ``critic_hidden_sizes`` the critic's; with ``recurrent``
-    both sit on a GRU cell of ``rnn_units``. The scale fields only matter for Box action spaces.
-    ``learning_rate`` is both networks' rate unless ``actor_learning_rate`` or ``critic_learning_rate``
-    sets one apart.
+    ``hidden_sizes`` are the actor's layers, ``critic_hidden_sizes`` the critic's (``net_arch``'s ``pi``
+    and ``vf`` win over them); with ``recurrent`` both sit on a GRU cell of ``rnn_units``. The scale
+    fields only matter for Box action spaces. ``learning_rate`` is both networks' rate unless
+    ``actor_learning_rate`` or ``critic_learning_rate`` sets one apart.
     """
 
     # configs saved before ``pipeline`` existed were trained in lockstep
@@ -121,6 +121,7 @@ class A3CConfig(AgentConfig, SeparateRates):
     recurrent: bool = False
     rnn_units: int = 64
 
+    NET_ARCH_ROLES: ClassVar[tuple[str, ...]] = ("pi", "vf")
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "default": {},
         # Pendulum-v1: short horizon (γ 0.9, as every tutorial uses for it), 8 envs per worker and
@@ -222,6 +223,9 @@ class A3CConfig(AgentConfig, SeparateRates):
             f"(about {WORKER_MEMORY_BYTES / 2**30:.1f} GiB) and {available_memory_bytes() / 2**30:.1f} GiB of memory is free",
         )
 
+    def _shared_sizes(self, role: str) -> tuple[int, ...]:
+        return self.critic_hidden_sizes if role == "vf" else self.hidden_sizes
+
     @property
     def worker_count(self) -> int:
         """Workers on this machine (the process backend)."""
@@ -305,8 +309,8 @@ class A3CNetworks:
             )
             self.model = RecurrentActorCritic(
                 config.rnn_units,
-                actor_hidden_sizes=config.hidden_sizes,
-                critic_hidden_sizes=config.critic_hidden_sizes,
+                actor_hidden_sizes=config.layer_sizes("pi"),
+                critic_hidden_sizes=config.layer_sizes("vf"),
                 activation=config.activation,
                 initial_scale=config.initial_scale,
                 min_scale=config.min_scale,
@@ -319,7 +323,7 @@ class A3CNetworks:
         else:
             self.actor = build_actor(action_space, observation_space, config)
             self.critic = ValueCritic(
-                config.critic_hidden_sizes, config.activation, **network_inputs(observation_space, config.torso)
+                config.layer_sizes("vf"), config.activation, **network_inputs(observation_space, config.torso)
             )
             self.critic(observation)
             self.state_size = 0

@@ -73,6 +73,7 @@ class ActorCriticConfig(AgentConfig, SeparateRates):
     initial_scale: float = 1.0
     min_scale: float = 1e-3
 
+    NET_ARCH_ROLES: ClassVar[tuple[str, ...]] = ("pi", "vf")
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "default": {},
         # Continuous control on Pendulum-v1: short horizon (γ 0.9, as every tutorial uses for it),
@@ -155,7 +156,7 @@ class ActorCriticAgent(RolloutLearning, AgentBase):
     ) -> None:
         self._setup(config, observation_space, action_space, env_id)
         self.actor = build_actor(self.action_space, self.observation_space, config)
-        self.critic = ValueCritic(config.hidden_sizes, config.activation, **self.network_inputs)
+        self.critic = ValueCritic(config.layer_sizes("vf"), config.activation, **self.network_inputs)
         self.critic(np.zeros((1, *self.observation_shape), np.float32))
         self.actor_optimizer = make_optimizer(config.optimizer, config.actor_rate, config.max_grad_norm)
         self.actor_optimizer.build(self.actor.trainable_variables)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import types
 import typing
@@ -18,7 +19,7 @@ from typing import Any, ClassVar, TypeVar
 import keras
 
 from tfrl.errors import ConfigError
-from tfrl.nets import TORSOS
+from tfrl.nets import TORSO_CHOICES, TORSOS, is_user_torso, torso_builder, torso_reference
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -28,6 +29,8 @@ _Config = TypeVar("_Config", bound="AgentConfig")
 
 def _convert(field: dataclasses.Field, value: Any, hints: dict) -> Any:
     """Convert ``value`` (a string from the command line or a TOML value) to the field's type."""
+    if "convert" in field.metadata:  # ``__post_init__`` converts it, from text or from a Python value
+        return value
     kind = hints[field.name]
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(kind):
@@ -90,13 +93,52 @@ class SeparateRates:
         return self.learning_rate if self.critic_learning_rate is None else self.critic_learning_rate
 
 
+NET_ARCH_EXAMPLE = '{"pi": [64, 64], "qf": [256, 256]}'
+ROLES = {"pi": "the actor", "vf": "the value critic V(s)", "qf": "the Q-network or Q critics"}
+
+
+def _net_arch(value: Any) -> dict[str, tuple[int, ...]]:
+    """``net_arch`` as role → layer sizes, from a mapping (Python, a TOML table) or its JSON text (``--set``)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except ValueError:
+            raise ConfigError(f"net_arch={value!r} is not JSON: expected e.g. {NET_ARCH_EXAMPLE}") from None
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"net_arch={value!r} is invalid: expected layer sizes per network, e.g. {NET_ARCH_EXAMPLE} (one list "
+            "for every network is hidden_sizes)"
+        )
+    for role, sizes in value.items():
+        if not isinstance(sizes, list | tuple) or not all(
+            isinstance(size, int) and not isinstance(size, bool) and size > 0 for size in sizes
+        ):
+            raise ConfigError(f"net_arch[{role!r}]={sizes!r} is invalid: expected a list of positive layer sizes")
+    return {str(role): tuple(sizes) for role, sizes in value.items()}
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with its tuples made lists, also inside dicts: what JSON and TOML hold."""
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class AgentConfig:
     """Base of every agent config. Subclasses add fields, ``PRESETS`` (with ``PRESET_RUN_DEFAULTS``
     where a preset needs, say, another number of envs) and ``validate``.
 
     ``torso`` is the networks' body, shared by every agent: ``auto`` (convolutional for image
-    observations, an MLP of the config's hidden sizes otherwise), or one of ``tfrl.nets.TORSOS``.
+    observations, an MLP of the config's hidden sizes otherwise), one of ``tfrl.nets.TORSOS``, or the
+    user's own: a function or class that returns a new Keras layer (given as itself or as
+    ``module:builder``; a layer instance is copied), called once per network (actor, critic, each
+    target), whose layer replaces the MLP's hidden layers (``tfrl.nets.torso_reference``). ``net_arch``
+    gives networks of one role their own MLP sizes, as Stable-Baselines3's ``net_arch`` names them:
+    ``pi`` the actor, ``vf`` the value critic, ``qf`` the Q-network or Q critics (``NET_ARCH_ROLES``
+    are the ones an agent has); a role it leaves out gets ``hidden_sizes`` (``layer_sizes``).
     ``frame_stack`` is how many frames the env maker stacks channels last (``tfrl.envs.make_env``):
     0 for the env's convention (4 for ALE ids, none otherwise). It sits in the config, not in the run
     settings, because the agent's replay memory stores stacks one frame at a time and needs to know it.
@@ -113,13 +155,20 @@ class AgentConfig:
     # fields added after configs were first saved, with the value that keeps a saved config that lacks
     # them (an old run.json, a shipped export's tfrl.json) meaning what it meant: see ``from_saved``
     ADDED_FIELDS: ClassVar[dict[str, Any]] = {}
+    NET_ARCH_ROLES: ClassVar[tuple[str, ...]] = ()
 
-    torso: str = "auto"
+    # fields with a ``convert`` take Python values as well as text; ``__post_init__`` converts them
+    torso: str = dataclasses.field(default="auto", metadata={"convert": torso_reference})
+    net_arch: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict, metadata={"convert": _net_arch})
     frame_stack: int = 0
     intra_op_threads: int = 0
 
     def __post_init__(self) -> None:
-        self.require_choice("torso", ("auto", *TORSOS))
+        for field in dataclasses.fields(self):
+            if "convert" in field.metadata:
+                object.__setattr__(self, field.name, field.metadata["convert"](getattr(self, field.name)))
+        self._require_torso()
+        self._require_net_arch()
         self.require_non_negative("frame_stack", "intra_op_threads")
         if isinstance(self, SeparateRates):
             self.require_positive("learning_rate")
@@ -136,6 +185,29 @@ class AgentConfig:
             keras.activations.get(self.activation)  # type: ignore[attr-defined]
         except ValueError:
             self._require("activation", False, "a Keras activation name, e.g. relu, tanh, relu6, elu, gelu")
+
+    def _require_torso(self) -> None:
+        """A torso name, or a reference to a builder this process can call (``torso_builder`` says why not)."""
+        if is_user_torso(self.torso):
+            torso_builder(self.torso)
+        else:
+            self._require("torso", self.torso in ("auto", *TORSOS), TORSO_CHOICES)
+
+    def _require_net_arch(self) -> None:
+        for role in self.net_arch:
+            if role not in self.NET_ARCH_ROLES:
+                roles = ", ".join(f"{name} ({ROLES[name]})" for name in self.NET_ARCH_ROLES)
+                raise ConfigError(
+                    f"net_arch has {role!r}, a network {type(self).__name__} does not have; its networks are: {roles}"
+                )
+
+    def layer_sizes(self, role: str) -> tuple[int, ...]:
+        """The MLP hidden layers of the ``role`` network (``ROLES``): ``net_arch[role]``, else the shared ones."""
+        return self.net_arch.get(role, self._shared_sizes(role))
+
+    def _shared_sizes(self, role: str) -> tuple[int, ...]:
+        """The sizes a role gets that ``net_arch`` leaves out: ``hidden_sizes``, which every agent's config has."""
+        return self.hidden_sizes  # type: ignore[attr-defined]
 
     def validate(self) -> None:
         """Raise ``ConfigError`` for an invalid field; subclasses extend it."""
@@ -174,9 +246,7 @@ class AgentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-friendly values (tuples become lists)."""
-        return {
-            key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()
-        }
+        return {key: _plain(value) for key, value in dataclasses.asdict(self).items()}
 
     # Validation helpers used by subclasses' ``validate``.
     def _require(self, name: str, ok: bool, expected: str) -> None:

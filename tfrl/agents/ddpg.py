@@ -66,6 +66,7 @@ class DDPGConfig(AgentConfig, SeparateRates):
     target_noise: float = 0.2
     target_noise_clip: float = 0.5
 
+    NET_ARCH_ROLES: ClassVar[tuple[str, ...]] = ("pi", "qf")
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "default": {},
         # DDPG_update.py: 30 hidden units, LR_A 0.001, LR_C 0.002, γ 0.9, τ 0.01, memory 10000,
@@ -155,15 +156,15 @@ class DDPGAgent(ReplayLearning, AgentBase):
         self.half_range = (self.high - self.low) / 2
 
         self.actor = self._build(
-            DeterministicActor(self.low, self.high, config.hidden_sizes, config.activation, **self.network_inputs)
+            DeterministicActor(self.low, self.high, config.layer_sizes("pi"), config.activation, **self.network_inputs)
         )
         self.actor_target = self._build(
-            DeterministicActor(self.low, self.high, config.hidden_sizes, config.activation, **self.network_inputs)
+            DeterministicActor(self.low, self.high, config.layer_sizes("pi"), config.activation, **self.network_inputs)
         )
         soft_update(self.actor_target, self.actor, tau=1.0)
         self.critics = QCritics(
             2 if config.td3 else 1,
-            config.hidden_sizes,
+            config.layer_sizes("qf"),
             config.activation,
             config.critic_rate,
             self.observation_shape,

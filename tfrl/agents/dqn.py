@@ -82,6 +82,7 @@ class DQNConfig(AgentConfig):
     prioritized_epsilon: float = 1e-6
     n_step: int = 1
 
+    NET_ARCH_ROLES: ClassVar[tuple[str, ...]] = ("qf",)
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "default": {},
         # The original TF1 tutorial (run_CartPole.py): 10 hidden units, RMSProp 0.01, γ 0.9, memory
@@ -334,7 +335,7 @@ class DQNAgent(AgentBase):
     def _build_network(self) -> QNetwork:
         network = QNetwork(
             self.num_actions,
-            self.config.hidden_sizes,
+            self.config.layer_sizes("qf"),
             self.config.activation,
             self.config.dueling,
             **self.network_inputs,

@@ -93,6 +93,7 @@ class PPOConfig(AgentConfig, SeparateRates):
     initial_scale: float = 1.0
     min_scale: float = 1e-3
 
+    NET_ARCH_ROLES: ClassVar[tuple[str, ...]] = ("pi", "vf")
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "default": {},
         # Tuned here on Pendulum-v1 (seeds 0–9 beat −200 in 10–20k env steps, median 10k, and end at
@@ -214,7 +215,7 @@ class PPOAgent(RolloutLearning, AgentBase):
     ) -> None:
         self._setup(config, observation_space, action_space, env_id)
         self.actor = build_actor(self.action_space, self.observation_space, config)
-        self.critic = ValueCritic(config.hidden_sizes, config.activation, **self.network_inputs)
+        self.critic = ValueCritic(config.layer_sizes("vf"), config.activation, **self.network_inputs)
         self.critic(np.zeros((1, *self.observation_shape), np.float32))
         self.actor_optimizer = make_optimizer(config.optimizer, config.actor_rate, config.max_grad_norm)
         self.actor_optimizer.build(self.actor.trainable_variables)

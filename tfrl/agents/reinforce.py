@@ -71,6 +71,7 @@ class ReinforceConfig(AgentConfig):
     initial_scale: float = 1.0
     min_scale: float = 1e-3
 
+    NET_ARCH_ROLES: ClassVar[tuple[str, ...]] = ("pi", "vf")
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "default": {},
         # The original TF1 tutorial (7_Policy_gradient_softmax): 10 tanh units, Adam 0.02, γ 0.99, one
@@ -128,7 +129,7 @@ class ReinforceAgent(StochasticActing, AgentBase):
         self.optimizer.build(self.actor.trainable_variables)
         self.critic = None
         if config.baseline:
-            self.critic = ValueCritic(config.hidden_sizes, config.activation, **self.network_inputs)
+            self.critic = ValueCritic(config.layer_sizes("vf"), config.activation, **self.network_inputs)
             self.critic(np.zeros((1, *self.observation_shape), np.float32))
             self.critic_optimizer = make_optimizer(config.optimizer, config.critic_learning_rate, config.max_grad_norm)
             self.critic_optimizer.build(self.critic.trainable_variables)

@@ -69,6 +69,7 @@ class SACConfig(AgentConfig):
     activation: str = "relu"
     reward_scale: float = 1.0
 
+    NET_ARCH_ROLES: ClassVar[tuple[str, ...]] = ("pi", "qf")
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "default": {},
         # rl-zoo3's tuned MountainCarContinuous-v0 SAC: a fixed α of 0.1, γ 0.9999, τ 0.01, 64-unit
@@ -167,14 +168,14 @@ class SACAgent(ReplayLearning, AgentBase):
         self._init_replay_learning(seed)
 
         self.actor = SquashedGaussianActor(
-            self.low, self.high, config.hidden_sizes, config.activation, **self.network_inputs
+            self.low, self.high, config.layer_sizes("pi"), config.activation, **self.network_inputs
         )
         self.actor(np.zeros((1, *self.observation_shape), np.float32))
         self.actor_optimizer = make_optimizer("adam", config.learning_rate)
         self.actor_optimizer.build(self.actor.trainable_variables)
         self.critics = QCritics(
             2,
-            config.hidden_sizes,
+            config.layer_sizes("qf"),
             config.activation,
             config.learning_rate,
             self.observation_shape,

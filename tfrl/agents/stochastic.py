@@ -29,8 +29,7 @@ tfd = tfp.distributions
 class ActorSettings(Protocol):
     """The config fields ``build_actor`` reads; every stochastic-policy agent's config has them."""
 
-    @property
-    def hidden_sizes(self) -> tuple[int, ...]: ...
+    def layer_sizes(self, role: str) -> tuple[int, ...]: ...
 
     @property
     def activation(self) -> str: ...
@@ -55,12 +54,12 @@ def build_actor(
     with the encoder and torso for ``observation_space``."""
     inputs = network_inputs(observation_space, config.torso)
     if isinstance(action_space, gym.spaces.Discrete):
-        actor = CategoricalActor(int(action_space.n), config.hidden_sizes, config.activation, **inputs)
+        actor = CategoricalActor(int(action_space.n), config.layer_sizes("pi"), config.activation, **inputs)
     else:
         actor = GaussianActor(
             np.ravel(action_space.low),
             np.ravel(action_space.high),
-            config.hidden_sizes,
+            config.layer_sizes("pi"),
             config.activation,
             state_dependent_scale=config.state_dependent_scale,
             initial_scale=config.initial_scale,
