@@ -88,7 +88,7 @@ def test_in_a_log_file_each_evaluation_is_one_line_as_it_happens(tmp_path):
         for line in evaluations
     )
     assert "━" not in logged.stdout and "\x1b[" not in logged.stdout  # no bar, no escape codes in a file
-    assert "tfrl: training dqn on CartPole-v1 in runs/dqn-CartPole-v1-0-" in logged.stderr
+    assert "run: runs/dqn-CartPole-v1-0-" in logged.stdout
 
 
 def test_a_resume_says_the_step_and_checkpoint_it_continues_from(tmp_path, capsys):

@@ -99,6 +99,7 @@ def test_a_new_runs_export_may_not_hold_its_logdir(capsys, export_holding_a_run,
         str(logdir),
         "--export-dir",
         str(tmp_path),
+        "--replace-export",  # without it the new run's policy goes beside the old export, replacing nothing
         "--no-progress",
     )
     assert f"cannot export to {export}: it holds the log directory (--logdir) {logdir}" in error

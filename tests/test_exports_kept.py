@@ -31,6 +31,8 @@ def test_two_runs_in_a_row_keep_both_exports_and_say_so(train, tmp_path):
     second = tmp_path / "exports" / "dqn-CartPole-v1-2"
     assert code == 0 and load_policy(second).metadata["seed"] == 2
     assert load_policy(first).metadata["seed"] == 1  # the first run's policy is as it was
+    strict = json.loads((second / "assets" / "tfrl.json").read_text(), parse_constant=pytest.fail)
+    assert strict["observation_space"]["high"][1] is None  # CartPole's unbounded velocity: null, not Infinity
     assert f"): {second}" in printed
     assert f"kept beside it: {first} (return {first_score:.1f} at env step 500)" in printed
 

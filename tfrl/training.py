@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -226,12 +227,13 @@ class RunSettings:
     env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)  # the env's own arguments
     export_name: str | None = None
     replace_export: bool = False
+    run_id: str | None = None  # the run's own name for itself, kept in its exports: a copied run is the same run
 
     def validate(self) -> None:
         """Refuse values that cannot run, and values of the wrong type (a hand-edited run.json)."""
         for name in ("algorithm", "env_id", "backend"):
             _require_type(name, getattr(self, name), str, "a string")
-        for name in ("export_dir", "ray_address", "export_name"):
+        for name in ("export_dir", "ray_address", "export_name", "run_id"):
             _require_type(name, getattr(self, name), (str, type(None)), "a string or null")
         for name in ("stop_at_threshold", "export_final", "replace_export"):
             _require_type(name, getattr(self, name), bool, "true or false")
@@ -282,7 +284,7 @@ class RunSettings:
         folder = Path(self.export_dir)
         names = [self.export_name] if self.export_name else []
         names += [self.name if number == 1 else f"{self.name}-{number}" for number in range(1, 10_000)]
-        self.export_name = next(name for name in names if _free_for(folder / name, run_dir))
+        self.export_name = next(name for name in names if not _another_runs_export(folder / name, self, run_dir))
 
 
 @dataclasses.dataclass
@@ -625,6 +627,7 @@ def export_run(
         "algorithm": settings.algorithm,
         "env_id": settings.env_id,
         "env_kwargs": settings.env_kwargs,
+        "run_id": settings.run_id,
         "observation_space": describe_space(agent.observation_space),
         "preprocessing": preprocessing(settings.env_id, agent.config.frame_stack),
         "action_space": describe_space(action_space),
@@ -748,7 +751,7 @@ def train(
         defaults = {**NEW_RUN_DEFAULTS, **run_defaults(agent_class, config_class, preset)}
         defaults["env_kwargs"] = {}  # the env's own defaults
         chosen: dict[str, Any] = {name: defaults[name] if value is None else value for name, value in given.items()}
-        settings = RunSettings(algorithm=algorithm, env_id=env_id, **chosen)
+        settings = RunSettings(algorithm=algorithm, env_id=env_id, run_id=uuid.uuid4().hex, **chosen)
         _apply_backend_choice(settings, backend, ray_address)
         settings.validate()
         _apply_export_choice(settings, export_dir, export, export_final, replace_export)
@@ -784,8 +787,6 @@ def _run(
         best.load_state(checkpointer.restored_extra_state.get("best", {}))
         checkpoint = run_dir / "checkpoints" / f"ckpt-{start_step}"
         print(f"tfrl: resuming {run_dir} from its checkpoint at env step {start_step} ({checkpoint})", file=sys.stderr)
-    else:
-        print(f"tfrl: training {settings.algorithm} on {settings.env_id} in {run_dir}", file=sys.stderr)
     logger = RunLogger(run_dir, settings.total_steps, start_step, progress)
     callbacks = Callbacks(hooks, Run(agent, settings, run_dir, best, logger.custom_scalar))
     setup_seconds = logger.start_time - called
@@ -837,15 +838,18 @@ def _run(
     )
 
 
-def _free_for(path: Path, run_dir: Path | None) -> bool:
-    """Whether the run in ``run_dir`` may export to ``path``: nothing is there, or its own earlier export."""
-    if not path.exists():
-        return True
+def _another_runs_export(path: Path, settings: RunSettings, run_dir: Path | None) -> bool:
+    """Whether ``path`` holds the tfrl export of another run than this one (``settings.run_id``; for an
+    export made before run ids, its run directory): a name to pass over. What is not an export (a
+    file, your data) is not passed over: ``check_export_target`` then refuses it by name."""
     try:
-        recorded = read_metadata(path).get("run_dir")
-        return run_dir is not None and recorded is not None and Path(recorded).resolve() == run_dir.resolve()
+        metadata = read_metadata(path)
     except ExportError:
         return False
+    if "run_id" in metadata:
+        return metadata["run_id"] != settings.run_id
+    recorded = metadata.get("run_dir")
+    return run_dir is None or recorded is None or Path(recorded).resolve() != run_dir.resolve()
 
 
 def run_defaults(agent_class: Any, config_class: Any, preset: str) -> dict[str, int]:
