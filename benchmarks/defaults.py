@@ -39,7 +39,7 @@ BUDGETS = {
     "Pendulum-v1": 50_000,
     "MountainCarContinuous-v0": 50_000,
     "FrozenLake-v1": 20_000,
-    "Taxi-v3": 50_000,
+    "Taxi-v4": 50_000,
     "CliffWalking-v1": 30_000,
     "Blackjack-v1": 20_000,
 }

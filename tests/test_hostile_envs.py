@@ -296,3 +296,14 @@ def test_plot_out_gets_a_suffix_or_a_clear_line(short_run, capsys, tmp_path):
     assert (tmp_path / "curve.png").stat().st_size > 0
     assert "does not exist" in _error(capsys, "plot", str(short_run.run_dir), "--out", str(tmp_path / "no" / "c.png"))
     assert "suffix must be one of" in _error(capsys, "plot", str(short_run.run_dir), "--out", str(tmp_path / "c.txt"))
+
+
+def test_an_env_without_a_time_limit_has_its_evaluation_episodes_cut_and_said(tmp_path, capsys):
+    # CliffWalking-v1 registers no max_episode_steps: an untrained greedy policy walks into a wall forever
+    result = tfrl.train(
+        "dqn", "CliffWalking-v1", total_steps=300, eval_every=300, eval_episodes=2, logdir=tmp_path, export=False
+    )
+    assert "tfrl: CliffWalking-v1 has no time limit, so its evaluation and recorded episodes end after 10,000" in (
+        capsys.readouterr().err
+    )
+    assert math.isfinite(result.final_return) and result.final_return >= -100.0 * 10_000

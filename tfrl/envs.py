@@ -386,7 +386,7 @@ def check_user_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> 
                 findings.append(f"{type(error).__name__}: {error}")
         warned = [re.sub(r"\x1b\[[0-9;]*m", "", str(warning.message)).removeprefix("WARN: ") for warning in caught]
         findings = list(dict.fromkeys(warned + findings))  # each once, in the order found
-        if not _has_time_limit(env):
+        if not has_time_limit(env):
             findings.append(
                 "it has no time limit, so an episode (an evaluation's too) ends only when the env terminates it; "
                 "if it may not, give gymnasium's max_episode_steps (--env-kwargs max_episode_steps=N)"
@@ -401,13 +401,31 @@ def check_user_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> 
     return findings
 
 
-def _has_time_limit(env: gym.Env) -> bool:
+def has_time_limit(env: gym.Env) -> bool:
     """Whether a ``TimeLimit`` wraps ``env`` (a registered ``max_episode_steps``, or the factory's own)."""
     while isinstance(env, gym.Wrapper):
         if isinstance(env, gym.wrappers.TimeLimit):
             return True
         env = env.env
     return False
+
+
+# Where an episode of an env without a time limit is cut when a greedy policy plays it (an evaluation,
+# a recording): a deterministic policy can walk into a wall forever (CliffWalking-v1 has no limit).
+PLAYING_STEP_LIMIT = 10_000
+
+
+def limited_for_playing(envs: list[gym.Env], env_id: str) -> list[gym.Env]:
+    """``envs`` (copies of one env) as a greedy policy plays them: those without a time limit get one
+    of ``PLAYING_STEP_LIMIT`` steps, said once on stderr, so an evaluation always ends."""
+    if not envs or has_time_limit(envs[0]):
+        return envs
+    print(
+        f"tfrl: {env_id} has no time limit, so its evaluation and recorded episodes end after "
+        f"{PLAYING_STEP_LIMIT:,} steps (a greedy policy may never end one); give max_episode_steps to choose",
+        file=sys.stderr,
+    )
+    return [gym.wrappers.TimeLimit(env, max_episode_steps=PLAYING_STEP_LIMIT) for env in envs]
 
 
 def _make(env_id: str, training: bool, stack: int, **kwargs: Any) -> gym.Env:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from tfrl.envs import check_episode_seeds, make_env
+from tfrl.envs import check_episode_seeds, limited_for_playing, make_env
 from tfrl.errors import ConfigError, EnvError, ExportError
 from tfrl.export import Policy, load_policy
 
@@ -117,7 +117,8 @@ def record(
     policy = load_policy(path)
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame-rendered envs need no sound to draw frames
     env_id = policy.metadata["env_id"]
-    env = make_env(env_id, render_mode="rgb_array", env_kwargs=policy.metadata.get("env_kwargs"))
+    made = make_env(env_id, render_mode="rgb_array", env_kwargs=policy.metadata.get("env_kwargs"))
+    [env] = limited_for_playing([made], env_id)
     modes = env.metadata.get("render_modes", [])
     if "rgb_array" not in modes:
         env.close()
@@ -157,7 +158,9 @@ def enjoy(path: str | os.PathLike, episodes: int = 1, seed: int = 0) -> list[flo
             "no display to open a window on (DISPLAY is not set): use tfrl record PATH --out episode.gif instead"
         )
     policy = load_policy(path)
-    env = make_env(policy.metadata["env_id"], render_mode="human", env_kwargs=policy.metadata.get("env_kwargs"))
+    env_id = policy.metadata["env_id"]
+    made = make_env(env_id, render_mode="human", env_kwargs=policy.metadata.get("env_kwargs"))
+    [env] = limited_for_playing([made], env_id)
     try:
         return _play(policy, env, episodes, seed, lambda: None)
     finally:

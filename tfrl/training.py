@@ -47,6 +47,7 @@ from tfrl.envs import (
     env_name,
     env_reference,
     final_observations,
+    limited_for_playing,
     make_env,
     make_vector_env,
     preprocessing,
@@ -97,7 +98,7 @@ class Evaluator:
         if episodes < 1:
             raise ConfigError(f"evaluation episodes must be at least 1, got {episodes}")
         check_episode_seeds(seed, episodes)
-        self.envs = [
+        made = [
             make_env(
                 env_id,
                 discretize=discretize,
@@ -107,6 +108,7 @@ class Evaluator:
             )
             for _ in range(episodes)
         ]
+        self.envs = limited_for_playing(made, env_id)
         self.env_id, self.seed = env_id, seed
 
     def __call__(self, policy: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
