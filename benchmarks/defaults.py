@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 
 import tfrl
@@ -64,6 +65,22 @@ def random_return(env_id: str) -> float:
     )
 
 
+def constant_return(env_id: str) -> float:
+    """The best mean return of one action played always (each discrete action; a Box's midpoint): a
+    policy that beats random play only by doing nothing (MountainCarContinuous, Taxi, CliffWalking) is
+    no learning, so a verdict needs to beat this too."""
+    space = make_env(env_id).action_space
+    if isinstance(space, gym.spaces.Discrete):
+        actions = [space.start + index for index in range(int(space.n))]
+    else:
+        actions = [(np.asarray(space.low) + np.asarray(space.high)) / 2]
+    means = []
+    for action in actions:
+        returns = tfrl.evaluate(lambda batch, action=action: np.stack([action] * len(batch)), env_id, 20)
+        means.append(float(np.mean(returns)))
+    return max(means)
+
+
 def threshold(env_id: str) -> float | None:
     env = make_env(env_id)
     try:
@@ -96,29 +113,31 @@ def run_one(algorithm: str, env_id: str, seed: int, steps: int) -> dict:
     }
 
 
-def verdict(mean_best: float, random: float, goal: float | None) -> str:
-    """``solved`` at the threshold; ``learns`` when at least a quarter of the way from random to the
-    threshold (or, with no threshold, 20% of |random| above it); else ``no``."""
+def verdict(mean_best: float, baseline: float, goal: float | None) -> str:
+    """``solved`` at the threshold; ``learns`` when at least a quarter of the way from the baseline (the
+    better of random play and one constant action) to the threshold (or, with no threshold, 20% of
+    |baseline| above it); else ``no``."""
     if goal is not None and mean_best >= goal:
         return "solved"
-    margin = 0.25 * (goal - random) if goal is not None else 0.2 * max(abs(random), 1.0)
-    return "learns" if mean_best >= random + margin else "no"
+    margin = 0.25 * (goal - baseline) if goal is not None and goal > baseline else 0.2 * max(abs(baseline), 1.0)
+    return "learns" if mean_best >= baseline + margin else "no"
 
 
 def table(results: dict, references: dict) -> str:
     lines = [
-        "| algorithm | env | random | threshold | best return per seed | mean | verdict |",
-        "|---|---|---|---|---|---|---|",
+        "| algorithm | env | random | one action | threshold | best return per seed | mean | verdict |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     pairs = sorted({(row["algorithm"], row["env"]) for row in results["runs"]})
     for algorithm, env_id in pairs:
         rows = [row for row in results["runs"] if (row["algorithm"], row["env"]) == (algorithm, env_id)]
         bests = [row["best_return"] for row in rows if row["best_return"] is not None]
-        random, goal = references[env_id]["random"], references[env_id]["threshold"]
+        random, constant = references[env_id]["random"], references[env_id]["constant"]
+        goal = references[env_id]["threshold"]
         mean = statistics.mean(bests) if bests else float("nan")
         lines.append(
-            f"| {algorithm} | {env_id} | {random:.1f} | {'-' if goal is None else goal} | "
-            f"{', '.join(f'{best:.1f}' for best in bests)} | {mean:.1f} | {verdict(mean, random, goal)} |"
+            f"| {algorithm} | {env_id} | {random:.1f} | {constant:.1f} | {'-' if goal is None else goal} | "
+            f"{', '.join(f'{best:.1f}' for best in bests)} | {mean:.1f} | {verdict(mean, max(random, constant), goal)} |"
         )
     return "\n".join(lines)
 
@@ -136,7 +155,9 @@ def main() -> None:
         results = json.loads(RESULTS.read_text())
     references = results["references"]
     for env_id in args.envs:
-        references.setdefault(env_id, {"random": random_return(env_id), "threshold": threshold(env_id)})
+        reference = references.setdefault(env_id, {"random": random_return(env_id), "threshold": threshold(env_id)})
+        if "constant" not in reference:
+            reference["constant"] = constant_return(env_id)
     done = {(row["algorithm"], row["env"], row["seed"], row["steps"]) for row in results["runs"]}
     for env_id in args.envs:
         steps = int(BUDGETS[env_id] * args.budget_scale)
