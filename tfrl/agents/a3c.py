@@ -197,6 +197,7 @@ class A3CConfig(AgentConfig, SeparateRates):
             rnn_units=64,
         ),
     }
+    PRESET_ENVS: ClassVar[dict[str, tuple[str, ...]]] = {"pendulum": ("Pendulum-v1",)}
 
     def validate(self) -> None:
         self.require_positive(

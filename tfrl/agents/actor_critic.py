@@ -123,6 +123,7 @@ class ActorCriticConfig(AgentConfig, SeparateRates):
             min_scale=0.1,
         ),
     }
+    PRESET_ENVS: ClassVar[dict[str, tuple[str, ...]]] = {"pendulum": ("Pendulum-v1",)}
 
     def validate(self) -> None:
         self.require_positive("n_steps", "reward_scale", "initial_scale", "min_scale")

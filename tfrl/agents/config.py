@@ -152,6 +152,9 @@ class AgentConfig:
     # run settings a preset was tuned with, where they differ from the agent's ``run_defaults``
     # (rl-zoo3's ``n_envs``, say); a value the caller gives still wins
     PRESET_RUN_DEFAULTS: ClassVar[dict[str, dict[str, int]]] = {}
+    # the env ids a preset was tuned on: ``tfrl train`` names the preset when a run on one of them takes
+    # the defaults, and benchmarks/defaults.py runs it beside the defaults there
+    PRESET_ENVS: ClassVar[dict[str, tuple[str, ...]]] = {}
     # fields added after configs were first saved, with the value that keeps a saved config that lacks
     # them (an old run.json, a shipped export's tfrl.json) meaning what it meant: see ``from_saved``
     ADDED_FIELDS: ClassVar[dict[str, Any]] = {}
@@ -218,6 +221,11 @@ class AgentConfig:
         if preset not in cls.PRESETS:
             raise ConfigError(f"unknown preset {preset!r} for {cls.__name__}; choose one of: {', '.join(cls.PRESETS)}")
         return cls().replace(**cls.PRESETS[preset]).replace(**dict(overrides or {}))
+
+    @classmethod
+    def presets_for(cls, env_id: str) -> list[str]:
+        """The presets tuned on ``env_id`` (``PRESET_ENVS``), in the order ``PRESETS`` lists them."""
+        return [preset for preset in cls.PRESETS if env_id in cls.PRESET_ENVS.get(preset, ())]
 
     @classmethod
     def from_saved(cls: type[_Config], saved: Mapping[str, Any]) -> _Config:

@@ -88,7 +88,12 @@ class DDPGConfig(AgentConfig, SeparateRates):
             noise_decay=0.9995,
             reward_scale=0.1,
         ),
+        # MountainCarContinuous-v0, whose reward for reaching the flag comes after a long swing that
+        # independent noise never makes (the agent learns to stand still, return 0): rl-zoo3's TD3 and
+        # DDPG entries explore with Ornstein-Uhlenbeck noise of σ 0.5 (a quarter of the range).
+        "mountaincar": dict(noise_type="ou", exploration_noise=0.5),
     }
+    PRESET_ENVS: ClassVar[dict[str, tuple[str, ...]]] = {"mountaincar": ("MountainCarContinuous-v0",)}
 
     def validate(self) -> None:
         self.require_positive(

@@ -91,6 +91,7 @@ class SACConfig(AgentConfig):
             exploration_theta=0.02,
         ),
     }
+    PRESET_ENVS: ClassVar[dict[str, tuple[str, ...]]] = {"mountaincar": ("MountainCarContinuous-v0",)}
 
     def validate(self) -> None:
         self.require_positive(
