@@ -7,7 +7,7 @@ import pytest
 
 import tfrl
 from tfrl.agents import ALGORITHMS, get_agent
-from tfrl.cli import main
+from tfrl.cli import main, note_tuned_presets
 from tfrl.training import load_run
 
 
@@ -154,6 +154,22 @@ def test_a_presets_run_defaults_apply_unless_the_caller_gives_its_own(tmp_path):
         )  # fmt: skip
         runs[preset, num_envs] = load_run(result.run_dir)[0].num_envs
     assert runs == {("pendulum", None): 8, ("pendulum", 2): 2, ("default", None): 4}
+
+
+def test_each_preset_tuned_on_an_env_is_named_when_a_run_there_takes_the_defaults(capsys):
+    for name in ALGORITHMS:
+        config_class = get_agent(name)[1]
+        for preset, env_ids in config_class.PRESET_ENVS.items():
+            assert preset in config_class.PRESETS and env_ids, (name, preset)
+            for env_id in env_ids:
+                assert preset in config_class.presets_for(env_id)
+    assert get_agent("dqn")[1].presets_for("MountainCar-v0") == ["mountaincar"]
+    assert get_agent("dqn")[1].presets_for("CartPole-v1") == []
+    note_tuned_presets("sac", "MountainCarContinuous-v0")
+    note_tuned_presets("sac", "Pendulum-v1")
+    assert capsys.readouterr().err.splitlines() == [
+        "note: sac has a preset tuned for MountainCarContinuous-v0 (--preset mountaincar); this run takes the defaults"
+    ]
 
 
 def test_console_script_reports_errors_without_a_traceback(tmp_path):

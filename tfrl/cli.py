@@ -210,6 +210,8 @@ def _train(args: argparse.Namespace) -> int:
             "--resume continues a run with its saved config; --set, --config, --preset and --discretize "
             "cannot change it"
         )
+    if args.resume is None and args.preset == "default":
+        note_tuned_presets(args.algorithm, args.env_id)
     result = train(
         args.algorithm,
         args.env_id,
@@ -250,6 +252,20 @@ def _train(args: argparse.Namespace) -> int:
         for other in exports_beside(result.export_path):
             print(f"kept beside it: {other} ({describe_export(other)})")
     return 0
+
+
+def note_tuned_presets(algorithm: str, env_id: str) -> None:
+    """Say on stderr when the env has a preset of this algorithm tuned for it and the run takes the
+    defaults instead: the defaults learn most envs, but some (MountainCar's sparse reward) need their own."""
+    from tfrl.agents import get_agent
+
+    tuned = get_agent(algorithm)[1].presets_for(env_id)
+    if tuned:
+        presets = " or ".join(f"--preset {preset}" for preset in tuned)
+        print(
+            f"note: {algorithm} has a preset tuned for {env_id} ({presets}); this run takes the defaults",
+            file=sys.stderr,
+        )
 
 
 def exports_beside(path: Path) -> list[Path]:

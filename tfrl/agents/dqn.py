@@ -208,7 +208,9 @@ class DQNConfig(AgentConfig):
     PRESET_ENVS: ClassVar[dict[str, tuple[str, ...]]] = {
         "frozenlake": ("FrozenLake-v1",),
         "mountaincar": ("MountainCar-v0",),
-        "minatar": tuple(f"MinAtar/{game}-v1" for game in ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")),
+        "minatar": tuple(
+            f"MinAtar/{game}-v1" for game in ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
+        ),
     }
 
     def validate(self) -> None:

@@ -153,7 +153,10 @@ class PPOConfig(AgentConfig, SeparateRates):
         "pendulum": {"num_envs": 8},
         "lunarlander": {"num_envs": 16, "total_steps": 1_000_000, "eval_every": 25_000, "checkpoint_every": 100_000},
     }
-    PRESET_ENVS: ClassVar[dict[str, tuple[str, ...]]] = {"pendulum": ("Pendulum-v1",), "lunarlander": ("LunarLander-v3",)}
+    PRESET_ENVS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "pendulum": ("Pendulum-v1",),
+        "lunarlander": ("LunarLander-v3",),
+    }
 
     def validate(self) -> None:
         self.require_positive(
