@@ -23,14 +23,13 @@ and how to resume.
 from __future__ import annotations
 
 import math
-import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tfrl.errors import CallbackFailed, ConfigError
+from tfrl.errors import CallbackFailed, ConfigError, raised
 
 
 class Run:
@@ -137,10 +136,10 @@ class Callbacks:
             try:
                 getattr(callback, hook)(self.run, *args)
             except Exception as error:  # noqa: BLE001 — a user's hook may raise anything; the run keeps its work
-                details = "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
+                headline, details = raised(error)
                 raise CallbackFailed(
-                    f"the callback {type(callback).__name__}.{hook} raised {type(error).__name__}: {error} at env "
-                    f"step {self.run.step}\n{details}"
+                    f"the callback {type(callback).__name__}.{hook} raised {headline} at env step {self.run.step}\n"
+                    f"{details}"
                 ) from None
 
 

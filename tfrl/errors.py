@@ -1,5 +1,7 @@
 """Errors tfrl raises for bad input: each names the bad value and what would be valid."""
 
+import traceback
+
 
 class TfrlError(ValueError):
     """Base class of every error tfrl raises for bad input or bad files."""
@@ -45,3 +47,10 @@ class RunLockedError(TfrlError):
 class CallbackFailed(TfrlError):
     """A user's callback raised during a run: the run keeps a checkpoint and its best policy; the message
     names the callback and its hook."""
+
+
+def raised(error: BaseException) -> tuple[str, str]:
+    """What a user's code (an env, a callback) raised, for a tfrl error that reports it: the exception's
+    type and message, and its whole traceback, which points at the user's line."""
+    details = "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
+    return f"{type(error).__name__}: {error}", details

@@ -20,7 +20,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -64,6 +63,7 @@ from tfrl.errors import (
     TfrlError,
     TrainingDiverged,
     WorkerError,
+    raised,
 )
 from tfrl.export import DEFAULT_EXPORT_DIR, check_export_target, export_policy, read_metadata
 from tfrl.logger import RunLogger
@@ -160,8 +160,8 @@ def env_failure(env_id: str, error: Exception, when: str) -> Exception:
     errors (a wrapper's) pass unchanged."""
     if isinstance(error, TfrlError):
         return error
-    details = "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
-    return EnvFailed(f"the env {env_id} raised {type(error).__name__}: {error} {when}\n{details}")
+    headline, details = raised(error)
+    return EnvFailed(f"the env {env_id} raised {headline} {when}\n{details}")
 
 
 def evaluate(
