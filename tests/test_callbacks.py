@@ -8,9 +8,10 @@ import pytest
 
 import tfrl
 from tfrl.checkpoint import Checkpointer
-from tfrl.errors import CallbackFailed, ConfigError
+from tfrl.errors import CallbackFailed, ConfigError, StorageError
 from tfrl.export import load_policy
 from tfrl.logger import read_jsonl
+from tfrl.training import RunSettings
 
 SHORT = dict(eval_episodes=2, progress=False)
 
@@ -137,6 +138,42 @@ def test_a_callback_that_raises_keeps_the_work_and_says_how_to_resume(tmp_path):
     assert "the callback Broken.on_evaluation raised KeyError: 'my_metric' at env step 1000" in first_line
     assert "a checkpoint at step 1000" in first_line and f"tfrl train --resume {run_dir}" in first_line
     assert load_policy(tmp_path / "exports" / "dqn-CartPole-v1").metadata["evaluation"]["env_step"] in (500, 1000)
+
+
+class BrokenAfterFirstEvaluation(tfrl.Callback):
+    def on_evaluation(self, run, returns, is_best):
+        if run.step >= 1_000:
+            raise KeyError("my_metric")
+
+
+def test_a_second_failure_while_exporting_on_the_way_out_is_reported_beside_the_first(tmp_path, monkeypatch):
+    choose, calls = RunSettings.choose_export_name, []
+
+    def disk_full_on_the_way_out(self, run_dir):  # the run's start chooses its export name as usual
+        calls.append(run_dir)
+        if len(calls) > 1:
+            raise StorageError(f"no space left on the device holding {run_dir}")
+        return choose(self, run_dir)
+
+    monkeypatch.setattr(RunSettings, "choose_export_name", disk_full_on_the_way_out)
+    with pytest.raises(CallbackFailed) as stopped:
+        tfrl.train(
+            "dqn", "CartPole-v1", total_steps=5_000, eval_every=500, logdir=tmp_path / "runs",
+            export_dir=tmp_path / "exports", callbacks=[BrokenAfterFirstEvaluation()], **SHORT,
+        )  # fmt: skip
+    first_line = str(stopped.value).splitlines()[0]
+    assert first_line.startswith("the callback BrokenAfterFirstEvaluation.on_evaluation raised KeyError")
+    assert "could not be exported (no space left on the device" in first_line and "tfrl export" in first_line
+
+
+def test_a_run_that_exports_nothing_says_where_its_best_policy_is_when_it_stops(tmp_path):
+    with pytest.raises(CallbackFailed) as stopped:
+        tfrl.train(
+            "dqn", "CartPole-v1", total_steps=5_000, eval_every=500, logdir=tmp_path / "runs", export=False,
+            callbacks=[BrokenAfterFirstEvaluation()], **SHORT,
+        )  # fmt: skip
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert f"is in the checkpoint (this run exports nothing; tfrl export {run_dir} writes it)" in str(stopped.value)
 
 
 def test_callbacks_that_are_not_callbacks_are_refused_before_any_file(tmp_path):

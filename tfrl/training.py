@@ -964,17 +964,26 @@ def _stopped_message(
     and (unless the weights diverged, which a resume would repeat) how to continue."""
     first, *details = str(error).split("\n")
     kept = _keep_checkpoint(checkpointer, agent, save=not isinstance(error, TrainingDiverged))
-    export_path = _final_export_path(settings, run_dir, agent.config)
-    if export_path is not None and best.weights is not None:
-        try:
-            export_best(agent, settings, run_dir, export_path, best)
-            exported = f"the best policy (return {best.score:.1f} at step {best.step}) was exported to {export_path}"
-        except (OSError, StorageError) as failure:
-            exported = f"the best policy could not be exported ({failure}); tfrl export {run_dir} retries it"
-    else:
-        exported = "nothing was exported (no finite policy was evaluated)"
+    exported = _export_on_stop(agent, settings, run_dir, best)
     resume = "" if isinstance(error, TrainingDiverged) else f"; continue with: tfrl train --resume {run_dir}"
     return "\n".join([f"{first}; {kept}; {exported}{resume}", *details])
+
+
+def _export_on_stop(agent: Any, settings: RunSettings, run_dir: Path, best: BestPolicy) -> str:
+    """Export the best policy of a run that is stopping on an error; says what became of it. Nothing
+    here may raise: a second failure (the disk that stopped the run, an export place taken meanwhile)
+    is reported beside the first, never instead of it."""
+    if best.weights is None:
+        return "nothing was exported (no finite policy was evaluated)"
+    policy = f"the best policy (return {best.score:.1f} at step {best.step})"
+    try:
+        export_path = _final_export_path(settings, run_dir, agent.config)
+        if export_path is None:
+            return f"{policy} is in the checkpoint (this run exports nothing; tfrl export {run_dir} writes it)"
+        export_best(agent, settings, run_dir, export_path, best)
+    except (OSError, TfrlError) as failure:
+        return f"{policy} could not be exported ({failure}); tfrl export {run_dir} retries it"
+    return f"{policy} was exported to {export_path}"
 
 
 def _run_evaluator(settings: RunSettings, config: Any) -> Evaluator:
