@@ -163,7 +163,7 @@ def test_each_preset_tuned_on_an_env_is_named_when_a_run_there_takes_the_default
             assert preset in config_class.PRESETS and env_ids, (name, preset)
             for env_id in env_ids:
                 assert preset in config_class.presets_for(env_id)
-    assert get_agent("dqn")[1].presets_for("MountainCar-v0") == ["mountaincar"]
+    assert get_agent("dqn")[1].presets_for("Taxi-v4") == ["taxi"]
     assert get_agent("dqn")[1].presets_for("CartPole-v1") == []
     note_tuned_presets("sac", "MountainCarContinuous-v0")
     note_tuned_presets("sac", "Pendulum-v1")

@@ -137,28 +137,6 @@ class DQNConfig(AgentConfig):
         # average over more outcomes: seeds 0-2 all end within 0.01 of value iteration's 0.740. γ stays
         # 0.99, whose optimal policy here is γ = 1's; 0.999 ended seed 2 at 0.55.
         "frozenlake": dict(learning_rate=5e-4, batch_size=256),
-        # MountainCar-v0, whose only signal is reaching the flag: rl-zoo3's hyperparams/dqn.yml entry
-        # (120k env steps): Adam 4e-3, batch 128, memory 10k, γ 0.98, 8 gradient steps every 16 env
-        # steps, ε from 1 to 0.07 over the first 20 % (24k steps), a hard target copy every 600 env
-        # steps (= 300 of our gradient steps). The defaults' ε is spent after 8k steps, before a
-        # random walk first reaches the flag.
-        # Taxi-v4: the +20 comes only after a pick-up and a drop-off in the right places, which random
-        # moves seldom string together within the defaults' 8k steps of ε decay (40 episodes): greedy
-        # from then on, seed 0 still scored −200 (every episode cut at 200 steps) after 50k env steps.
-        # ε decayed over 25k steps instead, the same run reaches −34 by 35k steps.
-        "taxi": dict(exploration_steps=25_000),
-        "mountaincar": dict(
-            learning_rate=4e-3,
-            gamma=0.98,
-            batch_size=128,
-            buffer_size=10_000,
-            learning_starts=1_000,
-            train_freq=16,
-            gradient_steps=8,
-            target_update_interval=300,
-            exploration_final_eps=0.07,
-            exploration_steps=24_000,
-        ),
         # Atari from pixels (ALE/<Game>-v5; tfrl.envs preprocesses and stacks 4 frames): rl-zoo's
         # hyperparams/dqn.yml "atari" entry (Stable-Baselines3's tuning of the Nature DQN, Mnih et al.
         # 2015): Adam 1e-4, batch 32, memory 100k, learning from 100k steps, one gradient step every 4
@@ -213,7 +191,6 @@ class DQNConfig(AgentConfig):
     PRESET_ENVS: ClassVar[dict[str, tuple[str, ...]]] = {
         "frozenlake": ("FrozenLake-v1",),
         "taxi": ("Taxi-v4",),
-        "mountaincar": ("MountainCar-v0",),
         "minatar": tuple(
             f"MinAtar/{game}-v1" for game in ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
         ),
