@@ -157,7 +157,7 @@ class HostActor:
         self.hidden: list[tuple[np.ndarray, np.ndarray]] = []
         self.output: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
         self.scale: tuple[np.ndarray, np.ndarray] | np.ndarray = np.zeros(0)
-        self.statistics: tuple[np.ndarray, np.ndarray] | None = None  # the normaliser's mean and √(var + ε)
+        self.statistics: tuple[np.ndarray, np.ndarray, float] | None = None  # the normaliser's mean, √(var + ε), clip
         bounds = actor.head if isinstance(actor, GaussianActor) else None
         self.centre = np.asarray(bounds.centre if bounds else [], np.float32)
         self.half_range = np.asarray(bounds.half_range if bounds else [], np.float32)
@@ -203,8 +203,7 @@ class HostActor:
     def outputs(self, observations: np.ndarray) -> Any:
         """What the Keras actor's ``call`` returns (logits, or mean and scale), from the copied weights."""
         if self.statistics is not None:
-            mean, deviation = self.statistics
-            clip = self.actor.normalizer.clip
+            mean, deviation, clip = self.statistics
             observations = np.clip((observations - mean) / deviation, -clip, clip)
         features = observations.reshape(len(observations), -1)
         for kernel, bias in self.hidden:
@@ -228,7 +227,7 @@ class HostActor:
         head, normalizer = self.actor.head, self.actor.normalizer
         if normalizer is not None:  # float32 arithmetic, as ObservationNormalizer.compute
             variance = normalizer.variance.numpy().astype(np.float32) + np.float32(VARIANCE_EPSILON)
-            self.statistics = normalizer.mean.numpy().astype(np.float32), np.sqrt(variance)
+            self.statistics = normalizer.mean.numpy().astype(np.float32), np.sqrt(variance), normalizer.clip
         self.hidden = [dense(layer) for layer in self.actor.torso.dense]
         if isinstance(self.actor, CategoricalActor):
             self.output = dense(head.logits)
