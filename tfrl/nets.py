@@ -2,6 +2,7 @@
 
     observations (as the env gives them)
       → ObservationEncoder   one-hot for Discrete / MultiDiscrete, float32 (uint8 frames scaled to [0, 1])
+      → ObservationNormalizer  optional: running mean and variance of Box observations, clipped
       → torso                MLP, or ConvTorso for image observations (Nature-DQN or MinAtar sizes)
       → head                 QHead (optional dueling), CategoricalHead, GaussianHead, DeterministicHead, ValueHead
 
@@ -55,6 +56,10 @@ class _Direct:
         """``variable`` (one value per output column) repeated for every row of ``rows``."""
         return ops.broadcast_to(variable, (ops.shape(rows)[0], variable.shape[0]))
 
+    def standardize(self, features: Any, mean: Any, variance: Any) -> Any:
+        """``(features − mean) / √variance``, computed as it runs."""
+        return (features - mean) / ops.sqrt(variance)
+
 
 class _Plain:
     """How a tfrl layer's ``compute`` applies its sublayers in ``plain``: fresh copies of Keras' own
@@ -75,6 +80,17 @@ class _Plain:
         outputs = twin(ops.ones_like(rows[:, :1]))
         twin.set_weights([ops.convert_to_numpy(variable)[None]])
         return outputs
+
+    def standardize(self, features: Any, mean: Any, variance: Any) -> Any:
+        """Keras' ``Normalization`` layer holding ``mean`` and ``variance`` as constants (they are in its
+        config, so the saved model carries them): the same ``(features − mean) / √variance``."""
+        twin = layers.Normalization(
+            axis=tuple(range(1, len(mean.shape) + 1)),
+            mean=ops.convert_to_numpy(mean),
+            variance=ops.convert_to_numpy(variance),
+            name=f"{self.prefix}_standardize",
+        )
+        return twin(features)
 
 
 class _Part(layers.Layer):
@@ -170,6 +186,77 @@ class ObservationEncoder(_Part):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "space": self.space}
+
+
+def merge_moments(mean: Any, variance: Any, count: Any, batch_mean: Any, batch_variance: Any, batch_count: Any) -> Any:
+    """``(mean, variance, count)`` of two sets of samples from each one's moments: Chan, Golub and
+    LeVeque's parallel algorithm (1979), Stable-Baselines3's ``RunningMeanStd.update_from_moments``.
+
+        δ = m_b − m_a,   n = n_a + n_b,   m = m_a + δ·n_b/n,   v = (v_a·n_a + v_b·n_b + δ²·n_a·n_b/n) / n
+
+    Plain arithmetic, so it merges NumPy arrays and tensors alike; ``n_a = 0`` gives the batch's own
+    moments exactly.
+    """
+    delta = batch_mean - mean
+    total = count + batch_count
+    squares = variance * count + batch_variance * batch_count + delta * delta * count * batch_count / total
+    return mean + delta * batch_count / total, squares / total, total
+
+
+VARIANCE_EPSILON = 1e-8  # added to every variance a normaliser divides by, so a constant feature stays finite
+
+
+@keras.saving.register_keras_serializable(package="tfrl")
+class ObservationNormalizer(_Part):
+    """Box observations standardised by running statistics and clipped:
+    ``clip((x − mean) / √(var + 1e-8), −clip, clip)``.
+
+    ``mean``, ``variance`` and ``count`` are non-trainable float64 variables (a float32 count stops
+    counting at 2^24 observations) that only ``update`` changes, with the moments of each batch of raw
+    training observations (``merge_moments``); before the first, ``count`` is 0 and the layer leaves
+    observations as they are (mean 0, variance 1). One layer is shared by every network of an agent
+    (actor, critics, target copies), so they all see the same statistics, and they travel with the
+    weights: in checkpoints, the best policy's weights and the SavedModel, which therefore takes raw
+    observations. Statistics change only when the agent updates them from collected training
+    observations — never while evaluating or exporting. Without it, each observation feature's
+    scale sets how fast its first-layer weights learn (MuJoCo's velocities dwarf its angles).
+    """
+
+    def __init__(self, clip: float = 10.0, **kwargs: Any):
+        super().__init__(**kwargs)
+        if not (math.isfinite(clip) and clip > 0):
+            raise ValueError(f"clip={clip} must be a positive number")
+        self.clip = float(clip)
+
+    def build(self, input_shape: Sequence[int | None]) -> None:
+        shape = tuple(input_shape[1:])
+        self.mean = self.add_weight(shape=shape, initializer="zeros", dtype="float64", trainable=False, name="mean")
+        self.variance = self.add_weight(
+            shape=shape, initializer="ones", dtype="float64", trainable=False, name="variance"
+        )
+        self.count = self.add_weight(shape=(), initializer="zeros", dtype="float64", trainable=False, name="count")
+
+    def compute(self, features: Any, apply: _Direct | _Plain) -> Any:
+        mean = ops.cast(self.mean, features.dtype)
+        variance = ops.cast(self.variance, features.dtype) + VARIANCE_EPSILON
+        return ops.clip(apply.standardize(features, mean, variance), -self.clip, self.clip)
+
+    def update(self, observations: Any) -> None:
+        """Merge a batch of observations (``[batch, *shape]``) into the statistics."""
+        batch = ops.reshape(ops.cast(observations, "float64"), (-1, *self.mean.shape))
+        moments = merge_moments(
+            self.mean,
+            self.variance,
+            self.count,
+            ops.mean(batch, axis=0),
+            ops.var(batch, axis=0),
+            ops.cast(ops.shape(batch)[0], "float64"),
+        )
+        for variable, value in zip((self.mean, self.variance, self.count), moments, strict=True):
+            variable.assign(value)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "clip": self.clip}
 
 
 @keras.saving.register_keras_serializable(package="tfrl")
@@ -547,6 +634,8 @@ class _Network(keras.Model):
         observation_space: the observation space as ``tfrl.envs.observation_encoding`` describes it
             (None for a Box), which picks the ``ObservationEncoder``.
         torso: ``"mlp"``, ``"nature"`` or ``"minatar"`` (``resolve_torso`` picks one for a space).
+        normalizer: an ``ObservationNormalizer`` between the encoder and the torso — the agent's one
+            layer, shared by all its networks — or its config (a network loaded from its own), or None.
     """
 
     def __init__(
@@ -555,6 +644,7 @@ class _Network(keras.Model):
         activation: str,
         observation_space: dict[str, Any] | None,
         torso: str,
+        normalizer: ObservationNormalizer | dict[str, Any] | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -563,10 +653,14 @@ class _Network(keras.Model):
         self.observation_space = observation_space
         self.torso_kind = torso
         self.encoder = ObservationEncoder(observation_space, name="encoder")
+        self.normalizer = ObservationNormalizer.from_config(normalizer) if isinstance(normalizer, dict) else normalizer
         self.torso = make_torso(torso, self.hidden_sizes, activation)
 
     def features(self, observations: Any, apply: Any = _run) -> Any:
-        return apply(self.torso, apply(self.encoder, observations))
+        features = apply(self.encoder, observations)
+        if self.normalizer is not None:
+            features = apply(self.normalizer, features)
+        return apply(self.torso, features)
 
     def compute(self, inputs: Any, apply: Any) -> Any:
         raise NotImplementedError
@@ -591,6 +685,7 @@ class _Network(keras.Model):
             "activation": self.activation,
             "observation_space": self.observation_space,
             "torso": self.torso_kind,
+            "normalizer": None if self.normalizer is None else self.normalizer.get_config(),
         }
 
 
@@ -622,9 +717,14 @@ class QNetwork(_Network):
 
 
 def soft_update(target: keras.Model, source: keras.Model, tau: float) -> None:
-    """Move ``target``'s weights toward ``source``'s: ``t ← τ·s + (1 − τ)·t`` (τ = 1 copies)."""
+    """Move ``target``'s weights toward ``source``'s: ``t ← τ·s + (1 − τ)·t`` (τ = 1 copies).
+
+    A variable both networks hold (the shared ``ObservationNormalizer``'s statistics) is left alone:
+    it is already the source's, and ``τ·s + (1 − τ)·s`` would round it away from itself.
+    """
     for target_weight, source_weight in zip(target.weights, source.weights, strict=True):
-        target_weight.assign(tau * source_weight + (1.0 - tau) * target_weight)
+        if target_weight is not source_weight:
+            target_weight.assign(tau * source_weight + (1.0 - tau) * target_weight)
 
 
 # Policy-gradient networks: a stochastic actor outputs the parameters of a distribution over actions

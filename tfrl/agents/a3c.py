@@ -94,7 +94,7 @@ class A3CConfig(AgentConfig, SeparateRates):
     """
 
     # configs saved before ``pipeline`` existed were trained in lockstep
-    ADDED_FIELDS: ClassVar[dict[str, Any]] = {"pipeline": False}
+    ADDED_FIELDS: ClassVar[dict[str, Any]] = {**AgentConfig.ADDED_FIELDS, "pipeline": False}
 
     workers: int = 0
     worker_cpus: float = 1.0
@@ -200,6 +200,13 @@ class A3CConfig(AgentConfig, SeparateRates):
     PRESET_ENVS: ClassVar[dict[str, tuple[str, ...]]] = {"pendulum": ("Pendulum-v1",)}
 
     def validate(self) -> None:
+        # Workers take only the trainable weights the driver publishes, and the driver's FlatOptimizer
+        # steps every variable it lays end to end: statistics would need a merge protocol of their own.
+        self._require(
+            "normalize_observations",
+            not self.normalize_observations,
+            "False: A3C's workers do not share observation statistics yet (use ppo or actor-critic)",
+        )
         self.require_positive(
             "envs_per_worker",
             "update_every",
@@ -322,7 +329,9 @@ class A3CNetworks:
             self.model([observation, np.zeros((1, self.state_size), np.float32)])
             self.actor_variables, self.critic_variables = self.model.actor_variables, self.model.critic_variables
         else:
-            self.actor = build_actor(action_space, observation_space, config)
+            self.actor = build_actor(
+                action_space, observation_space, config, network_inputs(observation_space, config.torso)
+            )
             self.critic = ValueCritic(
                 config.layer_sizes("vf"), config.activation, **network_inputs(observation_space, config.torso)
             )

@@ -51,7 +51,8 @@ class ActorCriticConfig(AgentConfig, SeparateRates):
 
     ``n_steps`` counts steps of each vector env per update, so an update learns from
     ``n_steps × num_envs`` transitions. ``reward_scale`` multiplies rewards only where the agent
-    learns from them (logged returns stay in the env's units). ``initial_scale``, ``min_scale`` and
+    learns from them (logged returns stay in the env's units); ``normalize_rewards`` first divides each
+    by the running standard deviation of the discounted return (``stochastic.RewardScaler``). ``initial_scale``, ``min_scale`` and
     ``state_dependent_scale`` only matter for Box action spaces. ``learning_rate`` is both networks'
     rate unless ``actor_learning_rate`` or ``critic_learning_rate`` sets one apart. The ``pendulum`` preset beats −200
     on Pendulum-v1 within 220k-390k env steps on seeds 0-4, though its return still oscillates.
@@ -66,6 +67,7 @@ class ActorCriticConfig(AgentConfig, SeparateRates):
     normalize_advantage: bool = False
     max_grad_norm: float = 0.5
     reward_scale: float = 1.0
+    normalize_rewards: bool = False
     hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
     optimizer: str = "adam"
@@ -73,6 +75,8 @@ class ActorCriticConfig(AgentConfig, SeparateRates):
     initial_scale: float = 1.0
     min_scale: float = 1e-3
 
+    # configs saved before ``normalize_rewards`` existed learned from the rewards as they were
+    ADDED_FIELDS: ClassVar[dict[str, Any]] = {**AgentConfig.ADDED_FIELDS, "normalize_rewards": False}
     NET_ARCH_ROLES: ClassVar[tuple[str, ...]] = ("pi", "vf")
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "default": {},
@@ -156,7 +160,7 @@ class ActorCriticAgent(RolloutLearning, AgentBase):
         seed: int = 0,
     ) -> None:
         self._setup(config, observation_space, action_space, env_id)
-        self.actor = build_actor(self.action_space, self.observation_space, config)
+        self.actor = build_actor(self.action_space, self.observation_space, config, self.network_inputs)
         self.critic = ValueCritic(config.layer_sizes("vf"), config.activation, **self.network_inputs)
         self.critic(np.zeros((1, *self.observation_shape), np.float32))
         self.actor_optimizer = make_optimizer(config.optimizer, config.actor_rate, config.max_grad_norm)

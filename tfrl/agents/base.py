@@ -4,7 +4,7 @@
 inherits; ``CollectingAgent`` adds ``observe`` (the shared collection loop feeds it) and
 ``UpdateProducer`` adds ``update_stream`` (A3C's workers produce updates; the shared loop does the rest). ``AgentBase`` is
 the constructor preamble every agent shares: refuse spaces it cannot handle with a clear error, then
-keep the config and the spaces.
+keep the config and the spaces, and make the observation normaliser its networks share.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfrl.envs import check_spaces, network_inputs
+from tfrl.errors import ConfigError
+from tfrl.nets import ObservationNormalizer
 
 if TYPE_CHECKING:
     from tfrl.training import RunSettings
@@ -94,7 +96,9 @@ class AgentBase:
     """The constructor preamble: check the spaces, keep the config, the spaces and the observation shape.
 
     A subclass names its ``algorithm`` and the ``action_spaces`` it accepts (``space_hint`` says what
-    to use instead) and calls ``_setup`` first thing in ``__init__``.
+    to use instead) and calls ``_setup`` first thing in ``__init__``. Its networks take
+    ``network_inputs``, which hold the agent's one ``ObservationNormalizer`` when the config asks for
+    it, and it calls ``track_observations`` with each batch of training observations it collects.
     """
 
     algorithm: str
@@ -109,8 +113,33 @@ class AgentBase:
         self.observation_space = observation_space
         self.action_space = action_space
         self.observation_shape = tuple(observation_space.shape or ())
-        # what every network of the agent takes: the observation encoder and the torso (tfrl.nets)
-        self.network_inputs = network_inputs(observation_space, config.torso)
+        # what every network of the agent takes: the observation encoder, the normaliser and the torso (tfrl.nets)
+        self.normalizer = self._observation_normalizer(env_id)
+        self.network_inputs = {**network_inputs(observation_space, config.torso), "normalizer": self.normalizer}
+
+    def _observation_normalizer(self, env_id: str) -> ObservationNormalizer | None:
+        """The normaliser every network shares (built, with its update compiled), or None when the
+        config does not ask for one; refused for observations that are not numbers on a scale."""
+        if not self.config.normalize_observations:
+            return None
+        space = self.observation_space
+        if not isinstance(space, gym.spaces.Box) or space.dtype.kind not in "fiu" or space.dtype == np.uint8:
+            raise ConfigError(
+                f"normalize_observations=True standardises Box observations of numbers, but {env_id} has "
+                f"{space}: indices are one-hot encoded and uint8 frames scaled to [0, 1] instead; "
+                "set normalize_observations=False"
+            )
+        normalizer = ObservationNormalizer(self.config.observation_clip, name="normalizer")
+        normalizer.build((None, *self.observation_shape))
+        spec = tf.TensorSpec([None, *self.observation_shape], tf.float32)
+        self._merge_observations = tf.function(normalizer.update, input_signature=[spec]).get_concrete_function()
+        return normalizer
+
+    def track_observations(self, observations: np.ndarray) -> None:
+        """Merge a batch of collected training observations, as the env gave them, into the statistics
+        the networks normalise with (nothing without a normaliser). Evaluation and export never call it."""
+        if self.normalizer is not None:
+            self._merge_observations(np.asarray(observations, np.float32).reshape(-1, *self.observation_shape))
 
     def weights_replaced(self) -> None:
         """Nothing to do for an agent that acts through its Keras networks (see ``Agent``)."""

@@ -213,7 +213,8 @@ class ReplayLearning(ABC):
 
     Until ``learning_starts`` env steps the agent explores with uniformly random actions; after that
     ``_policy_actions`` decides. Every transition goes to the replay memory (rewards times
-    ``reward_scale``), and each training call that falls due runs ``gradient_steps`` gradient steps
+    ``reward_scale``; observations raw, merged into the observation statistics first), and each
+    training call that falls due runs ``gradient_steps`` gradient steps
     inside one compiled ``_train`` call on batches drawn at once. The agent calls
     ``_init_replay_learning`` after ``AgentBase._setup`` and compiles ``_train`` with ``_train_signature``.
     """
@@ -222,6 +223,7 @@ class ReplayLearning(ABC):
     action_space: Any
     observation_shape: tuple[int, ...]
     _train: Callable[..., Any]
+    track_observations: Callable[[np.ndarray], None]
 
     def _init_replay_learning(self, seed: int) -> None:
         """The action bounds, the numpy and graph RNGs (both from ``seed``), the env-step count and the memory."""
@@ -263,6 +265,7 @@ class ReplayLearning(ABC):
         """
         config = self.config
         before = self.env_steps
+        self.track_observations(observations)
         self.replay.add(observations, actions, np.asarray(rewards) * config.reward_scale, next_observations, terminated)
         self.env_steps += len(rewards)
         calls = training_calls_due(before, self.env_steps, config.learning_starts, config.train_freq)

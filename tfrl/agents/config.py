@@ -146,6 +146,10 @@ class AgentConfig:
     per core). Small networks trained one batch at a time, as MinAtar's, run faster with 1: splitting a
     32-row matrix product costs more than it saves, while independent operations still run side by side.
     It is set before the process's first TensorFlow operation (``tfrl.training.use_intra_op_threads``).
+    ``normalize_observations`` puts an ``ObservationNormalizer`` at the input of every network: Box
+    observations standardised by their running mean and variance over the training observations
+    collected so far, clipped to ±``observation_clip`` (Stable-Baselines3's ``VecNormalize(norm_obs=True)``,
+    but inside the networks, so the export carries the statistics and takes raw observations).
     """
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
@@ -157,7 +161,7 @@ class AgentConfig:
     PRESET_ENVS: ClassVar[dict[str, tuple[str, ...]]] = {}
     # fields added after configs were first saved, with the value that keeps a saved config that lacks
     # them (an old run.json, a shipped export's tfrl.json) meaning what it meant: see ``from_saved``
-    ADDED_FIELDS: ClassVar[dict[str, Any]] = {}
+    ADDED_FIELDS: ClassVar[dict[str, Any]] = {"normalize_observations": False}
     NET_ARCH_ROLES: ClassVar[tuple[str, ...]] = ()
 
     # fields with a ``convert`` take Python values as well as text; ``__post_init__`` converts them
@@ -165,6 +169,8 @@ class AgentConfig:
     net_arch: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict, metadata={"convert": _net_arch})
     frame_stack: int = 0
     intra_op_threads: int = 0
+    normalize_observations: bool = False
+    observation_clip: float = 10.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -173,6 +179,7 @@ class AgentConfig:
         self._require_torso()
         self._require_net_arch()
         self.require_non_negative("frame_stack", "intra_op_threads")
+        self.require_positive("observation_clip")
         if isinstance(self, SeparateRates):
             self.require_positive("learning_rate")
             for name in ("actor_learning_rate", "critic_learning_rate"):

@@ -398,6 +398,7 @@ class DQNAgent(AgentBase):
         collector that the episode's open windows end here.
         """
         before = self.env_steps
+        self.track_observations(observations)
         if self.frames is not None:
             observations, next_observations = self.frames.add(observations, next_observations)
         if self.n_step is None:

@@ -59,7 +59,8 @@ class PPOConfig(AgentConfig, SeparateRates):
     once the KL passes 4 × its target, as the tutorial does, critic steps included). ``clip_range_vf`` > 0 clips the critic's
     change too. ``learning_rate`` is both networks' rate (``actor_learning_rate`` or
     ``critic_learning_rate`` sets one apart); ``anneal_steps`` > 0 lowers the rates linearly to 0 at
-    that env step.
+    that env step. ``normalize_rewards`` divides each reward by the running standard deviation of the
+    discounted return (``stochastic.RewardScaler``) before ``reward_scale`` multiplies it.
 
     The default is tuned on CartPole-v1 from rl-zoo3's settings (32 steps of each env, one
     full-batch minibatch, 20 epochs, separate actor and critic optimizers) with 4 envs instead of 8,
@@ -86,6 +87,7 @@ class PPOConfig(AgentConfig, SeparateRates):
     max_grad_norm: float = 0.5
     anneal_steps: int = 0
     reward_scale: float = 1.0
+    normalize_rewards: bool = False
     hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
     optimizer: str = "adam"
@@ -93,6 +95,8 @@ class PPOConfig(AgentConfig, SeparateRates):
     initial_scale: float = 1.0
     min_scale: float = 1e-3
 
+    # configs saved before ``normalize_rewards`` existed learned from the rewards as they were
+    ADDED_FIELDS: ClassVar[dict[str, Any]] = {**AgentConfig.ADDED_FIELDS, "normalize_rewards": False}
     NET_ARCH_ROLES: ClassVar[tuple[str, ...]] = ("pi", "vf")
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "default": {},
@@ -218,7 +222,7 @@ class PPOAgent(RolloutLearning, AgentBase):
         seed: int = 0,
     ) -> None:
         self._setup(config, observation_space, action_space, env_id)
-        self.actor = build_actor(self.action_space, self.observation_space, config)
+        self.actor = build_actor(self.action_space, self.observation_space, config, self.network_inputs)
         self.critic = ValueCritic(config.layer_sizes("vf"), config.activation, **self.network_inputs)
         self.critic(np.zeros((1, *self.observation_shape), np.float32))
         self.actor_optimizer = make_optimizer(config.optimizer, config.actor_rate, config.max_grad_norm)

@@ -52,13 +52,16 @@ class ReinforceConfig(AgentConfig):
     The defaults learn from batches of 8 episodes, normalise returns and use no baseline — the
     tutorial's algorithm with a larger batch and a bigger, slower-learning network: that solves
     CartPole-v1 on seeds 0-4 in 15k-45k env steps (``benchmarks/policy_gradient.py``). ``initial_scale``, ``min_scale`` and
-    ``state_dependent_scale`` only matter for Box action spaces.
+    ``state_dependent_scale`` only matter for Box action spaces. ``normalize_rewards`` divides each
+    reward by the running standard deviation of the discounted return (``stochastic.RewardScaler``)
+    before the returns are computed.
     """
 
     learning_rate: float = 5e-3
     gamma: float = 0.99
     episodes_per_update: int = 8
     normalize_returns: bool = True
+    normalize_rewards: bool = False
     epsilon: float = 1e-8
     baseline: bool = False
     critic_learning_rate: float = 1e-2
@@ -71,6 +74,8 @@ class ReinforceConfig(AgentConfig):
     initial_scale: float = 1.0
     min_scale: float = 1e-3
 
+    # configs saved before ``normalize_rewards`` existed learned from the rewards as they were
+    ADDED_FIELDS: ClassVar[dict[str, Any]] = {**AgentConfig.ADDED_FIELDS, "normalize_rewards": False}
     NET_ARCH_ROLES: ClassVar[tuple[str, ...]] = ("pi", "vf")
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "default": {},
@@ -124,7 +129,7 @@ class ReinforceAgent(StochasticActing, AgentBase):
         seed: int = 0,
     ) -> None:
         self._setup(config, observation_space, action_space, env_id)
-        self.actor = build_actor(self.action_space, self.observation_space, config)
+        self.actor = build_actor(self.action_space, self.observation_space, config, self.network_inputs)
         self.optimizer = make_optimizer(config.optimizer, config.learning_rate, config.max_grad_norm)
         self.optimizer.build(self.actor.trainable_variables)
         self.critic = None
@@ -164,6 +169,7 @@ class ReinforceAgent(StochasticActing, AgentBase):
         if not self.episodes:
             self.episodes = [{"observations": [], "actions": [], "rewards": []} for _ in range(len(rewards))]
         actions = self._learning_actions(actions)
+        rewards = self._learning_rewards(rewards, terminated, truncated)
         done = np.logical_or(terminated, truncated)
         for index, episode in enumerate(self.episodes):
             episode["observations"].append(observations[index])
@@ -179,6 +185,7 @@ class ReinforceAgent(StochasticActing, AgentBase):
         ends = np.zeros(len(batch["rewards"]), np.float32)
         ends[np.cumsum([len(episode["rewards"]) for episode in self.finished]) - 1] = 1.0
         self.finished = []
+        self.track_observations(batch["observations"])
         metrics = self._update(
             batch["observations"].astype(np.float32), batch["actions"], batch["rewards"].astype(np.float32), ends
         )

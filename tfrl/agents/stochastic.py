@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import gymnasium as gym
@@ -20,8 +20,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfrl.envs import network_inputs
-from tfrl.nets import CategoricalActor, GaussianActor
+from tfrl.nets import VARIANCE_EPSILON, CategoricalActor, GaussianActor, merge_moments
 
 tfd = tfp.distributions
 
@@ -43,16 +42,15 @@ class ActorSettings(Protocol):
     @property
     def min_scale(self) -> float: ...
 
-    @property
-    def torso(self) -> str: ...
-
 
 def build_actor(
-    action_space: gym.spaces.Discrete | gym.spaces.Box, observation_space: gym.Space, config: ActorSettings
+    action_space: gym.spaces.Discrete | gym.spaces.Box,
+    observation_space: gym.Space,
+    config: ActorSettings,
+    inputs: Mapping[str, Any],
 ) -> keras.Model:
     """A built ``CategoricalActor`` for a Discrete action space, ``GaussianActor`` for a Box one,
-    with the encoder and torso for ``observation_space``."""
-    inputs = network_inputs(observation_space, config.torso)
+    taking ``inputs`` (the agent's ``network_inputs``: encoder, torso and normaliser for ``observation_space``)."""
     if isinstance(action_space, gym.spaces.Discrete):
         actor = CategoricalActor(int(action_space.n), config.layer_sizes("pi"), config.activation, **inputs)
     else:
@@ -146,7 +144,9 @@ class HostActor:
     calls after each of its updates and whenever its weights are set from outside (``weights_replaced``:
     a restored checkpoint, the best policy put in for an export); reading them on every call would cost
     as much as the TF call. Samples come from a NumPy generator seeded from the run's seed and
-    saved with the agent's counters, so the same seed still gives the same run.
+    saved with the agent's counters, so the same seed still gives the same run. An actor with an
+    ``ObservationNormalizer`` has its statistics copied with the weights and applied as the layer
+    does; they change only between rollouts (``RolloutLearning``, REINFORCE), before the refresh.
     """
 
     def __init__(self, actor: CategoricalActor | GaussianActor, seed: int) -> None:
@@ -157,6 +157,7 @@ class HostActor:
         self.hidden: list[tuple[np.ndarray, np.ndarray]] = []
         self.output: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
         self.scale: tuple[np.ndarray, np.ndarray] | np.ndarray = np.zeros(0)
+        self.statistics: tuple[np.ndarray, np.ndarray, float] | None = None  # the normaliser's mean, √(var + ε), clip
         bounds = actor.head if isinstance(actor, GaussianActor) else None
         self.centre = np.asarray(bounds.centre if bounds else [], np.float32)
         self.half_range = np.asarray(bounds.half_range if bounds else [], np.float32)
@@ -201,6 +202,9 @@ class HostActor:
 
     def outputs(self, observations: np.ndarray) -> Any:
         """What the Keras actor's ``call`` returns (logits, or mean and scale), from the copied weights."""
+        if self.statistics is not None:
+            mean, deviation, clip = self.statistics
+            observations = np.clip((observations - mean) / deviation, -clip, clip)
         features = observations.reshape(len(observations), -1)
         for kernel, bias in self.hidden:
             features = self.activation(features @ kernel + bias)
@@ -220,13 +224,53 @@ class HostActor:
         def dense(layer: keras.layers.Dense) -> tuple[np.ndarray, np.ndarray]:
             return layer.kernel.numpy(), layer.bias.numpy()
 
-        head = self.actor.head
+        head, normalizer = self.actor.head, self.actor.normalizer
+        if normalizer is not None:  # float32 arithmetic, as ObservationNormalizer.compute
+            variance = normalizer.variance.numpy().astype(np.float32) + np.float32(VARIANCE_EPSILON)
+            self.statistics = normalizer.mean.numpy().astype(np.float32), np.sqrt(variance), normalizer.clip
         self.hidden = [dense(layer) for layer in self.actor.torso.dense]
         if isinstance(self.actor, CategoricalActor):
             self.output = dense(head.logits)
             return
         self.output = dense(head.mean)
         self.scale = dense(head.scale) if head.state_dependent_scale else head.raw_scale.numpy()
+
+
+class RewardScaler:
+    """Rewards divided by the running standard deviation of the discounted return, clipped to ±``clip``:
+    Stable-Baselines3's ``VecNormalize(norm_reward=True)``.
+
+    Each vector env keeps its discounted return ``R ← γ·R + r`` (0 again after its episode ends); the
+    returns of every step are merged into a running variance (``merge_moments``), and each reward
+    becomes ``clip(r / √(var + 1e-8), −clip, clip)``. Dividing without centring keeps the sign of
+    every reward, so a penalty stays a penalty. The statistics are checkpointed (``state``); the
+    returns in progress are not, since a resumed run starts fresh episodes.
+    """
+
+    def __init__(self, gamma: float, clip: float = 10.0) -> None:
+        self.gamma, self.clip = gamma, clip
+        self.returns = np.zeros(0)
+        self.mean, self.variance, self.count = 0.0, 1.0, 0.0
+
+    def scale(self, rewards: np.ndarray, done: np.ndarray) -> np.ndarray:
+        """One vector-env step's rewards, scaled (float32); ``done`` marks the envs whose episode ended."""
+        rewards = np.asarray(rewards, np.float64)
+        if len(self.returns) != len(rewards):
+            self.returns = np.zeros(len(rewards))
+        self.returns = self.returns * self.gamma + rewards
+        self.mean, self.variance, self.count = merge_moments(
+            self.mean, self.variance, self.count, float(self.returns.mean()), float(self.returns.var()), len(rewards)
+        )
+        scaled = np.clip(rewards / np.sqrt(self.variance + VARIANCE_EPSILON), -self.clip, self.clip)
+        self.returns[np.asarray(done, bool)] = 0.0
+        return scaled.astype(np.float32)
+
+    def state(self) -> dict[str, float]:
+        return {"mean": self.mean, "variance": self.variance, "count": self.count}
+
+    def load_state(self, state: Mapping[str, float]) -> None:
+        self.mean, self.variance, self.count = (float(state[key]) for key in ("mean", "variance", "count"))
+        self.returns = np.zeros(0)
 
 
 class StochasticActing:
@@ -236,14 +280,18 @@ class StochasticActing:
     TensorFlow functions, traced only for them. The NumPy mode is the Keras actor's up to float32
     rounding (the same argmax and mean, as the exported SavedModel computes them on another CPU).
     The unclipped samples of the last exploring ``act`` are kept in ``self.raw_actions``: learning
-    uses their log-probability, not that of the clipped action the env received.
+    uses their log-probability, not that of the clipped action the env received. With the config's
+    ``normalize_rewards`` the agent learns from rewards scaled by a ``RewardScaler``
+    (``_learning_rewards``); logged returns stay the env's.
     """
 
     actor: keras.Model
     action_space: gym.spaces.Discrete | gym.spaces.Box
+    config: Any
 
     def _init_acting(self, observation_shape: tuple[int, ...], seed: int) -> None:
         self.generator = tf.random.Generator.from_seed(seed)  # checkpointed: a resumed run samples on
+        self.reward_scaler = RewardScaler(self.config.gamma) if self.config.normalize_rewards else None
         self.host_actor = HostActor(self.actor, seed) if HostActor.supports(self.actor) else None
         self.raw_actions: np.ndarray | None = None
         if self.host_actor is not None:
@@ -290,13 +338,27 @@ class StochasticActing:
             return self.raw_actions
         return np.asarray(actions)
 
+    def _learning_rewards(self, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
+        """What ``observe`` learns from: the rewards, scaled when the config normalises them."""
+        if self.reward_scaler is None:
+            return rewards
+        return self.reward_scaler.scale(rewards, np.logical_or(terminated, truncated))
+
     def acting_state(self) -> dict:
-        """The NumPy sampler's state, for the agent's ``numpy_state`` (TF's sampler is a trackable)."""
-        return {} if self.host_actor is None else {"host_sampler": self.host_actor.rng.bit_generator.state}
+        """The NumPy sampler's and the reward scaler's state, for the agent's ``numpy_state`` (TF's
+        sampler is a trackable)."""
+        state: dict[str, Any] = {}
+        if self.host_actor is not None:
+            state["host_sampler"] = self.host_actor.rng.bit_generator.state
+        if self.reward_scaler is not None:
+            state["reward_scaler"] = self.reward_scaler.state()
+        return state
 
     def load_acting_state(self, state: dict) -> None:
         if self.host_actor is not None and "host_sampler" in state:
             self.host_actor.rng.bit_generator.state = state["host_sampler"]
+        if self.reward_scaler is not None:
+            self.reward_scaler.load_state(state["reward_scaler"])
 
 
 def action_spec(action_space: gym.spaces.Discrete | gym.spaces.Box, leading: list) -> tf.TensorSpec:
@@ -344,12 +406,15 @@ class RolloutLearning(StochasticActing, ABC):
     """``observe`` for an agent that learns from fixed-length rollouts (actor-critic, PPO).
 
     The agent sets ``self.rollout`` and ``self.env_steps`` and defines ``learn``, called with the
-    rollout's arrays each time it fills. The rollout in progress is not checkpointed: a resumed run
-    starts fresh episodes, so ``load_numpy_state`` restarts it.
+    rollout's arrays each time it fills, after the rollout's observations were merged into the
+    observation statistics (``AgentBase.track_observations``): so they change once per rollout, and
+    the update's π_old and V_old see the same statistics as its gradient steps. The rollout in
+    progress is not checkpointed: a resumed run starts fresh episodes, so ``load_numpy_state`` restarts it.
     """
 
     rollout: Rollout
     env_steps: int
+    track_observations: Callable[[np.ndarray], None]
 
     @abstractmethod
     def learn(self, batch: list[np.ndarray]) -> dict[str, float]:
@@ -368,7 +433,7 @@ class RolloutLearning(StochasticActing, ABC):
         full = self.rollout.add(
             observations=observations,
             actions=self._learning_actions(actions),
-            rewards=rewards,
+            rewards=self._learning_rewards(rewards, terminated, truncated),
             next_observations=next_observations,
             terminated=terminated,
             truncated=truncated,
@@ -376,6 +441,7 @@ class RolloutLearning(StochasticActing, ABC):
         self.env_steps += len(rewards)
         if not full:
             return None
+        self.track_observations(self.rollout.arrays["observations"])
         metrics = self.learn(self.rollout.batch())
         self.weights_replaced()
         return metrics
