@@ -11,6 +11,7 @@ from tfrl.agents.actor_critic import ActorCriticConfig
 from tfrl.agents.ppo import PPOAgent, PPOConfig
 from tfrl.agents.stochastic import HostActor, action_distribution, build_actor, clip_to_bounds
 from tfrl.checkpoint import Checkpointer
+from tfrl.envs import network_inputs
 from tfrl.nets import CategoricalActor, GaussianActor, ValueCritic
 from tfrl.training import BestPolicy
 
@@ -187,8 +188,9 @@ def test_value_critic_outputs_one_value_per_observation():
 
 def test_build_actor_picks_the_network_for_the_space():
     config, observation_space = ActorCriticConfig(hidden_sizes=(8,)), gym.spaces.Box(-1.0, 1.0, (3,))
-    assert isinstance(build_actor(gym.spaces.Discrete(3), observation_space, config), CategoricalActor)
-    gaussian = build_actor(gym.spaces.Box(-2.0, 2.0, (1,)), observation_space, config)
+    inputs = network_inputs(observation_space, config.torso)
+    assert isinstance(build_actor(gym.spaces.Discrete(3), observation_space, config, inputs), CategoricalActor)
+    gaussian = build_actor(gym.spaces.Box(-2.0, 2.0, (1,)), observation_space, config, inputs)
     assert isinstance(gaussian, GaussianActor) and gaussian.action_low == [-2.0] and gaussian.action_high == [2.0]
 
 
