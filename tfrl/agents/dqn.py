@@ -137,6 +137,11 @@ class DQNConfig(AgentConfig):
         # average over more outcomes: seeds 0-2 all end within 0.01 of value iteration's 0.740. γ stays
         # 0.99, whose optimal policy here is γ = 1's; 0.999 ended seed 2 at 0.55.
         "frozenlake": dict(learning_rate=5e-4, batch_size=256),
+        # Taxi-v4: the +20 comes only after a pick-up and a drop-off in the right places, which random
+        # moves seldom string together within the defaults' 8k steps of ε decay (40 episodes): greedy
+        # from then on, seed 0 still scored −200 (every episode cut at 200 steps) after 50k env steps.
+        # ε decayed over 25k steps instead, the same run reaches −34 by 35k steps.
+        "taxi": dict(exploration_steps=25_000),
         # Atari from pixels (ALE/<Game>-v5; tfrl.envs preprocesses and stacks 4 frames): rl-zoo's
         # hyperparams/dqn.yml "atari" entry (Stable-Baselines3's tuning of the Nature DQN, Mnih et al.
         # 2015): Adam 1e-4, batch 32, memory 100k, learning from 100k steps, one gradient step every 4
